@@ -1,0 +1,165 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/token"
+)
+
+const (
+	headerRequestID = "X-Request-Id"
+	ctxRequestID    = "latch.request_id"
+	ctxClientToken  = "latch.client_token"
+)
+
+// An incoming X-Request-Id is kept only if it is short and plain, so it can
+// go into logs unescaped.
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
+
+// withRequestID gives every request an id, echoed in X-Request-Id.
+func withRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(headerRequestID)
+		if !validRequestID.MatchString(id) {
+			id = credentials.RandomToken(12)
+		}
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set(headerRequestID, id)
+		return next(c)
+	}
+}
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get(ctxRequestID).(string)
+	return id
+}
+
+// metrics are the HTTP metrics of one App (no global registry: two Apps in
+// one process, as in tests, do not collide).
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"method", "route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "latch_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "route"}),
+	}
+	reg.MustRegister(m.requests, m.latency)
+	return m
+}
+
+// observe logs and measures each request. It logs the route pattern, never
+// the query string, headers or body, so secrets cannot reach the log.
+func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		a.metrics.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
+		a.metrics.latency.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
+		level := slog.LevelInfo
+		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+			level = slog.LevelDebug
+		}
+		a.log.LogAttrs(c.Request().Context(), level, "request",
+			slog.String("request_id", requestID(c)),
+			slog.String("method", c.Request().Method),
+			slog.String("route", route),
+			slog.Int("status", status),
+			slog.Duration("duration", elapsed),
+			slog.String("remote_ip", c.RealIP()),
+		)
+		return nil
+	}
+}
+
+// recoverPanics turns a panic into a logged 500 in the route's dialect.
+func (a *App) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// requireClientToken guards Latch's own APIs: a Bearer ClientAccessToken for
+// Latch's API audience carrying every listed scope.
+func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			raw, ok := bearerToken(c)
+			if !ok {
+				return a.bearerChallenge(c, token.ErrInvalidClientToken("a Bearer ClientAccessToken is required"))
+			}
+			claims, err := a.tokens.VerifyAccessToken(c.Request().Context(), raw, a.tokens.Options().APIResource)
+			if err != nil {
+				return a.bearerChallenge(c, err)
+			}
+			if !claims.IsClientToken() {
+				return a.bearerChallenge(c, token.ErrInvalidClientToken("a ClientAccessToken is required, not a user token"))
+			}
+			for _, sc := range scopes {
+				if !claims.HasScope(sc) {
+					c.Response().Header().Set(echo.HeaderWWWAuthenticate,
+						fmt.Sprintf(`Bearer realm="latch", error="insufficient_scope", scope="%s"`, strings.Join(scopes, " ")))
+					return &fault.Error{Code: token.CodeInsufficientScope, Status: 403,
+						Message: fmt.Sprintf("the client token lacks the %q scope", sc)}
+				}
+			}
+			c.Set(ctxClientToken, claims)
+			return next(c)
+		}
+	}
+}
+
+// bearerChallenge sets the RFC 6750 challenge on a 401.
+func (a *App) bearerChallenge(c echo.Context, err error) error {
+	if fe, ok := fault.As(err); ok && fe.Code == token.CodeInvalidClientToken {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate,
+			fmt.Sprintf(`Bearer realm="latch", error="invalid_token", error_description=%q`, fe.Message))
+	}
+	return err
+}
+
+// clientToken returns the verified ClientAccessToken of a guarded route.
+func clientToken(c echo.Context) *token.AccessClaims {
+	claims, _ := c.Get(ctxClientToken).(*token.AccessClaims)
+	return claims
+}
+
+func bearerToken(c echo.Context) (string, bool) {
+	h := c.Request().Header.Get(echo.HeaderAuthorization)
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+		return "", false
+	}
+	raw := strings.TrimSpace(h[7:])
+	return raw, raw != ""
+}

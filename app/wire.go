@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/store"
+	"github.com/latch-dev/latch/token"
+)
+
+// Migrations lists every package's schema steps in dependency order.
+func Migrations() [][]store.Migration {
+	return [][]store.Migration{token.Migrations()}
+}
+
+// Services are Latch's domain services over one database, for the server
+// and for CLI commands that act without HTTP.
+type Services struct {
+	Config config.Config
+	DB     *store.DB
+	Tokens *token.Service
+}
+
+// Open connects to the configured database, applies migrations when
+// migrate is true (else refuses to run on an outdated schema), builds the
+// domain services and makes sure signing keys exist.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (*Services, error) {
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns})
+	if err != nil {
+		return nil, err
+	}
+	if migrate {
+		applied, err := db.Migrate(ctx, Migrations()...)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if len(applied) > 0 {
+			log.Info("applied migrations", slog.Any("ids", applied))
+		}
+	} else {
+		pending, err := db.Pending(ctx, Migrations()...)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		if len(pending) > 0 {
+			db.Close()
+			return nil, fmt.Errorf("the database schema is outdated (%d migrations pending): run `latch migrate`", len(pending))
+		}
+	}
+	sealer, err := credentials.NewSealer(cfg.SecretKeyBytes)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	tokens := token.New(db, sealer, token.Options{
+		Issuer: cfg.Issuer, APIResource: cfg.APIResource,
+		ClientTokenTTL: cfg.ClientTokenTTL, AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL, SigningAlg: cfg.SigningAlg,
+		KeyCacheTTL: cfg.KeyCacheTTL, ClientCacheTTL: cfg.ClientCacheTTL,
+	})
+	if err := tokens.Keys.Ensure(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Services{Config: cfg, DB: db, Tokens: tokens}, nil
+}
+
+// Close releases the database.
+func (s *Services) Close() error { return s.DB.Close() }
+
+// NewServer builds the HTTP app over the services.
+func (s *Services) NewServer(log *slog.Logger) *App {
+	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens})
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/latch-dev/latch/app"
+)
+
+func (c *cli) serveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Latch HTTP server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.loadConfig()
+			if err != nil {
+				return err
+			}
+			log := c.logger(cfg.LogLevel)
+			warnGeneratedKey(log, cfg)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			svc, err := app.Open(ctx, cfg, log, cfg.AutoMigrate)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			ln, err := net.Listen("tcp", cfg.Addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+			}
+			go svc.Tokens.Keys.RunRotation(ctx, cfg.KeyRotationInterval, func(err error) {
+				log.Error("automatic key rotation failed", slog.String("error", err.Error()))
+			})
+			log.Info("latch listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer),
+				slog.String("database", string(svc.DB.Dialect)), slog.String("env", cfg.Env))
+			return svc.NewServer(log).Serve(ctx, ln)
+		},
+	}
+}
+
+func (c *cli) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.loadConfig()
+			if err != nil {
+				return err
+			}
+			svc, err := app.Open(cmd.Context(), cfg, c.logger("warn"), true)
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			pending, err := svc.DB.Pending(cmd.Context(), app.Migrations()...)
+			if err != nil {
+				return err
+			}
+			return c.print(map[string]any{"status": "up to date", "pending": len(pending)}, func(w io.Writer) {
+				fmt.Fprintln(w, "database schema is up to date")
+			})
+		},
+	}
+}
+
+// ctxOf returns a command's context, never nil.
+func ctxOf(cmd *cobra.Command) context.Context {
+	if cmd.Context() != nil {
+		return cmd.Context()
+	}
+	return context.Background()
+}

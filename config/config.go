@@ -1,0 +1,429 @@
+// Package config holds Latch's runtime configuration: defaults, an optional
+// YAML file, LATCH_* environment overrides and validation.
+//
+// Every setting has one YAML key and one environment variable. Environment
+// variables win over the file, the file wins over the defaults. Validation
+// errors name the setting (its environment variable) so an operator can fix
+// a bad deployment from one log line.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Environments.
+const (
+	EnvDevelopment = "development"
+	EnvProduction  = "production"
+)
+
+// Config is the whole runtime configuration. Field tags: `yaml` is the key in
+// the config file, `env` the environment variable that overrides it.
+type Config struct {
+	Env      string `yaml:"env" env:"LATCH_ENV"`
+	LogLevel string `yaml:"log_level" env:"LATCH_LOG_LEVEL"`
+
+	Addr        string `yaml:"addr" env:"LATCH_ADDR"`
+	Issuer      string `yaml:"issuer" env:"LATCH_ISSUER"`
+	APIResource string `yaml:"api_resource" env:"LATCH_API_RESOURCE"`
+
+	DataDir     string `yaml:"data_dir" env:"LATCH_DATA_DIR"`
+	DatabaseURL string `yaml:"database_url" env:"LATCH_DATABASE_URL"`
+	AutoMigrate bool   `yaml:"auto_migrate" env:"LATCH_AUTO_MIGRATE"`
+	DBMaxConns  int    `yaml:"db_max_conns" env:"LATCH_DB_MAX_CONNS"`
+
+	// SecretKey is the base64 encoding of 32 random bytes. It encrypts signing
+	// keys and other secrets at rest. Decoded into SecretKeyBytes by Load.
+	SecretKey      string `yaml:"secret_key" env:"LATCH_SECRET_KEY"`
+	SecretKeyBytes []byte `yaml:"-"`
+	// SecretKeyGenerated is true when Load generated a development key.
+	SecretKeyGenerated bool `yaml:"-"`
+
+	SigningAlg          string        `yaml:"signing_alg" env:"LATCH_SIGNING_ALG"`
+	KeyRotationInterval time.Duration `yaml:"key_rotation_interval" env:"LATCH_KEY_ROTATION_INTERVAL"`
+	KeyCacheTTL         time.Duration `yaml:"key_cache_ttl" env:"LATCH_KEY_CACHE_TTL"`
+	ClientCacheTTL      time.Duration `yaml:"client_cache_ttl" env:"LATCH_CLIENT_CACHE_TTL"`
+
+	ClientTokenTTL    time.Duration `yaml:"client_token_ttl" env:"LATCH_CLIENT_TOKEN_TTL"`
+	AccessTokenTTL    time.Duration `yaml:"access_token_ttl" env:"LATCH_ACCESS_TOKEN_TTL"`
+	IDTokenTTL        time.Duration `yaml:"id_token_ttl" env:"LATCH_ID_TOKEN_TTL"`
+	RefreshTokenTTL   time.Duration `yaml:"refresh_token_ttl" env:"LATCH_REFRESH_TOKEN_TTL"`
+	SessionTTL        time.Duration `yaml:"session_ttl" env:"LATCH_SESSION_TTL"`
+	PendingSessionTTL time.Duration `yaml:"pending_session_ttl" env:"LATCH_PENDING_SESSION_TTL"`
+	ResetTokenTTL     time.Duration `yaml:"reset_token_ttl" env:"LATCH_RESET_TOKEN_TTL"`
+
+	ReadTimeout     time.Duration `yaml:"read_timeout" env:"LATCH_READ_TIMEOUT"`
+	WriteTimeout    time.Duration `yaml:"write_timeout" env:"LATCH_WRITE_TIMEOUT"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"LATCH_SHUTDOWN_TIMEOUT"`
+	BodyLimit       string        `yaml:"body_limit" env:"LATCH_BODY_LIMIT"`
+	TrustProxy      bool          `yaml:"trust_proxy" env:"LATCH_TRUST_PROXY"`
+
+	Argon2MemoryKiB   uint32        `yaml:"argon2_memory_kib" env:"LATCH_ARGON2_MEMORY_KIB"`
+	Argon2Iterations  uint32        `yaml:"argon2_iterations" env:"LATCH_ARGON2_ITERATIONS"`
+	Argon2Parallelism uint8         `yaml:"argon2_parallelism" env:"LATCH_ARGON2_PARALLELISM"`
+	HashConcurrency   int           `yaml:"hash_concurrency" env:"LATCH_HASH_CONCURRENCY"`
+	HashQueue         int           `yaml:"hash_queue" env:"LATCH_HASH_QUEUE"`
+	HashQueueWait     time.Duration `yaml:"hash_queue_wait" env:"LATCH_HASH_QUEUE_WAIT"`
+
+	IPRateLimit float64 `yaml:"ip_rate_limit" env:"LATCH_IP_RATE_LIMIT"`
+	IPRateBurst int     `yaml:"ip_rate_burst" env:"LATCH_IP_RATE_BURST"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Env:                 EnvDevelopment,
+		LogLevel:            "info",
+		Addr:                "127.0.0.1:8080",
+		DataDir:             "./latch-data",
+		AutoMigrate:         true,
+		DBMaxConns:          16,
+		SigningAlg:          "ES256",
+		KeyRotationInterval: 90 * 24 * time.Hour,
+		KeyCacheTTL:         30 * time.Second,
+		ClientCacheTTL:      5 * time.Second,
+		ClientTokenTTL:      time.Hour,
+		AccessTokenTTL:      time.Hour,
+		IDTokenTTL:          time.Hour,
+		RefreshTokenTTL:     14 * 24 * time.Hour,
+		SessionTTL:          14 * 24 * time.Hour,
+		PendingSessionTTL:   10 * time.Minute,
+		ResetTokenTTL:       10 * time.Minute,
+		ReadTimeout:         10 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		ShutdownTimeout:     15 * time.Second,
+		BodyLimit:           "64K",
+		Argon2MemoryKiB:     19456,
+		Argon2Iterations:    2,
+		Argon2Parallelism:   1,
+		HashConcurrency:     0, // 0 = number of CPUs
+		HashQueue:           0, // 0 = 4 × concurrency
+		HashQueueWait:       2 * time.Second,
+		IPRateLimit:         0,
+		IPRateBurst:         20,
+	}
+}
+
+// Load builds the configuration from defaults, the YAML file at path (if not
+// empty) and the environment given by getenv (os.Getenv when nil). It
+// validates the result and, in development, generates a secret key into the
+// data directory when none is configured.
+func Load(path string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: read %s: %w", path, err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
+			return cfg, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return cfg, err
+	}
+	if err := cfg.finish(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// applyEnv overrides fields from their `env` variables.
+func applyEnv(cfg *Config, getenv func(string) string) error {
+	v := reflect.ValueOf(cfg).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := t.Field(i).Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		raw, ok := lookup(getenv, name)
+		if !ok {
+			continue
+		}
+		if err := setField(v.Field(i), strings.TrimSpace(raw)); err != nil {
+			return fmt.Errorf("config: %s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	s := getenv(name)
+	return s, s != ""
+}
+
+func setField(f reflect.Value, raw string) error {
+	switch f.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("not a duration (e.g. 15m, 1h): %q", raw)
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("not a boolean (true/false): %q", raw)
+		}
+		f.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", raw)
+		}
+		f.SetInt(n)
+	case reflect.Uint8, reflect.Uint32:
+		n, err := strconv.ParseUint(raw, 10, f.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("not a non-negative integer that fits in %d bits: %q", f.Type().Bits(), raw)
+		}
+		f.SetUint(n)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", raw)
+		}
+		f.SetFloat(n)
+	default:
+		return fmt.Errorf("unsupported setting type %s", f.Type())
+	}
+	return nil
+}
+
+// finish validates and derives the remaining fields.
+func (c *Config) finish() error {
+	bad := func(env, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s", env, fmt.Sprintf(format, args...))
+	}
+	switch c.Env {
+	case EnvDevelopment, EnvProduction:
+	default:
+		return bad("LATCH_ENV", "must be %q or %q, got %q", EnvDevelopment, EnvProduction, c.Env)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("LATCH_LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return bad("LATCH_ADDR", "must be host:port, got %q", c.Addr)
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Addr
+	}
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return bad("LATCH_ISSUER", "must be an http(s) URL without query or fragment, got %q", c.Issuer)
+	} else if c.Env == EnvProduction && u.Scheme != "https" {
+		return bad("LATCH_ISSUER", "must use https in production, got %q", c.Issuer)
+	}
+	if c.APIResource == "" {
+		c.APIResource = c.Issuer + "/api"
+	}
+	if u, err := url.Parse(c.APIResource); err != nil || !u.IsAbs() || u.Fragment != "" {
+		return bad("LATCH_API_RESOURCE", "must be an absolute URI without fragment, got %q", c.APIResource)
+	}
+	if c.DataDir == "" {
+		return bad("LATCH_DATA_DIR", "must not be empty")
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite://" + filepath.ToSlash(filepath.Join(c.DataDir, "latch.db"))
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "sqlite://") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return bad("LATCH_DATABASE_URL", "must start with sqlite:// or postgres://")
+	}
+	if c.DBMaxConns < 1 {
+		return bad("LATCH_DB_MAX_CONNS", "must be at least 1, got %d", c.DBMaxConns)
+	}
+	switch c.SigningAlg {
+	case "ES256", "RS256":
+	default:
+		return bad("LATCH_SIGNING_ALG", "must be ES256 or RS256, got %q", c.SigningAlg)
+	}
+	durations := []struct {
+		env string
+		d   time.Duration
+		min time.Duration
+	}{
+		{"LATCH_KEY_CACHE_TTL", c.KeyCacheTTL, 0},
+		{"LATCH_CLIENT_CACHE_TTL", c.ClientCacheTTL, 0},
+		{"LATCH_CLIENT_TOKEN_TTL", c.ClientTokenTTL, time.Minute},
+		{"LATCH_ACCESS_TOKEN_TTL", c.AccessTokenTTL, time.Minute},
+		{"LATCH_ID_TOKEN_TTL", c.IDTokenTTL, time.Minute},
+		{"LATCH_REFRESH_TOKEN_TTL", c.RefreshTokenTTL, time.Minute},
+		{"LATCH_SESSION_TTL", c.SessionTTL, time.Minute},
+		{"LATCH_PENDING_SESSION_TTL", c.PendingSessionTTL, time.Second},
+		{"LATCH_RESET_TOKEN_TTL", c.ResetTokenTTL, time.Second},
+		{"LATCH_READ_TIMEOUT", c.ReadTimeout, time.Second},
+		{"LATCH_WRITE_TIMEOUT", c.WriteTimeout, time.Second},
+		{"LATCH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0},
+		{"LATCH_HASH_QUEUE_WAIT", c.HashQueueWait, time.Millisecond},
+	}
+	for _, d := range durations {
+		if d.d < d.min {
+			return bad(d.env, "must be at least %s, got %s", d.min, d.d)
+		}
+	}
+	if c.KeyRotationInterval != 0 && c.KeyRotationInterval < time.Hour {
+		return bad("LATCH_KEY_ROTATION_INTERVAL", "must be 0 (off) or at least 1h, got %s", c.KeyRotationInterval)
+	}
+	if c.ResetTokenTTL > 10*time.Minute {
+		return bad("LATCH_RESET_TOKEN_TTL", "must be at most 10m, got %s", c.ResetTokenTTL)
+	}
+	if _, err := ParseByteSize(c.BodyLimit); err != nil {
+		return bad("LATCH_BODY_LIMIT", "%v", err)
+	}
+	if c.Argon2MemoryKiB < 1024 || c.Argon2MemoryKiB > 4*1024*1024 {
+		return bad("LATCH_ARGON2_MEMORY_KIB", "must be between 1024 and 4194304, got %d", c.Argon2MemoryKiB)
+	}
+	if c.Argon2Iterations < 1 || c.Argon2Iterations > 64 {
+		return bad("LATCH_ARGON2_ITERATIONS", "must be between 1 and 64, got %d", c.Argon2Iterations)
+	}
+	if c.Argon2Parallelism < 1 || c.Argon2Parallelism > 64 {
+		return bad("LATCH_ARGON2_PARALLELISM", "must be between 1 and 64, got %d", c.Argon2Parallelism)
+	}
+	if c.HashConcurrency < 0 {
+		return bad("LATCH_HASH_CONCURRENCY", "must be 0 (number of CPUs) or more, got %d", c.HashConcurrency)
+	}
+	if c.HashQueue < 0 {
+		return bad("LATCH_HASH_QUEUE", "must be 0 (4 × concurrency) or more, got %d", c.HashQueue)
+	}
+	if c.IPRateLimit < 0 {
+		return bad("LATCH_IP_RATE_LIMIT", "must be 0 (off) or more, got %v", c.IPRateLimit)
+	}
+	if c.IPRateBurst < 1 {
+		return bad("LATCH_IP_RATE_BURST", "must be at least 1, got %d", c.IPRateBurst)
+	}
+	return c.loadSecretKey()
+}
+
+// loadSecretKey decodes LATCH_SECRET_KEY, or in development reads/creates
+// <data_dir>/secret.key.
+func (c *Config) loadSecretKey() error {
+	if c.SecretKey != "" {
+		key, err := decodeKey(c.SecretKey)
+		if err != nil {
+			return fmt.Errorf("config: LATCH_SECRET_KEY: %v", err)
+		}
+		c.SecretKeyBytes = key
+		return nil
+	}
+	if c.Env == EnvProduction {
+		return fmt.Errorf("config: LATCH_SECRET_KEY: required in production (generate one with: openssl rand -base64 32)")
+	}
+	path := filepath.Join(c.DataDir, "secret.key")
+	if raw, err := os.ReadFile(path); err == nil {
+		key, err := decodeKey(strings.TrimSpace(string(raw)))
+		if err != nil {
+			return fmt.Errorf("config: %s: %v", path, err)
+		}
+		c.SecretKeyBytes = key
+		return nil
+	}
+	key, err := GenerateSecretKey()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("config: LATCH_DATA_DIR: %v", err)
+	}
+	// O_EXCL: when two processes start at once, exactly one writes the key
+	// and the other reads it back.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if os.IsExist(err) {
+			return c.retryReadKey(path)
+		}
+		return fmt.Errorf("config: write %s: %v", path, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n"); err != nil {
+		return fmt.Errorf("config: write %s: %v", path, err)
+	}
+	c.SecretKeyBytes = key
+	c.SecretKeyGenerated = true
+	return nil
+}
+
+func (c *Config) retryReadKey(path string) error {
+	for i := 0; i < 50; i++ {
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			if key, err := decodeKey(strings.TrimSpace(string(raw))); err == nil {
+				c.SecretKeyBytes = key
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("config: %s: unreadable secret key", path)
+}
+
+func decodeKey(s string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		key, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("must be base64")
+	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("must decode to 32 bytes, got %d", len(key))
+	}
+	return key, nil
+}
+
+// ParseByteSize parses sizes like "64K", "1M" or "512".
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("must be a size like 64K or 1M")
+	}
+	return n * mult, nil
+}
+
+// BodyLimitBytes returns the parsed body limit.
+func (c Config) BodyLimitBytes() int64 {
+	n, _ := ParseByteSize(c.BodyLimit)
+	return n
+}
+
+// GenerateSecretKey returns 32 random bytes suitable for LATCH_SECRET_KEY.
+func GenerateSecretKey() ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("config: generate secret key: %v", err)
+	}
+	return key, nil
+}

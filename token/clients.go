@@ -1,0 +1,317 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/store"
+)
+
+// Grant types a client may be allowed.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantRefreshToken      = "refresh_token"
+)
+
+var knownGrantTypes = map[string]bool{GrantClientCredentials: true, GrantRefreshToken: true}
+
+// Scopes of Latch's own API.
+const (
+	ScopeAuthExecute = "auth:execute"
+	ScopeUsersRead   = "users:read"
+	ScopeUsersWrite  = "users:write"
+	ScopeManagement  = "management"
+)
+
+// clientSecretPrefix marks Latch client secrets so secret scanners can find
+// leaked ones.
+const clientSecretPrefix = "lcs_"
+
+// Client is an OAuth2 client: a trusted backend.
+type Client struct {
+	ID              string    `json:"client_id"`
+	Name            string    `json:"name"`
+	Scopes          []string  `json:"scopes"`
+	GrantTypes      []string  `json:"grant_types"`
+	Resources       []string  `json:"resources"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	SecretRotatedAt time.Time `json:"secret_rotated_at"`
+	secretDigest    string
+}
+
+// HasScope reports whether the client was granted scope.
+func (c *Client) HasScope(scope string) bool { return contains(c.Scopes, scope) }
+
+// HasGrant reports whether the client may use grant type g.
+func (c *Client) HasGrant(g string) bool { return contains(c.GrantTypes, g) }
+
+type clientRow struct {
+	ID              string `gorm:"primaryKey"`
+	Name            string
+	SecretDigest    string
+	Scopes          string
+	GrantTypes      string
+	Resources       string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	SecretRotatedAt time.Time
+}
+
+func (clientRow) TableName() string { return "oauth_clients" }
+
+func (r clientRow) client() *Client {
+	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
+		Resources: fields(r.Resources), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		SecretRotatedAt: r.SecretRotatedAt, secretDigest: r.SecretDigest}
+}
+
+// NewClient is the input to CreateClient.
+type NewClient struct {
+	Name       string
+	Scopes     []string
+	GrantTypes []string // default: client_credentials, refresh_token
+	Resources  []string // absolute URIs the client may request as audience
+}
+
+// Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
+// token endpoint is hot, and a deleted or rotated client is refused by every
+// replica within that TTL (and at once by the replica that changed it).
+type Clients struct {
+	db       *store.DB
+	cacheTTL time.Duration
+	now      func() time.Time
+
+	mu    sync.RWMutex
+	cache map[string]cachedClient
+	// dummyDigest is compared against for unknown clients so both paths cost
+	// the same.
+	dummyDigest string
+}
+
+type cachedClient struct {
+	client  *Client
+	fetched time.Time
+}
+
+// NewClients returns a client store.
+func NewClients(db *store.DB, cacheTTL time.Duration) *Clients {
+	return &Clients{db: db, cacheTTL: cacheTTL, now: func() time.Time { return time.Now().UTC() },
+		cache: map[string]cachedClient{}, dummyDigest: credentials.Digest(credentials.RandomToken(32))}
+}
+
+// Create registers a client and returns it with its secret, shown only now.
+func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, error) {
+	if strings.TrimSpace(in.Name) == "" {
+		return nil, "", fault.Invalid(fault.Detail{Field: "name", Message: "is required"})
+	}
+	if len(in.GrantTypes) == 0 {
+		in.GrantTypes = []string{GrantClientCredentials, GrantRefreshToken}
+	}
+	if err := validateClientLists(in.Scopes, in.GrantTypes, in.Resources); err != nil {
+		return nil, "", err
+	}
+	secret := clientSecretPrefix + credentials.RandomToken(32)
+	now := s.now()
+	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: credentials.Digest(secret),
+		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
+		CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return nil, "", fmt.Errorf("token: create client: %w", err)
+	}
+	return row.client(), secret, nil
+}
+
+// Get returns a client by id (uncached).
+func (s *Clients) Get(ctx context.Context, id string) (*Client, error) {
+	var row clientRow
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, fault.New(fault.CodeNotFound, 404, "client %q not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token: get client: %w", err)
+	}
+	return row.client(), nil
+}
+
+// cached returns a client through the short-TTL cache; nil when unknown.
+func (s *Clients) cached(ctx context.Context, id string) (*Client, error) {
+	now := s.now()
+	s.mu.RLock()
+	c, ok := s.cache[id]
+	s.mu.RUnlock()
+	if ok && now.Sub(c.fetched) < s.cacheTTL {
+		return c.client, nil
+	}
+	client, err := s.Get(ctx, id)
+	if fault.Is(err, fault.CodeNotFound) {
+		s.forget(id)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.cacheTTL > 0 {
+		s.mu.Lock()
+		s.cache[id] = cachedClient{client: client, fetched: now}
+		s.mu.Unlock()
+	}
+	return client, nil
+}
+
+// Lookup returns a live client by id through the cache, or nil if unknown.
+func (s *Clients) Lookup(ctx context.Context, id string) (*Client, error) { return s.cached(ctx, id) }
+
+func (s *Clients) forget(id string) {
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+}
+
+// Authenticate checks a client id and secret. Unknown clients and wrong
+// secrets cost the same and fail the same way.
+func (s *Clients) Authenticate(ctx context.Context, id, secret string) (*Client, error) {
+	var client *Client
+	if id != "" && len(id) <= 128 {
+		var err error
+		if client, err = s.cached(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	digest := s.dummyDigest
+	if client != nil {
+		digest = client.secretDigest
+	}
+	if !credentials.DigestEqual(secret, digest) || client == nil {
+		return nil, errInvalidClient
+	}
+	return client, nil
+}
+
+// List returns every client, oldest first.
+func (s *Clients) List(ctx context.Context) ([]*Client, error) {
+	var rows []clientRow
+	if err := s.db.WithContext(ctx).Order("created_at, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("token: list clients: %w", err)
+	}
+	out := make([]*Client, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.client())
+	}
+	return out, nil
+}
+
+// Delete removes a client.
+func (s *Clients) Delete(ctx context.Context, id string) error {
+	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&clientRow{})
+	if res.Error != nil {
+		return fmt.Errorf("token: delete client: %w", res.Error)
+	}
+	s.forget(id)
+	if res.RowsAffected == 0 {
+		return fault.New(fault.CodeNotFound, 404, "client %q not found", id)
+	}
+	return nil
+}
+
+// RotateSecret replaces a client's secret and returns the new one. The old
+// secret stops working at once on this replica and within the cache TTL on
+// the others.
+func (s *Clients) RotateSecret(ctx context.Context, id string) (*Client, string, error) {
+	secret := clientSecretPrefix + credentials.RandomToken(32)
+	now := s.now()
+	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", id).
+		Updates(map[string]any{"secret_digest": credentials.Digest(secret), "secret_rotated_at": now, "updated_at": now})
+	if res.Error != nil {
+		return nil, "", fmt.Errorf("token: rotate client secret: %w", res.Error)
+	}
+	s.forget(id)
+	if res.RowsAffected == 0 {
+		return nil, "", fault.New(fault.CodeNotFound, 404, "client %q not found", id)
+	}
+	c, err := s.Get(ctx, id)
+	return c, secret, err
+}
+
+func validateClientLists(scopes, grants, resources []string) error {
+	for _, sc := range scopes {
+		if !validScopeToken(sc) {
+			return fault.Invalid(fault.Detail{Field: "scope", Message: fmt.Sprintf("%q is not a valid scope", sc)})
+		}
+	}
+	for _, g := range grants {
+		if !knownGrantTypes[g] {
+			return fault.Invalid(fault.Detail{Field: "grant_types", Message: fmt.Sprintf("%q is not a supported grant type (client_credentials, refresh_token)", g)})
+		}
+	}
+	for _, r := range resources {
+		if err := validResource(r); err != nil {
+			return fault.Invalid(fault.Detail{Field: "resource", Message: err.Error()})
+		}
+	}
+	return nil
+}
+
+// validScopeToken follows RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// validResource follows RFC 8707 §2: an absolute URI without a fragment.
+func validResource(r string) error {
+	u, err := url.Parse(r)
+	if err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsAny(r, " \t\n") || len(r) > 512 {
+		return fmt.Errorf("%q is not an absolute URI without fragment", r)
+	}
+	return nil
+}
+
+func fields(s string) []string {
+	f := strings.Fields(s)
+	if f == nil {
+		return []string{}
+	}
+	return f
+}
+
+func join(list []string) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

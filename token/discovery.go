@@ -1,0 +1,48 @@
+package token
+
+import "context"
+
+// Discovery is the OpenID Provider metadata (OIDC Discovery 1.0, RFC 8414).
+type Discovery struct {
+	Issuer                            string   `json:"issuer"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	SubjectTypesSupported             []string `json:"subject_types_supported"`
+	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	IntrospectionAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationAuthMethodsSupported    []string `json:"revocation_endpoint_auth_methods_supported"`
+	ScopesSupported                   []string `json:"scopes_supported"`
+	ClaimsSupported                   []string `json:"claims_supported"`
+	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
+}
+
+// Discovery returns the provider metadata.
+func (s *Service) Discovery(ctx context.Context) Discovery {
+	iss := s.opts.Issuer
+	auth := []string{"client_secret_basic", "client_secret_post"}
+	return Discovery{
+		Issuer:                            iss,
+		TokenEndpoint:                     iss + "/oidc/token",
+		JWKSURI:                           iss + "/oidc/jwks",
+		UserinfoEndpoint:                  iss + "/oidc/me",
+		IntrospectionEndpoint:             iss + "/oidc/token/introspection",
+		RevocationEndpoint:                iss + "/oidc/token/revocation",
+		GrantTypesSupported:               []string{GrantClientCredentials, GrantRefreshToken},
+		ResponseTypesSupported:            []string{"code"},
+		SubjectTypesSupported:             []string{"public"},
+		IDTokenSigningAlgValuesSupported:  s.Keys.Algorithms(ctx),
+		TokenEndpointAuthMethodsSupported: auth,
+		IntrospectionAuthMethodsSupported: auth,
+		RevocationAuthMethodsSupported:    auth,
+		ScopesSupported:                   []string{"openid", "profile", "email", "phone", ScopeAuthExecute, ScopeUsersRead, ScopeUsersWrite, ScopeManagement},
+		ClaimsSupported: []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "amr", "sid", "username", "name",
+			"email", "email_verified", "phone_number", "phone_number_verified", "org_id", "roles"},
+		ClaimsParameterSupported: true,
+	}
+}
