@@ -76,6 +76,21 @@ func (a *App) routes() {
 	e.POST("/oidc/token", a.tokenEndpoint)
 	e.POST("/oidc/token/introspection", a.introspect)
 	e.POST("/oidc/token/revocation", a.revoke)
+
+	v1 := e.Group("/v1")
+	v1.GET("/auth/whoami", a.whoami, a.requireClientToken())
+}
+
+// whoami is GET /v1/auth/whoami: what Latch sees in the caller's
+// ClientAccessToken, so a backend can check its credentials and scopes.
+func (a *App) whoami(c echo.Context) error {
+	claims := clientToken(c)
+	return c.JSON(http.StatusOK, map[string]any{
+		"client_id":  claims.ClientID,
+		"scopes":     claims.Scopes(),
+		"audience":   claims.Audience,
+		"expires_at": claims.ExpiresAt.Unix(),
+	})
 }
 
 // Handler returns the HTTP handler (for tests and custom servers).
