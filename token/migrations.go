@@ -38,5 +38,34 @@ CREATE TABLE revoked_tokens (
 );
 CREATE INDEX revoked_tokens_expires_at ON revoked_tokens (expires_at);
 `},
+		// Refresh tokens are opaque, so the database is their only record.
+		// Only the SHA-256 digest is stored (a leaked table yields no usable
+		// token); family_id chains the rotations of one grant so that reuse
+		// of a rotated token can revoke every descendant (RFC 9700 §4.14);
+		// used_at stays NULL until the token is rotated, which is what the
+		// single-winner conditional UPDATE tests. The indexes serve family,
+		// session (logout) and user (sign out everywhere) revocation, and
+		// expires_at the purge of dead rows.
+		{ID: "token/0004_refresh_tokens", SQL: `
+CREATE TABLE refresh_tokens (
+	id TEXT PRIMARY KEY,
+	digest TEXT NOT NULL UNIQUE,
+	family_id TEXT NOT NULL,
+	client_id TEXT NOT NULL,
+	user_id TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	audience TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	org_id TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	used_at TIMESTAMP,
+	revoked_at TIMESTAMP
+);
+CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
+CREATE INDEX refresh_tokens_user_id ON refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+`},
 	}
 }

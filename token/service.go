@@ -36,6 +36,14 @@ type Options struct {
 	SigningAlg      string
 	KeyCacheTTL     time.Duration
 	ClientCacheTTL  time.Duration
+	// RefreshReuseGrace is how long after a refresh token's rotation a second
+	// presentation of it is taken for a duplicate of the same request (a
+	// client retrying or firing parallel refreshes) and refused with plain
+	// invalid_grant, instead of being treated as theft that revokes the whole
+	// family. Zero is strict: only requests that lost the consumption race
+	// itself are spared. Keep it to seconds: a thief replaying within the
+	// grace is refused but not detected.
+	RefreshReuseGrace time.Duration
 }
 
 // Service issues and verifies tokens.
@@ -309,29 +317,38 @@ type Introspection struct {
 	SessionID string   `json:"sid,omitempty"`
 }
 
-// Introspect reports whether a token is active (RFC 7662). Anything that is
-// not a live token Latch issued is simply inactive.
-func (s *Service) Introspect(ctx context.Context, raw, hint string) (*Introspection, error) {
-	if hint != "refresh_token" || !looksLikeJWT(raw) {
-		if claims, err := s.VerifyAccessToken(ctx, raw, ""); err == nil {
-			return &Introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: "Bearer",
-				Exp: claims.ExpiresAt.Unix(), Iat: claims.IssuedAt.Unix(), Sub: claims.Subject, Aud: claims.Audience,
-				Iss: claims.Issuer, JTI: claims.ID, SessionID: claims.SessionID}, nil
-		} else if _, ok := fault.As(err); !ok {
-			return nil, err
-		}
+// Introspect reports whether a token is active (RFC 7662): ClientAccess and
+// user access tokens (JWTs) and refresh tokens (opaque). Anything that is
+// not a live token Latch issued is simply inactive. The two kinds cannot be
+// confused — refresh tokens contain no dots — so token_type_hint is not
+// needed and is ignored (RFC 7662 §2.1: the server extends its search past a
+// wrong hint anyway).
+func (s *Service) Introspect(ctx context.Context, raw, _ string) (*Introspection, error) {
+	if !looksLikeJWT(raw) {
+		return s.introspectRefresh(ctx, raw)
 	}
-	return &Introspection{Active: false}, nil
+	claims, err := s.VerifyAccessToken(ctx, raw, "")
+	if err != nil {
+		if _, ok := fault.As(err); ok {
+			return &Introspection{Active: false}, nil
+		}
+		return nil, err
+	}
+	return &Introspection{Active: true, Scope: claims.Scope, ClientID: claims.ClientID, TokenType: "Bearer",
+		Exp: claims.ExpiresAt.Unix(), Iat: claims.IssuedAt.Unix(), Sub: claims.Subject, Aud: claims.Audience,
+		Iss: claims.Issuer, JTI: claims.ID, SessionID: claims.SessionID}, nil
 }
 
-// Revoke revokes a token issued to client (RFC 7009). Invalid or unknown
-// tokens are not an error: the client's goal is reached either way.
+// Revoke revokes a token issued to client (RFC 7009). An access token is
+// revoked by its jti until it expires; a refresh token revokes its whole
+// family. Invalid or unknown tokens are not an error: the client's goal is
+// reached either way. A token of another client is refused and left alone.
 func (s *Service) Revoke(ctx context.Context, client *Client, raw, hint string) error {
 	if hint != "" && hint != "access_token" && hint != "refresh_token" {
 		return OAuthError(CodeUnsupportedTokenType, "token_type_hint must be access_token or refresh_token")
 	}
 	if !looksLikeJWT(raw) {
-		return nil
+		return s.revokeRefresh(ctx, client, raw)
 	}
 	claims, err := s.VerifyAccessToken(ctx, raw, "")
 	if err != nil {

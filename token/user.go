@@ -1,0 +1,165 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/latch-dev/latch/credentials"
+)
+
+// IDTokenType is the JWT "typ" header of ID tokens. It differs from the
+// access token's at+jwt, so neither can be passed off as the other (RFC 9068
+// §2.1, RFC 8725 §3.11).
+const IDTokenType = "JWT"
+
+// UserGrant is everything needed to issue tokens for a user's session. The
+// caller (the app layer) has already decided who authenticated and how (the
+// Experience engine) and resolved the audience and the extra ID-token claims;
+// this package only turns that into signed tokens.
+type UserGrant struct {
+	ClientID, UserID, SessionID string
+	AuthTime                    time.Time
+	AMR                         []string
+	// Audience is the already-resolved resource (see ResolveUserResource);
+	// "" means the default, the issuer.
+	Audience string
+	Scope    string
+	OrgID    string
+	Roles    []string
+	// IDClaims are extra ID-token claims already resolved by the caller
+	// (username, email, …, see ParseClaimsRequest). They can never override
+	// the registered claims this package sets.
+	IDClaims map[string]any
+	// SessionExpiresAt bounds the refresh token: it never outlives the session.
+	SessionExpiresAt time.Time
+	// FamilyID is "" to start a new refresh family, or the RefreshGrant's
+	// FamilyID when rotating.
+	FamilyID    string
+	WithRefresh bool
+}
+
+// UserTokens are the tokens issued for a UserGrant.
+type UserTokens struct {
+	AccessToken, IDToken, RefreshToken string
+	// ExpiresIn is the access token's lifetime in seconds.
+	ExpiresIn int64
+	// RefreshExpiresAt and FamilyID describe the refresh token, when one
+	// was issued (for audit; clients are not told).
+	RefreshExpiresAt time.Time
+	FamilyID         string
+}
+
+// registeredIDClaims are the ID-token claims this package sets or that carry
+// protocol meaning; IDClaims may not supply them, so a user-controlled
+// attribute can never impersonate another subject, audience or session.
+var registeredIDClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true, "jti": true,
+	"auth_time": true, "amr": true, "sid": true, "azp": true, "nonce": true, "acr": true,
+	"at_hash": true, "c_hash": true, "s_hash": true, "cnf": true, "client_id": true,
+}
+
+// ResolveUserResource validates the optional RFC 8707 resource of a user
+// token request: "" stays "" (IssueUserTokens then uses the issuer as the
+// audience); anything else must be Latch's API or one of the client's
+// resources, else invalid_target.
+func (s *Service) ResolveUserResource(client *Client, resource string) (string, error) {
+	if resource == "" {
+		return "", nil
+	}
+	return s.ResolveResource(client, []string{resource})
+}
+
+// IssueUserTokens issues an access token (RFC 9068), an ID token (OIDC Core
+// §2) and, with WithRefresh, a refresh token for g. When g.FamilyID is set
+// the refresh family is continued; that fails with invalid_grant if the
+// family was revoked in the meantime (reuse, logout), so a rotation racing a
+// revocation never yields a live token.
+func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens, error) {
+	if g.ClientID == "" || g.UserID == "" || g.SessionID == "" {
+		return nil, errors.New("token: IssueUserTokens needs ClientID, UserID and SessionID")
+	}
+	if g.FamilyID != "" && !g.WithRefresh {
+		return nil, errors.New("token: IssueUserTokens: FamilyID is only meaningful WithRefresh")
+	}
+	now := s.now()
+	audience := g.Audience
+	if audience == "" {
+		audience = s.opts.Issuer
+	}
+	out := &UserTokens{ExpiresIn: int64(s.opts.AccessTokenTTL / time.Second)}
+	// The refresh token is stored first: if the family may not be continued,
+	// nothing is signed.
+	if g.WithRefresh {
+		raw, exp, family, err := s.newRefreshToken(ctx, g, audience, now)
+		if err != nil {
+			return nil, err
+		}
+		out.RefreshToken, out.RefreshExpiresAt, out.FamilyID = raw, exp, family
+	}
+
+	var authTime int64
+	if !g.AuthTime.IsZero() {
+		authTime = g.AuthTime.Unix()
+	}
+	access := &AccessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.opts.Issuer,
+			Subject:   g.UserID,
+			Audience:  jwt.ClaimStrings{audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.opts.AccessTokenTTL)),
+			ID:        credentials.RandomToken(16),
+		},
+		ClientID:  g.ClientID,
+		Scope:     g.Scope,
+		SessionID: g.SessionID,
+		AuthTime:  authTime,
+		AMR:       g.AMR,
+		OrgID:     g.OrgID,
+		Roles:     g.Roles,
+	}
+	var err error
+	if out.AccessToken, err = s.sign(ctx, AccessTokenType, access); err != nil {
+		return nil, err
+	}
+
+	id := jwt.MapClaims{}
+	for k, v := range g.IDClaims {
+		if !registeredIDClaims[k] {
+			id[k] = v
+		}
+	}
+	id["iss"] = s.opts.Issuer
+	id["sub"] = g.UserID
+	id["aud"] = g.ClientID
+	id["iat"] = now.Unix()
+	id["exp"] = now.Add(s.opts.IDTokenTTL).Unix()
+	id["sid"] = g.SessionID
+	if authTime != 0 {
+		id["auth_time"] = authTime
+	}
+	if len(g.AMR) > 0 {
+		id["amr"] = g.AMR
+	}
+	if out.IDToken, err = s.sign(ctx, IDTokenType, id); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// VerifyUserAccessToken verifies a user access token for any audience (for
+// userinfo, GET /oidc/me): it must be a live access token issued on behalf of
+// a user's session, never a ClientAccessToken.
+func (s *Service) VerifyUserAccessToken(ctx context.Context, raw string) (*AccessClaims, error) {
+	claims, err := s.VerifyAccessToken(ctx, raw, "")
+	if err != nil {
+		return nil, err
+	}
+	if claims.SessionID == "" || claims.Subject == "" || claims.IsClientToken() {
+		return nil, ErrInvalidClientToken("a user access token is required")
+	}
+	return claims, nil
+}
