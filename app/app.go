@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
 )
@@ -28,6 +29,7 @@ type App struct {
 	log     *slog.Logger
 	db      *store.DB
 	tokens  *token.Service
+	engine  *experience.Engine
 	echo    *echo.Echo
 	metrics *metrics
 	reg     *prometheus.Registry
@@ -40,15 +42,17 @@ type Deps struct {
 	Logger *slog.Logger
 	DB     *store.DB
 	Tokens *token.Service
+	Engine *experience.Engine
 }
 
 // New builds the HTTP server around already constructed services.
 func New(d Deps) *App {
-	a := &App{cfg: d.Config, log: d.Logger, db: d.DB, tokens: d.Tokens, reg: prometheus.NewRegistry()}
+	a := &App{cfg: d.Config, log: d.Logger, db: d.DB, tokens: d.Tokens, engine: d.Engine, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = newMetrics(a.reg)
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
+		token.GrantRefreshToken:      a.refreshTokenGrant,
 	}
 
 	e := echo.New()
@@ -77,8 +81,37 @@ func (a *App) routes() {
 	e.POST("/oidc/token/introspection", a.introspect)
 	e.POST("/oidc/token/revocation", a.revoke)
 
+	e.GET("/oidc/me", a.userinfo)
+
 	v1 := e.Group("/v1")
-	v1.GET("/auth/whoami", a.whoami, a.requireClientToken())
+	auth := v1.Group("/auth", a.rateLimitByIP())
+	auth.GET("/whoami", a.whoami, a.requireClientToken())
+	execute := auth.Group("", a.requireClientToken(token.ScopeAuthExecute))
+	execute.POST("/password/authenticate", a.passwordAuthenticate)
+	execute.POST("/password/reset", a.passwordReset)
+	execute.POST("/password/validate", a.passwordValidate)
+	execute.POST("/session/authenticate", a.sessionAuthenticate)
+	execute.POST("/session/logout", a.sessionLogout)
+	execute.POST("/token/refresh", a.tokenRefresh)
+	execute.GET("/users/:user_id/sessions", a.userSessions)
+	execute.DELETE("/users/:user_id/sessions", a.revokeUserSessions)
+
+	read := v1.Group("", a.requireClientToken(token.ScopeUsersRead))
+	write := v1.Group("", a.requireClientToken(token.ScopeUsersWrite))
+	read.GET("/users", a.findUser)
+	read.GET("/users/:user_id", a.getUser)
+	read.GET("/users/:user_id/mfa-factors", a.listFactors)
+	write.POST("/users", a.createUser)
+	write.PATCH("/users/:user_id", a.updateUser)
+	write.DELETE("/users/:user_id", a.deleteUser)
+	write.POST("/users/:user_id/password", a.registerPassword)
+	write.PUT("/users/:user_id/password", a.replacePassword)
+	write.PATCH("/users/:user_id/password/expiration", a.setPasswordExpiration)
+	write.POST("/users/:user_id/suspend", a.suspendUser(true))
+	write.POST("/users/:user_id/unsuspend", a.suspendUser(false))
+	write.POST("/users/:user_id/unlock", a.unlockUser)
+	write.DELETE("/users/:user_id/mfa-factors/:factor_id", a.deleteFactor)
+	v1.GET("/audit-events", a.auditEvents, a.requireClientToken(token.ScopeManagement))
 }
 
 // whoami is GET /v1/auth/whoami: what Latch sees in the caller's

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
 	"github.com/latch-dev/latch/token"
 )
@@ -39,25 +40,31 @@ var v1Codes = map[string]struct {
 	code   string
 	status int
 }{
-	fault.CodeInvalidInput:                 {"system_invalid_input", http.StatusBadRequest},
-	fault.CodeNotFound:                     {"not_found", http.StatusNotFound},
-	fault.CodeServerBusy:                   {"server_busy", http.StatusServiceUnavailable},
-	fault.CodeRateLimited:                  {"too_many_requests", http.StatusTooManyRequests},
-	fault.CodeInternal:                     {"internal_server_error", http.StatusInternalServerError},
-	token.CodeInvalidClientToken:           {"invalid_client_token", http.StatusUnauthorized},
-	token.CodeInsufficientScope:            {"insufficient_scope", http.StatusForbidden},
-	codeMethodNotAllowed:                   {"method_not_allowed", http.StatusMethodNotAllowed},
-	codeBodyTooLarge:                       {"request_too_large", http.StatusRequestEntityTooLarge},
-	codeUnsupportedMedia:                   {"unsupported_media_type", http.StatusUnsupportedMediaType},
-	"session.invalid_credentials":          {"auth_invalid_credentials", http.StatusUnauthorized},
-	"session.not_found":                    {"session_not_found", http.StatusBadRequest},
-	"user.suspended":                       {"user_not_active", http.StatusForbidden},
-	"user.not_found":                       {"user_not_found", http.StatusNotFound},
-	"password.expired":                     {"password_expired", http.StatusForbidden},
-	"password.temporary":                   {"temporary_password", http.StatusForbidden},
-	"session.locked":                       {"auth_locked", http.StatusForbidden},
-	"session.mfa.require_mfa_verification": {"mfa_required", http.StatusForbidden},
-	"organization.membership_required":     {"org_membership_required", http.StatusForbidden},
+	fault.CodeInvalidInput:             {"system_invalid_input", http.StatusBadRequest},
+	fault.CodeNotFound:                 {"not_found", http.StatusNotFound},
+	fault.CodeServerBusy:               {"server_busy", http.StatusServiceUnavailable},
+	fault.CodeRateLimited:              {"too_many_requests", http.StatusTooManyRequests},
+	fault.CodeInternal:                 {"internal_server_error", http.StatusInternalServerError},
+	token.CodeInvalidClientToken:       {"invalid_client_token", http.StatusUnauthorized},
+	token.CodeInsufficientScope:        {"insufficient_scope", http.StatusForbidden},
+	codeMethodNotAllowed:               {"method_not_allowed", http.StatusMethodNotAllowed},
+	codeBodyTooLarge:                   {"request_too_large", http.StatusRequestEntityTooLarge},
+	codeUnsupportedMedia:               {"unsupported_media_type", http.StatusUnsupportedMediaType},
+	experience.CodeInvalidCredentials:  {"auth_invalid_credentials", http.StatusUnauthorized},
+	experience.CodeSessionNotFound:     {"session_not_found", http.StatusBadRequest},
+	experience.CodeSuspended:           {"user_not_active", http.StatusForbidden},
+	experience.CodeUserNotFound:        {"user_not_found", http.StatusNotFound},
+	experience.CodePasswordExpired:     {"password_expired", http.StatusForbidden},
+	experience.CodePasswordTemporary:   {"temporary_password", http.StatusForbidden},
+	experience.CodeLocked:              {"auth_locked", http.StatusForbidden},
+	experience.CodeMFARequired:         {"mfa_required", http.StatusForbidden},
+	experience.CodeResetTokenInvalid:   {"invalid_reset_token", http.StatusBadRequest},
+	experience.CodePasswordRejected:    {"password_policy_violation", http.StatusBadRequest},
+	experience.CodeSamePassword:        {"password_policy_violation", http.StatusBadRequest},
+	experience.CodeUsernameInUse:       {"username_already_in_use", http.StatusConflict},
+	experience.CodeEmailInUse:          {"email_already_in_use", http.StatusConflict},
+	experience.CodePhoneInUse:          {"phone_number_already_in_use", http.StatusConflict},
+	"organization.membership_required": {"org_membership_required", http.StatusForbidden},
 }
 
 // Codes for HTTP-level failures that do not come from a domain package.

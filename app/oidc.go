@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"mime"
 	"net/http"
 	"net/url"
@@ -18,6 +19,12 @@ func oauthForm(c echo.Context, repeatable ...string) (url.Values, error) {
 		return nil, token.OAuthError(token.CodeInvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
 	if err := c.Request().ParseForm(); err != nil {
+		// A body without Content-Length hits the size limit while being
+		// read: keep it a 413, not a malformed form.
+		var he *echo.HTTPError
+		if errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
+			return nil, err
+		}
 		return nil, token.OAuthError(token.CodeInvalidRequest, "the body is not a valid form")
 	}
 	form := c.Request().PostForm

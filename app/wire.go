@@ -4,16 +4,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
 )
 
 // Migrations lists every package's schema steps in dependency order.
 func Migrations() [][]store.Migration {
-	return [][]store.Migration{token.Migrations()}
+	return [][]store.Migration{token.Migrations(), experience.Migrations()}
 }
 
 // Services are Latch's domain services over one database, for the server
@@ -22,6 +24,8 @@ type Services struct {
 	Config config.Config
 	DB     *store.DB
 	Tokens *token.Service
+	Engine *experience.Engine
+	Hasher *credentials.Hasher
 }
 
 // Open connects to the configured database, applies migrations when
@@ -60,14 +64,21 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	tokens := token.New(db, sealer, token.Options{
 		Issuer: cfg.Issuer, APIResource: cfg.APIResource,
 		ClientTokenTTL: cfg.ClientTokenTTL, AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL, SigningAlg: cfg.SigningAlg,
+		RefreshTokenTTL: cfg.RefreshTokenTTL, RefreshReuseGrace: cfg.RefreshReuseGrace, SigningAlg: cfg.SigningAlg,
 		KeyCacheTTL: cfg.KeyCacheTTL, ClientCacheTTL: cfg.ClientCacheTTL,
 	})
 	if err := tokens.Keys.Ensure(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &Services{Config: cfg, DB: db, Tokens: tokens}, nil
+	hasher := credentials.NewHasher(credentials.Argon2Params{
+		MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism,
+	}, credentials.NewGate(cfg.HashConcurrency, cfg.HashQueue, cfg.HashQueueWait))
+	engine := experience.New(db, hasher, log, experience.Options{
+		SessionTTL: cfg.SessionTTL, PendingSessionTTL: cfg.PendingSessionTTL, ResetTokenTTL: cfg.ResetTokenTTL,
+		UsernameCaseSensitive: cfg.UsernameCaseSensitive, SettingsCacheTTL: cfg.SettingsCacheTTL,
+	})
+	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher}, nil
 }
 
 // Close releases the database.
@@ -75,5 +86,28 @@ func (s *Services) Close() error { return s.DB.Close() }
 
 // NewServer builds the HTTP app over the services.
 func (s *Services) NewServer(log *slog.Logger) *App {
-	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens})
+	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens, Engine: s.Engine})
+}
+
+// RunHousekeeping deletes dead rows on a schedule until ctx ends: refresh
+// tokens a day past their expiry or revocation. Every replica may run it;
+// the deletes are idempotent.
+func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.Tokens.PurgeRefreshTokens(ctx, 24*time.Hour)
+			if err != nil {
+				log.Error("housekeeping failed", slog.String("error", err.Error()))
+				continue
+			}
+			if n > 0 {
+				log.Info("housekeeping", slog.Int64("refresh_tokens_purged", n))
+			}
+		}
+	}
 }

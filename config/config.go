@@ -56,10 +56,14 @@ type Config struct {
 	KeyCacheTTL         time.Duration `yaml:"key_cache_ttl" env:"LATCH_KEY_CACHE_TTL"`
 	ClientCacheTTL      time.Duration `yaml:"client_cache_ttl" env:"LATCH_CLIENT_CACHE_TTL"`
 
-	ClientTokenTTL    time.Duration `yaml:"client_token_ttl" env:"LATCH_CLIENT_TOKEN_TTL"`
-	AccessTokenTTL    time.Duration `yaml:"access_token_ttl" env:"LATCH_ACCESS_TOKEN_TTL"`
-	IDTokenTTL        time.Duration `yaml:"id_token_ttl" env:"LATCH_ID_TOKEN_TTL"`
-	RefreshTokenTTL   time.Duration `yaml:"refresh_token_ttl" env:"LATCH_REFRESH_TOKEN_TTL"`
+	ClientTokenTTL  time.Duration `yaml:"client_token_ttl" env:"LATCH_CLIENT_TOKEN_TTL"`
+	AccessTokenTTL  time.Duration `yaml:"access_token_ttl" env:"LATCH_ACCESS_TOKEN_TTL"`
+	IDTokenTTL      time.Duration `yaml:"id_token_ttl" env:"LATCH_ID_TOKEN_TTL"`
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl" env:"LATCH_REFRESH_TOKEN_TTL"`
+	// RefreshReuseGrace: a rotated refresh token presented again within this
+	// window is refused without revoking its family (parallel or retried
+	// refreshes by the legitimate client); later it counts as theft.
+	RefreshReuseGrace time.Duration `yaml:"refresh_reuse_grace" env:"LATCH_REFRESH_REUSE_GRACE"`
 	SessionTTL        time.Duration `yaml:"session_ttl" env:"LATCH_SESSION_TTL"`
 	PendingSessionTTL time.Duration `yaml:"pending_session_ttl" env:"LATCH_PENDING_SESSION_TTL"`
 	ResetTokenTTL     time.Duration `yaml:"reset_token_ttl" env:"LATCH_RESET_TOKEN_TTL"`
@@ -76,6 +80,9 @@ type Config struct {
 	HashConcurrency   int           `yaml:"hash_concurrency" env:"LATCH_HASH_CONCURRENCY"`
 	HashQueue         int           `yaml:"hash_queue" env:"LATCH_HASH_QUEUE"`
 	HashQueueWait     time.Duration `yaml:"hash_queue_wait" env:"LATCH_HASH_QUEUE_WAIT"`
+
+	UsernameCaseSensitive bool          `yaml:"username_case_sensitive" env:"LATCH_USERNAME_CASE_SENSITIVE"`
+	SettingsCacheTTL      time.Duration `yaml:"settings_cache_ttl" env:"LATCH_SETTINGS_CACHE_TTL"`
 
 	IPRateLimit float64 `yaml:"ip_rate_limit" env:"LATCH_IP_RATE_LIMIT"`
 	IPRateBurst int     `yaml:"ip_rate_burst" env:"LATCH_IP_RATE_BURST"`
@@ -98,6 +105,7 @@ func Default() Config {
 		AccessTokenTTL:      time.Hour,
 		IDTokenTTL:          time.Hour,
 		RefreshTokenTTL:     14 * 24 * time.Hour,
+		RefreshReuseGrace:   2 * time.Second,
 		SessionTTL:          14 * 24 * time.Hour,
 		PendingSessionTTL:   10 * time.Minute,
 		ResetTokenTTL:       10 * time.Minute,
@@ -109,8 +117,9 @@ func Default() Config {
 		Argon2Iterations:    2,
 		Argon2Parallelism:   1,
 		HashConcurrency:     0, // 0 = number of CPUs
-		HashQueue:           0, // 0 = 4 × concurrency
+		HashQueue:           0, // 0 = 2 × concurrency
 		HashQueueWait:       2 * time.Second,
+		SettingsCacheTTL:    2 * time.Second,
 		IPRateLimit:         0,
 		IPRateBurst:         20,
 	}
@@ -270,10 +279,12 @@ func (c *Config) finish() error {
 	}{
 		{"LATCH_KEY_CACHE_TTL", c.KeyCacheTTL, 0},
 		{"LATCH_CLIENT_CACHE_TTL", c.ClientCacheTTL, 0},
+		{"LATCH_SETTINGS_CACHE_TTL", c.SettingsCacheTTL, 0},
 		{"LATCH_CLIENT_TOKEN_TTL", c.ClientTokenTTL, time.Minute},
 		{"LATCH_ACCESS_TOKEN_TTL", c.AccessTokenTTL, time.Minute},
 		{"LATCH_ID_TOKEN_TTL", c.IDTokenTTL, time.Minute},
 		{"LATCH_REFRESH_TOKEN_TTL", c.RefreshTokenTTL, time.Minute},
+		{"LATCH_REFRESH_REUSE_GRACE", c.RefreshReuseGrace, 0},
 		{"LATCH_SESSION_TTL", c.SessionTTL, time.Minute},
 		{"LATCH_PENDING_SESSION_TTL", c.PendingSessionTTL, time.Second},
 		{"LATCH_RESET_TOKEN_TTL", c.ResetTokenTTL, time.Second},
@@ -290,26 +301,29 @@ func (c *Config) finish() error {
 	if c.KeyRotationInterval != 0 && c.KeyRotationInterval < time.Hour {
 		return bad("LATCH_KEY_ROTATION_INTERVAL", "must be 0 (off) or at least 1h, got %s", c.KeyRotationInterval)
 	}
+	if c.RefreshReuseGrace > time.Minute {
+		return bad("LATCH_REFRESH_REUSE_GRACE", "must be at most 1m (a longer window hides token theft), got %s", c.RefreshReuseGrace)
+	}
 	if c.ResetTokenTTL > 10*time.Minute {
 		return bad("LATCH_RESET_TOKEN_TTL", "must be at most 10m, got %s", c.ResetTokenTTL)
 	}
 	if _, err := ParseByteSize(c.BodyLimit); err != nil {
 		return bad("LATCH_BODY_LIMIT", "%v", err)
 	}
-	if c.Argon2MemoryKiB < 1024 || c.Argon2MemoryKiB > 4*1024*1024 {
-		return bad("LATCH_ARGON2_MEMORY_KIB", "must be between 1024 and 4194304, got %d", c.Argon2MemoryKiB)
+	if c.Argon2MemoryKiB < 1024 || c.Argon2MemoryKiB > 1024*1024 {
+		return bad("LATCH_ARGON2_MEMORY_KIB", "must be between 1024 and 1048576 (1 GiB), got %d", c.Argon2MemoryKiB)
 	}
 	if c.Argon2Iterations < 1 || c.Argon2Iterations > 64 {
 		return bad("LATCH_ARGON2_ITERATIONS", "must be between 1 and 64, got %d", c.Argon2Iterations)
 	}
-	if c.Argon2Parallelism < 1 || c.Argon2Parallelism > 64 {
-		return bad("LATCH_ARGON2_PARALLELISM", "must be between 1 and 64, got %d", c.Argon2Parallelism)
+	if c.Argon2Parallelism < 1 || c.Argon2Parallelism > 16 {
+		return bad("LATCH_ARGON2_PARALLELISM", "must be between 1 and 16, got %d", c.Argon2Parallelism)
 	}
 	if c.HashConcurrency < 0 {
 		return bad("LATCH_HASH_CONCURRENCY", "must be 0 (number of CPUs) or more, got %d", c.HashConcurrency)
 	}
 	if c.HashQueue < 0 {
-		return bad("LATCH_HASH_QUEUE", "must be 0 (4 × concurrency) or more, got %d", c.HashQueue)
+		return bad("LATCH_HASH_QUEUE", "must be 0 (2 × concurrency) or more, got %d", c.HashQueue)
 	}
 	if c.IPRateLimit < 0 {
 		return bad("LATCH_IP_RATE_LIMIT", "must be 0 (off) or more, got %v", c.IPRateLimit)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -40,6 +41,7 @@ func (c *cli) serveCmd() *cobra.Command {
 			go svc.Tokens.Keys.RunRotation(ctx, cfg.KeyRotationInterval, func(err error) {
 				log.Error("automatic key rotation failed", slog.String("error", err.Error()))
 			})
+			go svc.RunHousekeeping(ctx, log, time.Hour)
 			log.Info("latch listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer),
 				slog.String("database", string(svc.DB.Dialect)), slog.String("env", cfg.Env))
 			return svc.NewServer(log).Serve(ctx, ln)

@@ -1,0 +1,214 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latch-dev/latch/experience"
+	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/token"
+)
+
+// userTokenResponse is the /v1 token response (seed 003).
+type userTokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	IDToken      string `json:"id_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	SessionID    string `json:"session_id"`
+}
+
+// tokenPlan is what a request asked of its tokens, checked before any
+// credential is: the audience and the ID-token claims.
+type tokenPlan struct {
+	audience string
+	idClaims []string
+}
+
+// planTokens validates the resource and claims parameters of a request.
+func (a *App) planTokens(client *token.Client, req tokenRequest) (tokenPlan, error) {
+	var plan tokenPlan
+	if req.Resource != "" {
+		aud, err := a.tokens.ResolveResource(client, []string{req.Resource})
+		if err != nil {
+			return plan, err
+		}
+		plan.audience = aud
+	}
+	if len(req.Claims) > 0 && string(req.Claims) != "null" {
+		cr, err := token.ParseClaimsRequest(req.Claims)
+		if err != nil {
+			return plan, err
+		}
+		plan.idClaims = cr.IDToken
+	}
+	return plan, nil
+}
+
+// callingClient returns the client behind the request's ClientAccessToken.
+func (a *App) callingClient(c echo.Context) (*token.Client, error) {
+	client, err := a.tokens.Clients.Lookup(c.Request().Context(), clientToken(c).ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, a.bearerChallenge(c, token.ErrInvalidClientToken("the client no longer exists"))
+	}
+	return client, nil
+}
+
+// issue turns a sign-in into user tokens.
+func (a *App) issue(ctx context.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, familyID, scope string) (*userTokenResponse, error) {
+	if scope == "" {
+		scope = "openid"
+	}
+	toks, err := a.tokens.IssueUserTokens(ctx, token.UserGrant{
+		ClientID:         client.ID,
+		UserID:           signIn.User.ID,
+		SessionID:        signIn.Session.ID,
+		AuthTime:         signIn.Session.AuthTime,
+		AMR:              signIn.Session.AMR,
+		Audience:         plan.audience,
+		Scope:            scope,
+		OrgID:            signIn.Session.OrgID,
+		IDClaims:         profileClaims(signIn.User, plan.idClaims),
+		SessionExpiresAt: signIn.Session.ExpiresAt,
+		FamilyID:         familyID,
+		WithRefresh:      client.HasGrant(token.GrantRefreshToken),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &userTokenResponse{AccessToken: toks.AccessToken, IDToken: toks.IDToken, RefreshToken: toks.RefreshToken,
+		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, SessionID: signIn.Session.ID}, nil
+}
+
+// respondTokens renders the token response of a completed sign-in.
+func (a *App) respondTokens(c echo.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, familyID string) error {
+	resp, err := a.issue(c.Request().Context(), client, signIn, plan, familyID, "")
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, resp)
+}
+
+// refresh rotates a refresh token into new tokens. A replayed token ends
+// its whole family and the session (RFC 9700 §4.14.2).
+func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*userTokenResponse, error) {
+	grant, err := a.tokens.UseRefreshToken(ctx, client, raw)
+	var reuse *token.RefreshReuse
+	if errors.As(err, &reuse) {
+		if rerr := a.engine.RecordRefreshReuse(ctx, reuse.SessionID, reuse.UserID, reuse.ClientID); rerr != nil {
+			return nil, rerr
+		}
+		if rerr := a.tokens.RevokeSessionTokens(ctx, reuse.SessionID); rerr != nil {
+			return nil, rerr
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	signIn, err := a.engine.ActiveSession(ctx, grant.SessionID)
+	if err != nil {
+		if _, ok := fault.As(err); ok {
+			_ = a.tokens.RevokeSessionTokens(ctx, grant.SessionID)
+			return nil, token.OAuthError(token.CodeInvalidGrant, "the session of this refresh token has ended")
+		}
+		return nil, err
+	}
+	return a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience}, grant.FamilyID, grant.Scope)
+}
+
+// refreshTokenGrant serves grant_type=refresh_token at /oidc/token.
+func (a *App) refreshTokenGrant(c echo.Context, client *token.Client, form url.Values) (any, error) {
+	if !client.HasGrant(token.GrantRefreshToken) {
+		return nil, token.OAuthError(token.CodeUnauthorizedClient, "the client is not allowed to use the refresh_token grant")
+	}
+	raw := form.Get("refresh_token")
+	if raw == "" {
+		return nil, token.OAuthError(token.CodeInvalidRequest, "refresh_token is required")
+	}
+	return a.refresh(c.Request().Context(), client, raw)
+}
+
+// endSessions revokes sessions and every refresh token they hold.
+func (a *App) endSessions(ctx context.Context, reason string, ids ...string) error {
+	for _, id := range ids {
+		if _, err := a.engine.RevokeSession(ctx, id, reason); err != nil {
+			return err
+		}
+		if err := a.tokens.RevokeSessionTokens(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// profileClaims picks the requested standard claims from a user's profile.
+func profileClaims(u *experience.User, names []string) map[string]any {
+	if len(names) == 0 {
+		return nil
+	}
+	out := map[string]any{}
+	for _, n := range names {
+		switch n {
+		case "username":
+			if u.Username != nil {
+				out[n] = *u.Username
+			}
+		case "name":
+			if u.Name != "" {
+				out[n] = u.Name
+			}
+		case "email":
+			if u.PrimaryEmail != nil {
+				out[n] = *u.PrimaryEmail
+			}
+		case "email_verified":
+			if u.PrimaryEmail != nil {
+				out[n] = u.EmailVerified
+			}
+		case "phone_number":
+			if u.PrimaryPhone != nil {
+				out[n] = *u.PrimaryPhone
+			}
+		case "phone_number_verified":
+			if u.PrimaryPhone != nil {
+				out[n] = u.PhoneVerified
+			}
+		case "roles":
+			out[n] = []string{}
+		case "updated_at":
+			out[n] = u.UpdatedAt.Unix()
+		}
+	}
+	return out
+}
+
+// userinfo is GET /oidc/me (OIDC Core §5.3) for a user access token.
+func (a *App) userinfo(c echo.Context) error {
+	raw, ok := bearerToken(c)
+	if !ok {
+		return a.bearerChallenge(c, token.ErrInvalidClientToken("a Bearer access token is required"))
+	}
+	ctx := c.Request().Context()
+	claims, err := a.tokens.VerifyUserAccessToken(ctx, raw)
+	if err != nil {
+		return a.bearerChallenge(c, err)
+	}
+	signIn, err := a.engine.ActiveSession(ctx, claims.SessionID)
+	if err != nil || signIn.User.ID != claims.Subject {
+		return a.bearerChallenge(c, token.ErrInvalidClientToken("the session of this token has ended"))
+	}
+	out := profileClaims(signIn.User, []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at"})
+	out["sub"] = signIn.User.ID
+	noStore(c)
+	return c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,310 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latch-dev/latch/experience"
+	"github.com/latch-dev/latch/fault"
+)
+
+// userView is a user as the Users API shows it.
+type userView struct {
+	*experience.User
+	LockedSeconds int64 `json:"locked_seconds"`
+}
+
+func (a *App) renderUser(c echo.Context, status int, u *experience.User) error {
+	locked, err := a.engine.LockStatus(c.Request().Context(), u)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, userView{User: u, LockedSeconds: locked})
+}
+
+// profileRequest is the profile part of user create and update. Absent
+// fields stay unchanged; an empty string clears an identifier.
+type profileRequest struct {
+	Username      *string         `json:"username"`
+	Email         *string         `json:"email"`
+	PhoneNumber   *string         `json:"phone_number"`
+	EmailVerified *bool           `json:"email_verified"`
+	PhoneVerified *bool           `json:"phone_number_verified"`
+	Name          *string         `json:"name"`
+	CustomData    json.RawMessage `json:"custom_data"`
+}
+
+func (r *profileRequest) profile() experience.Profile {
+	p := experience.Profile{Username: r.Username, Email: r.Email, Phone: r.PhoneNumber, Name: r.Name,
+		EmailVerified: r.EmailVerified, PhoneVerified: r.PhoneVerified}
+	if len(r.CustomData) > 0 && string(r.CustomData) != "null" {
+		p.CustomData = r.CustomData
+	}
+	return p
+}
+
+func (r *profileRequest) check(f *fields) {
+	for name, v := range map[string]*string{"username": r.Username, "email": r.Email, "phone_number": r.PhoneNumber, "name": r.Name} {
+		if v != nil {
+			f.maxLen(name, *v, 320)
+		}
+	}
+}
+
+type passwordCredentials struct {
+	Password     string `json:"password"`
+	ForceReplace *bool  `json:"force_replace"`
+}
+
+type createUserRequest struct {
+	profileRequest
+	Credentials       *passwordCredentials `json:"credentials"`
+	PasswordDigest    string               `json:"password_digest"`
+	PasswordAlgorithm string               `json:"password_algorithm"`
+}
+
+func (r *createUserRequest) validate() []fault.Detail {
+	var f fields
+	r.check(&f)
+	if r.Credentials != nil {
+		f.required("credentials.password", r.Credentials.Password)
+	}
+	if (r.PasswordDigest == "") != (r.PasswordAlgorithm == "") {
+		f.add("password_digest", "password_digest and password_algorithm go together")
+	}
+	f.maxLen("password_digest", r.PasswordDigest, 1024)
+	return f
+}
+
+// createUser is POST /v1/users.
+func (a *App) createUser(c echo.Context) error {
+	var req createUserRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	in := experience.NewUser{Profile: req.profile(), PasswordDigest: req.PasswordDigest, PasswordAlgorithm: req.PasswordAlgorithm,
+		Meta: experience.SessionMeta{ClientID: clientToken(c).ClientID}}
+	if req.Credentials != nil {
+		in.Password = req.Credentials.Password
+		// Creating a user with a password: it is theirs unless the caller
+		// says it must be replaced.
+		in.Temporary = req.Credentials.ForceReplace != nil && *req.Credentials.ForceReplace
+	}
+	user, err := a.engine.CreateUser(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	return a.renderUser(c, http.StatusCreated, user)
+}
+
+// getUser is GET /v1/users/:user_id.
+func (a *App) getUser(c echo.Context) error {
+	user, err := a.engine.Users.Get(c.Request().Context(), c.Param("user_id"))
+	if err != nil {
+		return err
+	}
+	return a.renderUser(c, http.StatusOK, user)
+}
+
+// findUser is GET /v1/users?username=|email=|phone_number=.
+func (a *App) findUser(c echo.Context) error {
+	var id experience.Identifier
+	for param, typ := range map[string]string{"username": experience.IdentifierUsername, "email": experience.IdentifierEmail,
+		"phone_number": experience.IdentifierPhone} {
+		if v := c.QueryParam(param); v != "" {
+			if id.Type != "" {
+				return fault.Invalid(fault.Detail{Field: param, Message: "give exactly one of username, email, phone_number"})
+			}
+			id = experience.Identifier{Type: typ, Value: v}
+		}
+	}
+	if id.Type == "" {
+		return fault.Invalid(fault.Detail{Field: "query", Message: "give one of username, email, phone_number"})
+	}
+	normalized, err := a.engine.Normalizer().Normalize(id)
+	if err != nil {
+		return err
+	}
+	user, err := a.engine.Users.FindByIdentifier(c.Request().Context(), id.Type, normalized)
+	if err != nil {
+		return err
+	}
+	users := []userView{}
+	if user != nil {
+		users = append(users, userView{User: user})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"users": users})
+}
+
+type updateUserRequest struct{ profileRequest }
+
+func (r *updateUserRequest) validate() []fault.Detail {
+	var f fields
+	r.check(&f)
+	return f
+}
+
+// updateUser is PATCH /v1/users/:user_id.
+func (a *App) updateUser(c echo.Context) error {
+	var req updateUserRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	user, err := a.engine.UpdateUser(c.Request().Context(), c.Param("user_id"), req.profile())
+	if err != nil {
+		return err
+	}
+	return a.renderUser(c, http.StatusOK, user)
+}
+
+// deleteUser is DELETE /v1/users/:user_id.
+func (a *App) deleteUser(c echo.Context) error {
+	ctx := c.Request().Context()
+	userID := c.Param("user_id")
+	if _, err := a.engine.DeleteUser(ctx, userID, experience.SessionMeta{ClientID: clientToken(c).ClientID}); err != nil {
+		return err
+	}
+	if err := a.tokens.RevokeUserTokens(ctx, userID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type setPasswordRequest struct {
+	Password     string `json:"password"`
+	ForceReplace *bool  `json:"force_replace"`
+}
+
+func (r *setPasswordRequest) validate() []fault.Detail {
+	var f fields
+	f.required("password", r.Password)
+	f.maxLen("password", r.Password, 1024)
+	return f
+}
+
+// registerPassword is POST /v1/users/:user_id/password: the first password.
+// force_replace defaults to true: a password someone else chose is
+// temporary until the user changes it.
+func (a *App) registerPassword(c echo.Context) error {
+	return a.setPassword(c, true, true)
+}
+
+// replacePassword is PUT /v1/users/:user_id/password.
+func (a *App) replacePassword(c echo.Context) error {
+	return a.setPassword(c, false, false)
+}
+
+func (a *App) setPassword(c echo.Context, first, defaultTemporary bool) error {
+	var req setPasswordRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	temporary := defaultTemporary
+	if req.ForceReplace != nil {
+		temporary = *req.ForceReplace
+	}
+	user, err := a.engine.SetPassword(c.Request().Context(), c.Param("user_id"), req.Password, experience.SetPasswordOptions{
+		Temporary: temporary, MustNotExist: first, Meta: experience.SessionMeta{ClientID: clientToken(c).ClientID},
+	})
+	if err != nil {
+		return err
+	}
+	return a.renderUser(c, http.StatusOK, user)
+}
+
+// suspendUser is POST /v1/users/:user_id/suspend (and unsuspend).
+func (a *App) suspendUser(suspend bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		user, ended, err := a.engine.SetSuspended(ctx, c.Param("user_id"), suspend, experience.SessionMeta{ClientID: clientToken(c).ClientID})
+		if err != nil {
+			return err
+		}
+		for _, id := range ended {
+			if err := a.tokens.RevokeSessionTokens(ctx, id); err != nil {
+				return err
+			}
+		}
+		return a.renderUser(c, http.StatusOK, user)
+	}
+}
+
+type expirationRequest struct {
+	Expired *bool `json:"expired"`
+}
+
+func (r *expirationRequest) validate() []fault.Detail {
+	var f fields
+	if r.Expired == nil {
+		f.add("expired", "is required")
+	}
+	return f
+}
+
+// setPasswordExpiration is PATCH /v1/users/:user_id/password/expiration.
+func (a *App) setPasswordExpiration(c echo.Context) error {
+	var req expirationRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	user, err := a.engine.SetPasswordExpired(c.Request().Context(), c.Param("user_id"), *req.Expired)
+	if err != nil {
+		return err
+	}
+	return a.renderUser(c, http.StatusOK, user)
+}
+
+// unlockUser is POST /v1/users/:user_id/unlock.
+func (a *App) unlockUser(c echo.Context) error {
+	if err := a.engine.Unlock(c.Request().Context(), c.Param("user_id"), experience.SessionMeta{ClientID: clientToken(c).ClientID}); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// listFactors is GET /v1/users/:user_id/mfa-factors.
+func (a *App) listFactors(c echo.Context) error {
+	ctx := c.Request().Context()
+	user, err := a.engine.Users.Get(ctx, c.Param("user_id"))
+	if err != nil {
+		return err
+	}
+	factors, err := a.engine.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"factors": factors})
+}
+
+// deleteFactor is DELETE /v1/users/:user_id/mfa-factors/:factor_id.
+func (a *App) deleteFactor(c echo.Context) error {
+	ok, err := a.engine.Factors.Remove(c.Request().Context(), c.Param("user_id"), c.Param("factor_id"))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fault.New(experience.CodeMFAFactorNotFound, http.StatusNotFound, "The MFA factor does not exist.")
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// auditEvents is GET /v1/audit-events?user_id=&event=&limit=.
+func (a *App) auditEvents(c echo.Context) error {
+	limit := 100
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fault.Invalid(fault.Detail{Field: "limit", Message: "must be a number from 1 to 1000"})
+		}
+		limit = n
+	}
+	events, err := a.engine.Audit.List(c.Request().Context(), experience.AuditFilter{
+		UserID: c.QueryParam("user_id"), Event: c.QueryParam("event"), Limit: limit})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": events})
+}

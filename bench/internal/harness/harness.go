@@ -1,0 +1,228 @@
+// Package harness runs a real `latch serve` process for the benchmark
+// commands: it builds the binary, prepares a fresh SQLite file or PostgreSQL
+// schema, starts the server on a loopback port, creates clients and users,
+// and reads the server's resident memory.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // schema setup on PostgreSQL
+
+	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/credentials"
+)
+
+// Server is a running latch process.
+type Server struct {
+	URL     string
+	cmd     *exec.Cmd
+	env     []string
+	bin     string
+	dir     string
+	cleanup []func()
+	Log     *bytes.Buffer
+}
+
+// Options choose the database and extra LATCH_* settings.
+type Options struct {
+	DB          string // "sqlite" or "postgres"
+	PostgresDSN string // base URL for "postgres"
+	Env         map[string]string
+}
+
+// Start builds latch and runs `latch serve`.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	dir, err := os.MkdirTemp("", "latch-bench-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, bin: filepath.Join(dir, "latch"), Log: &bytes.Buffer{}}
+	s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
+	build := exec.CommandContext(ctx, "go", "build", "-o", s.bin, "./cmd/latch")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("build latch: %w", err)
+	}
+	dbURL := "sqlite://" + filepath.Join(dir, "latch.db")
+	if o.DB == "postgres" {
+		if dbURL, err = s.postgresSchema(o.PostgresDSN); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	key, _ := config.GenerateSecretKey()
+	vars := map[string]string{
+		"LATCH_ADDR": addr, "LATCH_DATA_DIR": dir, "LATCH_DATABASE_URL": dbURL,
+		"LATCH_SECRET_KEY": base64.StdEncoding.EncodeToString(key), "LATCH_LOG_LEVEL": "warn",
+	}
+	for k, v := range o.Env {
+		vars[k] = v
+	}
+	s.env = os.Environ()
+	for k, v := range vars {
+		s.env = append(s.env, k+"="+v)
+	}
+	s.URL = "http://" + addr
+	s.cmd = exec.Command(s.bin, "serve")
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
+	if err := s.cmd.Start(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	for i := 0; i < 200; i++ {
+		if res, err := http.Get(s.URL + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Close()
+	return nil, fmt.Errorf("latch did not become ready: %s", s.Log.String())
+}
+
+func (s *Server) postgresSchema(base string) (string, error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	schema := "latch_bench_" + credentials.RandomID(10)
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		return "", fmt.Errorf("postgres: %w", err)
+	}
+	s.cleanup = append(s.cleanup, func() {
+		if db, err := sql.Open("pgx", base); err == nil {
+			db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// CLI runs a latch subcommand against the server's database and returns
+// its standard output.
+func (s *Server) CLI(args ...string) ([]byte, error) {
+	cmd := exec.Command(s.bin, args...)
+	cmd.Env = s.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("latch %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
+// Client is an OAuth2 client's credentials.
+type Client struct{ ID, Secret string }
+
+// CreateClient registers a client through the CLI.
+func (s *Server) CreateClient(scopes string) (Client, error) {
+	out, err := s.CLI("client", "create", "--name", "bench", "--scope", scopes, "--output", "json")
+	if err != nil {
+		return Client{}, err
+	}
+	var c struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal(out, &c); err != nil {
+		return Client{}, err
+	}
+	return Client{ID: c.ID, Secret: c.Secret}, nil
+}
+
+// ClientToken gets a ClientAccessToken.
+func (s *Server) ClientToken(hc *http.Client, c Client) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/oidc/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(c.ID, c.Secret)
+	res, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		return "", fmt.Errorf("client token: status %d", res.StatusCode)
+	}
+	return body.AccessToken, nil
+}
+
+// PeakRSS returns the server's peak resident memory in MiB (VmHWM).
+func (s *Server) PeakRSS() float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
+
+// Close stops the server and removes its data.
+func (s *Server) Close() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+		}
+	}
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+}
+
+// HTTPClient is a keep-alive client sized for concurrent load.
+func HTTPClient() *http.Client {
+	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}

@@ -1,0 +1,160 @@
+// Package load drives HTTP load for Latch's benchmark commands: closed loops
+// (N workers back to back, to find saturation) and open loops (a fixed
+// arrival rate, to measure latency at a given load without coordinated
+// omission). Every run is bounded in time and stops by itself.
+package load
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Outcome is one request's result.
+type Outcome struct {
+	Status  int
+	Latency time.Duration
+	Err     error
+}
+
+// Result aggregates a run.
+type Result struct {
+	Elapsed  time.Duration
+	byStatus map[int][]time.Duration
+	Errors   int
+}
+
+func newResult() *Result { return &Result{byStatus: map[int][]time.Duration{}} }
+
+func (r *Result) add(o Outcome) {
+	if o.Err != nil {
+		r.Errors++
+		return
+	}
+	r.byStatus[o.Status] = append(r.byStatus[o.Status], o.Latency)
+}
+
+// Count returns how many requests ended with status (0: all statuses).
+func (r *Result) Count(status int) int {
+	if status != 0 {
+		return len(r.byStatus[status])
+	}
+	n := 0
+	for _, l := range r.byStatus {
+		n += len(l)
+	}
+	return n
+}
+
+// Rate returns requests per second that ended with status (0: all).
+func (r *Result) Rate(status int) float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Count(status)) / r.Elapsed.Seconds()
+}
+
+// Percentile returns the p-th percentile (0..100) latency of requests that
+// ended with status (0: all).
+func (r *Result) Percentile(status int, p float64) time.Duration {
+	var l []time.Duration
+	if status != 0 {
+		l = append(l, r.byStatus[status]...)
+	} else {
+		for _, s := range r.byStatus {
+			l = append(l, s...)
+		}
+	}
+	if len(l) == 0 {
+		return 0
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	idx := int(float64(len(l)-1) * p / 100)
+	return l[idx]
+}
+
+// Statuses summarises the status counts, e.g. "200×1234 503×56".
+func (r *Result) Statuses() string {
+	keys := make([]int, 0, len(r.byStatus))
+	for k := range r.byStatus {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	s := ""
+	for _, k := range keys {
+		s += fmt.Sprintf("%d×%d ", k, len(r.byStatus[k]))
+	}
+	if r.Errors > 0 {
+		s += fmt.Sprintf("errors×%d", r.Errors)
+	}
+	return s
+}
+
+// Closed runs workers that each send requests back to back for d.
+func Closed(ctx context.Context, workers int, d time.Duration, do func(ctx context.Context, worker int) Outcome) *Result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	res := newResult()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				o := do(ctx, w)
+				if ctx.Err() != nil && o.Err != nil {
+					return // cut off by the deadline: not a real error
+				}
+				mu.Lock()
+				res.add(o)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	return res
+}
+
+// Open sends requests at a fixed rate for d, each on its own goroutine, at
+// most maxInFlight at once (beyond that, arrivals count as errors, which
+// keeps the generator bounded). Latency is measured from the scheduled
+// arrival time, so a slow server cannot hide queueing from the figures.
+func Open(ctx context.Context, perSecond float64, d time.Duration, maxInFlight int, do func(ctx context.Context) Outcome) *Result {
+	res := newResult()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxInFlight)
+	interval := time.Duration(float64(time.Second) / perSecond)
+	start := time.Now()
+	n := int(d.Seconds() * perSecond)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(at))
+		select {
+		case sem <- struct{}{}:
+		default:
+			mu.Lock()
+			res.Errors++
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func(at time.Time) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			o := do(ctx)
+			o.Latency = time.Since(at)
+			mu.Lock()
+			res.add(o)
+			mu.Unlock()
+		}(at)
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	return res
+}

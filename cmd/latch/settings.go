@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func (c *cli) settingsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "settings", Short: "Show or change the sign-in experience settings (policies)"}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the current settings as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			svc, err := c.open(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			s, err := svc.Engine.Settings.Get(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			return c.printJSON(s)
+		},
+	}
+	var file string
+	set := &cobra.Command{
+		Use:   "set --file PATCH.json",
+		Short: "Merge a JSON patch (RFC 7396) into the settings; prints the result",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var raw []byte
+			var err error
+			if file == "-" {
+				raw, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+			} else {
+				raw, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", file, err)
+			}
+			svc, err := c.open(ctxOf(cmd))
+			if err != nil {
+				return err
+			}
+			defer svc.Close()
+			s, err := svc.Engine.Settings.Patch(ctxOf(cmd), raw)
+			if err != nil {
+				return err
+			}
+			return c.printJSON(s)
+		},
+	}
+	set.Flags().StringVar(&file, "file", "", "path of the JSON patch (- for standard input)")
+	_ = set.MarkFlagRequired("file")
+	cmd.AddCommand(show, set)
+	return cmd
+}
+
+// printJSON prints v as indented JSON whatever --output says: settings
+// are JSON by nature.
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,167 @@
+package experience
+
+import (
+	"context"
+	"net/http"
+
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
+)
+
+// NewUser is the input to CreateUser. At most one of Password and
+// PasswordDigest is set.
+type NewUser struct {
+	Profile
+	Password string
+	// Temporary marks Password as one to change at first sign-in.
+	Temporary bool
+	// PasswordDigest and PasswordAlgorithm import an existing hash (see
+	// docs/password-import.md); it is upgraded on the first sign-in.
+	PasswordDigest    string
+	PasswordAlgorithm string
+	Meta              SessionMeta
+}
+
+// CreateUser creates a user, optionally with a password or imported hash.
+func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
+	if in.Password != "" && in.PasswordDigest != "" {
+		return nil, fault.Invalid(fault.Detail{Field: "credentials", Message: "give either a password or a password_digest, not both"})
+	}
+	var encoded string
+	switch {
+	case in.PasswordDigest != "" || in.PasswordAlgorithm != "":
+		var err error
+		if encoded, err = credentials.NormalizeImport(in.PasswordAlgorithm, in.PasswordDigest); err != nil {
+			return nil, err
+		}
+	case in.Password != "":
+		// Check the policy against the profile being created.
+		probe := &userRow{CustomData: "{}"}
+		if err := e.Users.apply(probe, in.Profile); err != nil {
+			return nil, err
+		}
+		if len(in.Password) > maxPasswordBytes {
+			return nil, rejected([]credentials.Violation{{Code: "password_rejected.too_long", Message: "The password is too long."}})
+		}
+		violations, err := e.ValidatePassword(ctx, in.Password, probe.user().Info(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(violations) > 0 {
+			return nil, rejected(violations)
+		}
+		if encoded, err = e.hasher.Hash(ctx, in.Password); err != nil {
+			return nil, err
+		}
+	}
+	var row *userRow
+	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		row, err = e.Users.create(tx, in.Profile, encoded, in.Temporary && encoded != "")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.audit(ctx, AuditEvent{Event: EventUserCreated, Outcome: OutcomeSuccess, UserID: row.ID, ClientID: in.Meta.ClientID,
+		Data: map[string]any{"password": encoded != "", "imported": in.PasswordDigest != ""}})
+	return row.user(), nil
+}
+
+// UpdateUser changes a user's profile.
+func (e *Engine) UpdateUser(ctx context.Context, id string, p Profile) (*User, error) {
+	return e.Users.update(ctx, id, p)
+}
+
+// DeleteUser deletes a user; their sessions go with them. It returns the
+// ids of the sessions that were live, so the caller can revoke tokens.
+func (e *Engine) DeleteUser(ctx context.Context, id string, meta SessionMeta) ([]string, error) {
+	if _, err := e.Users.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	ids, err := e.Sessions.RevokeUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Users.Delete(ctx, id); err != nil {
+		return nil, err
+	}
+	e.audit(ctx, AuditEvent{Event: EventUserDeleted, Outcome: OutcomeSuccess, UserID: id, ClientID: meta.ClientID})
+	return ids, nil
+}
+
+// SetSuspended suspends or reinstates a user. Suspending ends every session
+// (their ids are returned so the caller can revoke tokens).
+func (e *Engine) SetSuspended(ctx context.Context, id string, suspended bool, meta SessionMeta) (*User, []string, error) {
+	user, err := e.Users.setFlags(ctx, id, map[string]any{"suspended": suspended})
+	if err != nil {
+		return nil, nil, err
+	}
+	var ended []string
+	event := EventUserUnsuspended
+	if suspended {
+		event = EventUserSuspended
+		if ended, err = e.Sessions.RevokeUser(ctx, id); err != nil {
+			return nil, nil, err
+		}
+	}
+	e.audit(ctx, AuditEvent{Event: event, Outcome: OutcomeSuccess, UserID: id, ClientID: meta.ClientID})
+	return user, ended, nil
+}
+
+// SetPasswordExpired sets or clears the per-user expired flag.
+func (e *Engine) SetPasswordExpired(ctx context.Context, id string, expired bool) (*User, error) {
+	user, err := e.Users.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !user.HasPassword && expired {
+		return nil, fault.New(CodeNoPasswordSet, http.StatusConflict, "The user has no password.")
+	}
+	return e.Users.setFlags(ctx, id, map[string]any{"password_expired": expired})
+}
+
+// Unlock lifts the sentinel's lock on every identifier of a user.
+func (e *Engine) Unlock(ctx context.Context, id string, meta SessionMeta) error {
+	user, err := e.Users.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	keys := []string{userKey(user.ID)}
+	for _, ident := range user.Identifiers() {
+		normalized, err := e.norm.Normalize(ident)
+		if err != nil {
+			continue
+		}
+		keys = append(keys, identifierKey(ident.Type, normalized))
+	}
+	if err := e.Sentinel.Unlock(ctx, keys...); err != nil {
+		return err
+	}
+	e.audit(ctx, AuditEvent{Event: EventUserUnlocked, Outcome: OutcomeSuccess, UserID: id, ClientID: meta.ClientID})
+	return nil
+}
+
+// LockStatus reports the longest remaining lock on a user's identifiers.
+func (e *Engine) LockStatus(ctx context.Context, user *User) (int64, error) {
+	var longest int64
+	for _, ident := range user.Identifiers() {
+		normalized, err := e.norm.Normalize(ident)
+		if err != nil {
+			continue
+		}
+		secs, err := e.Sentinel.Locked(ctx, identifierKey(ident.Type, normalized))
+		if err != nil {
+			return 0, err
+		}
+		if secs > longest {
+			longest = secs
+		}
+	}
+	return longest, nil
+}
+
+// userKey prefixes the per-user sentinel pools (MFA factors).
+func userKey(userID string) string { return "user:" + userID }

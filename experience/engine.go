@@ -1,0 +1,382 @@
+// Package experience is the Experience engine: it decides every sign-in.
+// It owns users, verification (passwords now; codes and MFA factors next),
+// the lockout sentinel, sessions, the stored sign-in settings and the audit
+// log. It knows nothing of HTTP or tokens: it says who authenticated and how,
+// and app turns that into tokens.
+package experience
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/store"
+)
+
+// Options configure the engine.
+type Options struct {
+	SessionTTL            time.Duration
+	PendingSessionTTL     time.Duration
+	ResetTokenTTL         time.Duration
+	UsernameCaseSensitive bool
+	SettingsCacheTTL      time.Duration
+}
+
+// Engine is the Experience engine.
+type Engine struct {
+	db     *store.DB
+	hasher *credentials.Hasher
+	log    *slog.Logger
+	opts   Options
+	now    func() time.Time
+	norm   Normalizer
+
+	Users    *Users
+	Sessions *Sessions
+	Sentinel *Sentinel
+	Settings *SettingsStore
+	Audit    *Audit
+	Factors  *Factors
+	resets   *resetTokens
+}
+
+// New returns an engine over db.
+func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Options) *Engine {
+	now := func() time.Time { return time.Now().UTC() }
+	norm := Normalizer{UsernameCaseSensitive: opts.UsernameCaseSensitive}
+	return &Engine{
+		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
+		Users:    &Users{db: db, norm: norm, now: now},
+		Sessions: &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
+		Sentinel: &Sentinel{db: db, now: now},
+		Settings: &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
+		Audit:    &Audit{db: db, now: now},
+		Factors:  &Factors{db: db, now: now},
+		resets:   &resetTokens{db: db, now: now, ttl: opts.ResetTokenTTL},
+	}
+}
+
+// Normalizer returns the engine's identifier normalizer.
+func (e *Engine) Normalizer() Normalizer { return e.norm }
+
+// audit records an event; a failure to record is logged, never shown to the
+// caller (the sign-in itself already happened or failed).
+func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
+	if err := e.Audit.Record(ctx, ev); err != nil {
+		e.log.ErrorContext(ctx, "audit write failed", slog.String("event", ev.Event), slog.String("error", err.Error()))
+	}
+}
+
+// passwordStateError is a correct password whose account may not sign in
+// with it as is: expired or temporary. It carries the user so the caller
+// can offer the change-password step.
+type passwordStateError struct {
+	fe   *fault.Error
+	user *User
+}
+
+func (e *passwordStateError) Error() string { return e.fe.Error() }
+func (e *passwordStateError) Unwrap() error { return e.fe }
+
+// VerifyPassword is the Password verification: it checks an identifier and
+// password, guarded by the sentinel, and returns the user. It is the one code
+// path behind both POST /v1/auth/password/authenticate and
+// POST /api/experience/verification/password.
+//
+// Only a correct password reveals the account's state: suspended, expired
+// or temporary. An unknown identifier costs a real hash (no timing oracle)
+// and fails exactly like a wrong password.
+func (e *Engine) VerifyPassword(ctx context.Context, id Identifier, password string, meta SessionMeta) (*User, error) {
+	normalized, err := e.norm.Normalize(id)
+	if err != nil {
+		return nil, err
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := identifierKey(id.Type, normalized)
+	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
+	if err != nil {
+		return nil, err
+	}
+	fail := AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, ClientID: meta.ClientID, IPAddress: meta.IPAddress,
+		Data: map[string]any{"method": AMRPassword, "identifier_type": id.Type}}
+	if !verdict.Allowed {
+		fail.Data["reason"] = "locked"
+		e.audit(ctx, fail)
+		return nil, errLocked(verdict.RetryAfter)
+	}
+	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
+	if err != nil {
+		return nil, err
+	}
+	ok, needsRehash := false, false
+	if user == nil || !user.HasPassword {
+		err = e.hasher.VerifyDummy(ctx, password)
+	} else {
+		ok, needsRehash, err = e.hasher.Verify(ctx, password, user.passwordHash)
+	}
+	if err != nil {
+		// The attempt was never evaluated (e.g. the hashing gate is full):
+		// it must not count against the user.
+		if rerr := e.Sentinel.Release(ctx, key, settings.Lockout); rerr != nil {
+			e.log.ErrorContext(ctx, "sentinel release failed", slog.String("error", rerr.Error()))
+		}
+		return nil, err
+	}
+	if !ok {
+		if user != nil {
+			fail.UserID = user.ID
+		}
+		fail.Data["reason"] = "invalid_credentials"
+		e.audit(ctx, fail)
+		locked, err := e.Sentinel.Fail(ctx, key, verdict, settings.Lockout)
+		if err != nil {
+			return nil, err
+		}
+		if locked {
+			e.audit(ctx, AuditEvent{Event: EventLockout, Outcome: OutcomeSuccess, UserID: fail.UserID, ClientID: meta.ClientID,
+				IPAddress: meta.IPAddress, Data: map[string]any{"identifier_type": id.Type, "lockout_seconds": settings.Lockout.LockoutSeconds}})
+		}
+		return nil, errInvalidCredentials
+	}
+	if err := e.Sentinel.Clear(ctx, key); err != nil {
+		return nil, err
+	}
+	if needsRehash {
+		e.rehash(ctx, user, password)
+	}
+	return user, e.accountState(user, settings, meta)
+}
+
+// accountState says whether a user who gave the right password may go on.
+func (e *Engine) accountState(user *User, settings Settings, meta SessionMeta) error {
+	if user.Suspended {
+		return errSuspended
+	}
+	now := e.now()
+	if user.PasswordTemporary {
+		window := time.Duration(settings.PasswordExpiry.TemporaryValidHours) * time.Hour
+		if user.PasswordUpdatedAt != nil && now.Sub(*user.PasswordUpdatedAt) > window {
+			// A stale temporary password no longer opens anything: an
+			// administrator has to issue a new one.
+			return errInvalidCredentials
+		}
+		return &passwordStateError{fault.New(CodePasswordTemporary, http.StatusUnprocessableEntity,
+			"The password is temporary and must be changed."), user}
+	}
+	expired := user.PasswordExpired
+	if settings.PasswordExpiry.Enabled && user.PasswordUpdatedAt != nil &&
+		now.Sub(*user.PasswordUpdatedAt) > time.Duration(settings.PasswordExpiry.ValidDays)*24*time.Hour {
+		expired = true
+	}
+	if expired {
+		return &passwordStateError{fault.New(CodePasswordExpired, http.StatusUnprocessableEntity,
+			"The password has expired and must be changed."), user}
+	}
+	return nil
+}
+
+// rehash upgrades a verified password to the current algorithm and
+// parameters, unless the stored hash changed meanwhile.
+func (e *Engine) rehash(ctx context.Context, user *User, password string) {
+	encoded, err := e.hasher.Hash(ctx, password)
+	if err != nil {
+		e.log.WarnContext(ctx, "password rehash skipped", slog.String("user_id", user.ID), slog.String("error", err.Error()))
+		return
+	}
+	res := e.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND password_hash = ?", user.ID, user.passwordHash).
+		Update("password_hash", encoded)
+	if res.Error != nil {
+		e.log.ErrorContext(ctx, "password rehash failed", slog.String("user_id", user.ID), slog.String("error", res.Error.Error()))
+		return
+	}
+	if res.RowsAffected == 1 {
+		user.passwordHash = encoded
+		e.audit(ctx, AuditEvent{Event: EventPasswordRehash, Outcome: OutcomeSuccess, UserID: user.ID})
+	}
+}
+
+// PasswordSignIn is a backend's request to sign a user in with a password.
+type PasswordSignIn struct {
+	Identifier Identifier
+	Password   string
+	SessionID  string // optional: an existing session to authenticate into
+	Meta       SessionMeta
+	// EnforceMFA is the calling application's choice; when false, tokens
+	// are issued after the password and the application checks amr.
+	EnforceMFA bool
+}
+
+// SignIn is a completed sign-in: the user and their active session.
+type SignIn struct {
+	User    *User
+	Session *Session
+}
+
+// SignInWithPassword verifies a password and opens (or extends) a session.
+// Outcomes besides success are *fault.Error values: invalid credentials,
+// locked, suspended, password expired/temporary (with a reset token in
+// Data), MFA required (with a pending session in Data).
+func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*SignIn, error) {
+	var existing *Session
+	if req.SessionID != "" {
+		s, err := e.Sessions.Get(ctx, req.SessionID)
+		if err != nil {
+			return nil, err
+		}
+		existing = s
+	}
+	user, err := e.VerifyPassword(ctx, req.Identifier, req.Password, req.Meta)
+	var state *passwordStateError
+	if errors.As(err, &state) {
+		return nil, e.offerReset(ctx, state, req.Meta)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil && existing.UserID != user.ID {
+		return nil, errSessionNotFound()
+	}
+	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA)
+}
+
+// offerReset mints a single-use reset token for an expired or temporary
+// password and returns the error carrying it.
+func (e *Engine) offerReset(ctx context.Context, state *passwordStateError, meta SessionMeta) error {
+	raw, err := e.resets.issue(ctx, state.user.ID, meta.ClientID, state.fe.Code)
+	if err != nil {
+		return err
+	}
+	e.audit(ctx, AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, UserID: state.user.ID, ClientID: meta.ClientID,
+		IPAddress: meta.IPAddress, Data: map[string]any{"method": AMRPassword, "reason": state.fe.Code}})
+	return state.fe.With("reset_token", raw).With("expires_in", int64(e.opts.ResetTokenTTL/time.Second))
+}
+
+// completeFirstFactor opens the session after a first factor: pending with
+// mfa_required when the user must still prove a second factor, else active.
+func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool) (*SignIn, error) {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return nil, err
+	}
+	needMFA := enforceMFA && settings.MFA.Enforce && len(factors) > 0 &&
+		!(existing != nil && existing.State == SessionActive && hasAMR(existing.AMR, AMRMFA))
+	sess, err := e.Sessions.authenticate(ctx, existing, user.ID, amr, needMFA, meta)
+	if err != nil {
+		return nil, err
+	}
+	if needMFA {
+		e.audit(ctx, AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, UserID: user.ID, ClientID: meta.ClientID,
+			IPAddress: meta.IPAddress, Data: map[string]any{"method": amr[0], "reason": "mfa_required", "session_id": sess.ID}})
+		return nil, mfaRequired(user, sess, factors)
+	}
+	e.markSignedIn(ctx, user, sess, amr, meta)
+	return &SignIn{User: user, Session: sess}, nil
+}
+
+func (e *Engine) markSignedIn(ctx context.Context, user *User, sess *Session, amr []string, meta SessionMeta) {
+	now := e.now()
+	if err := e.db.WithContext(ctx).Model(&userRow{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
+		e.log.WarnContext(ctx, "last sign-in time not saved", slog.String("error", err.Error()))
+	}
+	user.LastSignInAt = &now
+	e.audit(ctx, AuditEvent{Event: EventSignIn, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: meta.ClientID,
+		IPAddress: meta.IPAddress, Data: map[string]any{"methods": amr, "session_id": sess.ID}})
+}
+
+// mfaRequired builds the MFA-required outcome with what the backend needs
+// to continue: the pending session and the available factors, and masked
+// contact points for one-time codes.
+func mfaRequired(user *User, sess *Session, factors []Factor) error {
+	types := make([]string, 0, len(factors))
+	seen := map[string]bool{}
+	for _, f := range factors {
+		if !seen[f.Type] {
+			seen[f.Type] = true
+			types = append(types, f.Type)
+		}
+	}
+	fe := fault.New(CodeMFARequired, http.StatusForbidden, "Multi-factor authentication is required to finish signing in.").
+		With("session_id", sess.ID).With("mfa_factors", types)
+	if user.PrimaryEmail != nil {
+		fe = fe.With("email", MaskEmail(*user.PrimaryEmail))
+	}
+	if user.PrimaryPhone != nil {
+		fe = fe.With("phone_number", MaskPhone(*user.PrimaryPhone))
+	}
+	return fe
+}
+
+// ReauthenticateSession checks that a session is live and active, that its
+// user may still sign in, and extends it (silent authentication).
+func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID, orgID string) (*SignIn, error) {
+	signIn, err := e.ActiveSession(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := e.Sessions.Touch(ctx, signIn.Session, orgID)
+	if err != nil {
+		return nil, err
+	}
+	return &SignIn{User: signIn.User, Session: sess}, nil
+}
+
+// ActiveSession returns a live, active session and its user, who must still
+// be allowed to sign in. It does not extend the session (refreshing tokens
+// is not an authentication).
+func (e *Engine) ActiveSession(ctx context.Context, sessionID string) (*SignIn, error) {
+	sess, err := e.Sessions.Get(ctx, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if sess.State != SessionActive {
+		return nil, errSessionNotFound()
+	}
+	user, err := e.Users.Get(ctx, sess.UserID)
+	if err != nil {
+		if fault.Is(err, CodeUserNotFound) {
+			return nil, errSessionNotFound()
+		}
+		return nil, err
+	}
+	if user.Suspended {
+		return nil, errSuspended
+	}
+	return &SignIn{User: user, Session: sess}, nil
+}
+
+// RevokeSession ends a session; the caller revokes its tokens.
+func (e *Engine) RevokeSession(ctx context.Context, sessionID, reason string) (bool, error) {
+	ok, err := e.Sessions.Revoke(ctx, sessionID)
+	if err == nil && ok {
+		e.audit(ctx, AuditEvent{Event: EventSessionRevoked, Outcome: OutcomeSuccess, Data: map[string]any{"session_id": sessionID, "reason": reason}})
+	}
+	return ok, err
+}
+
+// RecordRefreshReuse logs a refresh-token reuse and ends the session.
+func (e *Engine) RecordRefreshReuse(ctx context.Context, sessionID, userID, clientID string) error {
+	e.audit(ctx, AuditEvent{Event: EventRefreshReuse, Outcome: OutcomeFailure, UserID: userID, ClientID: clientID,
+		Data: map[string]any{"session_id": sessionID}})
+	_, err := e.RevokeSession(ctx, sessionID, "refresh_token_reuse")
+	return err
+}
+
+func hasAMR(list []string, m string) bool {
+	for _, v := range list {
+		if v == m {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,102 @@
+package experience
+
+import "github.com/latch-dev/latch/store"
+
+// Migrations are the experience package's schema steps, in order.
+func Migrations() []store.Migration {
+	return []store.Migration{
+		{ID: "experience/0001_users", SQL: `
+CREATE TABLE users (
+	id TEXT PRIMARY KEY,
+	username TEXT,
+	username_key TEXT UNIQUE,
+	primary_email TEXT UNIQUE,
+	primary_phone TEXT UNIQUE,
+	email_verified BOOLEAN NOT NULL DEFAULT FALSE,
+	phone_verified BOOLEAN NOT NULL DEFAULT FALSE,
+	name TEXT NOT NULL DEFAULT '',
+	custom_data TEXT NOT NULL DEFAULT '{}',
+	password_hash TEXT,
+	password_updated_at TIMESTAMP,
+	password_expired BOOLEAN NOT NULL DEFAULT FALSE,
+	password_temporary BOOLEAN NOT NULL DEFAULT FALSE,
+	suspended BOOLEAN NOT NULL DEFAULT FALSE,
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL,
+	last_sign_in_at TIMESTAMP
+);
+CREATE TABLE password_history (
+	id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	password_hash TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL
+);
+CREATE INDEX password_history_user ON password_history (user_id, created_at);
+CREATE TABLE mfa_factors (
+	id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	type TEXT NOT NULL,
+	secret BLOB,
+	data TEXT NOT NULL DEFAULT '{}',
+	created_at TIMESTAMP NOT NULL,
+	last_used_at TIMESTAMP
+);
+CREATE INDEX mfa_factors_user ON mfa_factors (user_id);
+`},
+		{ID: "experience/0002_sentinel", SQL: `
+CREATE TABLE sentinel_counters (
+	key TEXT PRIMARY KEY,
+	failures INTEGER NOT NULL,
+	window_start TIMESTAMP NOT NULL,
+	locked_until TIMESTAMP,
+	updated_at TIMESTAMP NOT NULL
+);
+`},
+		{ID: "experience/0003_sessions", SQL: `
+CREATE TABLE sessions (
+	id TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	client_id TEXT NOT NULL,
+	org_id TEXT NOT NULL DEFAULT '',
+	state TEXT NOT NULL,
+	amr TEXT NOT NULL DEFAULT '',
+	auth_time TIMESTAMP NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	revoked_at TIMESTAMP,
+	ip_address TEXT NOT NULL DEFAULT '',
+	user_agent TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE TABLE reset_tokens (
+	digest TEXT PRIMARY KEY,
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	client_id TEXT NOT NULL,
+	session_id TEXT NOT NULL DEFAULT '',
+	reason TEXT NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	used_at TIMESTAMP
+);
+`},
+		{ID: "experience/0004_settings_audit", SQL: `
+CREATE TABLE settings (
+	id TEXT PRIMARY KEY,
+	data TEXT NOT NULL,
+	updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE audit_events (
+	id TEXT PRIMARY KEY,
+	created_at TIMESTAMP NOT NULL,
+	event TEXT NOT NULL,
+	outcome TEXT NOT NULL,
+	user_id TEXT NOT NULL DEFAULT '',
+	client_id TEXT NOT NULL DEFAULT '',
+	ip_address TEXT NOT NULL DEFAULT '',
+	data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_time ON audit_events (created_at);
+CREATE INDEX audit_events_user ON audit_events (user_id, created_at);
+`},
+	}
+}

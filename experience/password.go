@@ -1,0 +1,230 @@
+package experience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
+)
+
+// maxPasswordBytes bounds what is ever hashed, whatever the policy says, so
+// a request cannot make a hash arbitrarily expensive.
+const maxPasswordBytes = 1024
+
+// ValidatePassword checks a candidate password against the policy (and, for
+// an existing user, their history). It returns every violated rule.
+func (e *Engine) ValidatePassword(ctx context.Context, password string, info credentials.UserInfo, user *User) ([]credentials.Violation, error) {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	violations := settings.PasswordPolicy.Check(password, info)
+	if user != nil && len(violations) == 0 {
+		reused, err := e.inHistory(ctx, user, password, settings.PasswordPolicy.HistorySize)
+		if err != nil {
+			return nil, err
+		}
+		if reused {
+			violations = append(violations, credentials.Violation{Code: "password_rejected.history",
+				Message: fmt.Sprintf("The password was used recently; choose one not among the last %d.", settings.PasswordPolicy.HistorySize)})
+		}
+	}
+	return violations, nil
+}
+
+// inHistory reports whether password matches the current password or one of
+// the last n previous ones.
+func (e *Engine) inHistory(ctx context.Context, user *User, password string, n int) (bool, error) {
+	if n <= 0 {
+		return false, nil
+	}
+	hashes := []string{}
+	if user.HasPassword {
+		hashes = append(hashes, user.passwordHash)
+	}
+	var previous []string
+	if err := e.db.WithContext(ctx).Table("password_history").Where("user_id = ?", user.ID).
+		Order("created_at DESC").Limit(n-1).Pluck("password_hash", &previous).Error; err != nil {
+		return false, fmt.Errorf("experience: password history: %w", err)
+	}
+	for _, h := range append(hashes, previous...) {
+		ok, _, err := e.hasher.Verify(ctx, password, h)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// rejected is the password.rejected error carrying every violation.
+func rejected(violations []credentials.Violation) error {
+	return fault.New(CodePasswordRejected, http.StatusUnprocessableEntity, "%s", violations[0].Message).
+		With("issues", violations)
+}
+
+// SetPasswordOptions tune SetPassword.
+type SetPasswordOptions struct {
+	// Temporary marks the password as one the user must change at the next
+	// sign-in (an administrator's "force replace").
+	Temporary bool
+	// MustNotExist refuses when the user already has a password (register
+	// first password).
+	MustNotExist bool
+	// Event names the audit event.
+	Event string
+	Meta  SessionMeta
+}
+
+// SetPassword checks a new password against policy and history, stores its
+// hash and keeps the previous one in the history.
+func (e *Engine) SetPassword(ctx context.Context, userID, password string, opts SetPasswordOptions) (*User, error) {
+	user, err := e.Users.Get(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MustNotExist && user.HasPassword {
+		return nil, fault.New("user.password_exists", http.StatusConflict, "The user already has a password; replace it instead.")
+	}
+	if err := e.checkNewPassword(ctx, user, password); err != nil {
+		return nil, err
+	}
+	encoded, err := e.hasher.Hash(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.storePassword(ctx, nil, user, encoded, opts.Temporary); err != nil {
+		return nil, err
+	}
+	if opts.Event == "" {
+		opts.Event = EventPasswordSet
+	}
+	e.audit(ctx, AuditEvent{Event: opts.Event, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: opts.Meta.ClientID,
+		IPAddress: opts.Meta.IPAddress, Data: map[string]any{"temporary": opts.Temporary}})
+	return e.Users.Get(ctx, userID)
+}
+
+func (e *Engine) checkNewPassword(ctx context.Context, user *User, password string) error {
+	if len(password) > maxPasswordBytes {
+		return rejected([]credentials.Violation{{Code: "password_rejected.too_long", Message: "The password is too long."}})
+	}
+	violations, err := e.ValidatePassword(ctx, password, user.Info(), user)
+	if err != nil {
+		return err
+	}
+	if len(violations) > 0 {
+		return rejected(violations)
+	}
+	return nil
+}
+
+// storePassword writes a new hash (in tx when given) and moves the old one
+// into the history, trimmed to the policy's size.
+func (e *Engine) storePassword(ctx context.Context, tx *gorm.DB, user *User, encoded string, temporary bool) error {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	write := func(tx *gorm.DB) error {
+		now := e.now()
+		if user.HasPassword && settings.PasswordPolicy.HistorySize > 0 {
+			if err := tx.Exec("INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?, ?, ?, ?)",
+				credentials.RandomID(20), user.ID, user.passwordHash, now).Error; err != nil {
+				return err
+			}
+			var keep []string
+			if err := tx.Table("password_history").Where("user_id = ?", user.ID).Order("created_at DESC").
+				Limit(settings.PasswordPolicy.HistorySize).Pluck("id", &keep).Error; err != nil {
+				return err
+			}
+			if err := tx.Exec("DELETE FROM password_history WHERE user_id = ? AND id NOT IN ?", user.ID, keep).Error; err != nil {
+				return err
+			}
+		}
+		res := tx.Model(&userRow{}).Where("id = ?", user.ID).Updates(map[string]any{
+			"password_hash": encoded, "password_updated_at": now, "password_expired": false,
+			"password_temporary": temporary, "updated_at": now})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return errUserNotFound()
+		}
+		return nil
+	}
+	if tx != nil {
+		return write(tx)
+	}
+	return e.db.Tx(ctx, write)
+}
+
+// PasswordReset is a backend's request to change an expired or temporary
+// password with the reset token it received.
+type PasswordReset struct {
+	ResetToken  string
+	NewPassword string
+	Meta        SessionMeta
+	EnforceMFA  bool
+}
+
+// ResetPassword changes the password behind a reset token (single use) and
+// signs the user in as if with the new password.
+func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn, error) {
+	row, err := e.resets.peek(ctx, req.ResetToken, req.Meta.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	user, err := e.Users.Get(ctx, row.UserID)
+	if err != nil {
+		if fault.Is(err, CodeUserNotFound) {
+			return nil, errResetTokenInvalid()
+		}
+		return nil, err
+	}
+	if user.Suspended {
+		return nil, errSuspended
+	}
+	if user.HasPassword {
+		same, _, err := e.hasher.Verify(ctx, req.NewPassword, user.passwordHash)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			return nil, fault.New(CodeSamePassword, http.StatusUnprocessableEntity, "The new password must differ from the current one.")
+		}
+	}
+	if err := e.checkNewPassword(ctx, user, req.NewPassword); err != nil {
+		return nil, err
+	}
+	encoded, err := e.hasher.Hash(ctx, req.NewPassword)
+	if err != nil {
+		return nil, err
+	}
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		if err := e.resets.consume(tx, row.Digest); err != nil {
+			return err
+		}
+		return e.storePassword(ctx, tx, user, encoded, false)
+	})
+	if err != nil {
+		var fe *fault.Error
+		if errors.As(err, &fe) {
+			return nil, fe
+		}
+		return nil, fmt.Errorf("experience: reset password: %w", err)
+	}
+	e.audit(ctx, AuditEvent{Event: EventPasswordReset, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: req.Meta.ClientID,
+		IPAddress: req.Meta.IPAddress, Data: map[string]any{"reason": row.Reason}})
+	user, err = e.Users.Get(ctx, user.ID)
+	if err != nil {
+		return nil, err
+	}
+	return e.completeFirstFactor(ctx, user, nil, []string{AMRPassword}, req.Meta, req.EnforceMFA)
+}

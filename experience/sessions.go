@@ -1,0 +1,242 @@
+package experience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/store"
+)
+
+// Session states. A pending session waits for MFA; only an active one gets
+// tokens.
+const (
+	SessionPending = "pending"
+	SessionActive  = "active"
+	SessionRevoked = "revoked"
+)
+
+// Authentication method references (RFC 8176).
+const (
+	AMRPassword   = "pwd"
+	AMROTP        = "otp"
+	AMRTOTP       = "totp"
+	AMRBackupCode = "backup_code"
+	AMRWebAuthn   = "webauthn"
+	AMRMFA        = "mfa"
+)
+
+// Session is one user's authentication through Latch.
+type Session struct {
+	ID        string     `json:"session_id"`
+	UserID    string     `json:"user_id"`
+	ClientID  string     `json:"client_id"`
+	OrgID     string     `json:"org_id,omitempty"`
+	State     string     `json:"state"`
+	AMR       []string   `json:"amr"`
+	AuthTime  time.Time  `json:"auth_time"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	IPAddress string     `json:"ip_address,omitempty"`
+	UserAgent string     `json:"user_agent,omitempty"`
+}
+
+type sessionRow struct {
+	ID        string `gorm:"primaryKey"`
+	UserID    string
+	ClientID  string
+	OrgID     string
+	State     string
+	AMR       string `gorm:"column:amr"`
+	AuthTime  time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+	IPAddress string
+	UserAgent string
+}
+
+func (sessionRow) TableName() string { return "sessions" }
+
+func (r *sessionRow) session() *Session {
+	return &Session{ID: r.ID, UserID: r.UserID, ClientID: r.ClientID, OrgID: r.OrgID, State: r.State,
+		AMR: strings.Fields(r.AMR), AuthTime: r.AuthTime, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt, IPAddress: r.IPAddress, UserAgent: r.UserAgent}
+}
+
+// Live reports whether the session can still be used at time now.
+func (s *Session) Live(now time.Time) bool {
+	return s.State != SessionRevoked && s.RevokedAt == nil && now.Before(s.ExpiresAt)
+}
+
+// Sessions is the session repository.
+type Sessions struct {
+	db         *store.DB
+	now        func() time.Time
+	ttl        time.Duration
+	pendingTTL time.Duration
+}
+
+// Get returns a session that is live, or session_not_found.
+func (s *Sessions) Get(ctx context.Context, id string) (*Session, error) {
+	if id == "" || len(id) > 64 {
+		return nil, errSessionNotFound()
+	}
+	var row sessionRow
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, errSessionNotFound()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("experience: get session: %w", err)
+	}
+	sess := row.session()
+	if !sess.Live(s.now()) {
+		return nil, errSessionNotFound()
+	}
+	return sess, nil
+}
+
+// mergeAMR adds methods to a list and adds "mfa" once two different factor
+// kinds are present.
+func mergeAMR(have []string, add ...string) []string {
+	set := map[string]bool{}
+	for _, m := range append(append([]string{}, have...), add...) {
+		set[m] = true
+	}
+	kinds := 0
+	if set[AMRPassword] {
+		kinds++
+	}
+	if set[AMROTP] || set[AMRTOTP] || set[AMRBackupCode] || set[AMRWebAuthn] {
+		kinds++
+	}
+	if kinds >= 2 {
+		set[AMRMFA] = true
+	}
+	out := make([]string, 0, len(set))
+	for m := range set {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SessionMeta describes where an authentication came from.
+type SessionMeta struct {
+	ClientID  string
+	OrgID     string
+	IPAddress string
+	UserAgent string
+}
+
+// authenticate records an authentication with methods amr for user. With
+// an existing live session (of the same user) it extends it; otherwise it
+// creates one. pending sessions get the short TTL.
+func (s *Sessions) authenticate(ctx context.Context, existing *Session, userID string, amr []string, pending bool, meta SessionMeta) (*Session, error) {
+	now := s.now()
+	state, ttl := SessionActive, s.ttl
+	if pending {
+		state, ttl = SessionPending, s.pendingTTL
+	}
+	if existing == nil {
+		row := sessionRow{ID: credentials.RandomID(24), UserID: userID, ClientID: meta.ClientID, OrgID: meta.OrgID, State: state,
+			AMR: strings.Join(mergeAMR(nil, amr...), " "), AuthTime: now, CreatedAt: now, UpdatedAt: now,
+			ExpiresAt: now.Add(ttl), IPAddress: truncate(meta.IPAddress, 64), UserAgent: truncate(meta.UserAgent, 512)}
+		if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+			return nil, fmt.Errorf("experience: create session: %w", err)
+		}
+		return row.session(), nil
+	}
+	// An active session stays active when a step-up is pending: pending only
+	// gates issuing tokens for a session that never had them.
+	if existing.State == SessionActive {
+		state, ttl = SessionActive, s.ttl
+	}
+	merged := mergeAMR(existing.AMR, amr...)
+	res := s.db.WithContext(ctx).Model(&sessionRow{}).
+		Where("id = ? AND user_id = ? AND state <> ? AND revoked_at IS NULL", existing.ID, userID, SessionRevoked).
+		Updates(map[string]any{"state": state, "amr": strings.Join(merged, " "), "auth_time": now, "updated_at": now,
+			"expires_at": now.Add(ttl), "org_id": meta.OrgID})
+	if res.Error != nil {
+		return nil, fmt.Errorf("experience: extend session: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return nil, errSessionNotFound()
+	}
+	return s.Get(ctx, existing.ID)
+}
+
+// Touch extends a live active session (silent re-authentication).
+func (s *Sessions) Touch(ctx context.Context, sess *Session, orgID string) (*Session, error) {
+	now := s.now()
+	res := s.db.WithContext(ctx).Model(&sessionRow{}).
+		Where("id = ? AND state = ? AND revoked_at IS NULL AND expires_at > ?", sess.ID, SessionActive, now).
+		Updates(map[string]any{"updated_at": now, "expires_at": now.Add(s.ttl), "org_id": orgID})
+	if res.Error != nil {
+		return nil, fmt.Errorf("experience: touch session: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return nil, errSessionNotFound()
+	}
+	return s.Get(ctx, sess.ID)
+}
+
+// Revoke ends a session. It reports false when the session was unknown or
+// already ended.
+func (s *Sessions) Revoke(ctx context.Context, id string) (bool, error) {
+	now := s.now()
+	res := s.db.WithContext(ctx).Model(&sessionRow{}).Where("id = ? AND revoked_at IS NULL", id).
+		Updates(map[string]any{"state": SessionRevoked, "revoked_at": now, "updated_at": now})
+	if res.Error != nil {
+		return false, fmt.Errorf("experience: revoke session: %w", res.Error)
+	}
+	return res.RowsAffected > 0, nil
+}
+
+// RevokeUser ends every session of a user and returns their ids.
+func (s *Sessions) RevokeUser(ctx context.Context, userID string) ([]string, error) {
+	var ids []string
+	now := s.now()
+	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).Pluck("id", &ids).Error; err != nil {
+			return err
+		}
+		return tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).
+			Updates(map[string]any{"state": SessionRevoked, "revoked_at": now, "updated_at": now}).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("experience: revoke user sessions: %w", err)
+	}
+	return ids, nil
+}
+
+// ListUser returns a user's live sessions, newest first.
+func (s *Sessions) ListUser(ctx context.Context, userID string) ([]*Session, error) {
+	var rows []sessionRow
+	if err := s.db.WithContext(ctx).Where("user_id = ? AND revoked_at IS NULL AND expires_at > ?", userID, s.now()).
+		Order("created_at DESC").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("experience: list sessions: %w", err)
+	}
+	out := make([]*Session, 0, len(rows))
+	for i := range rows {
+		out = append(out, rows[i].session())
+	}
+	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,398 @@
+package experience
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nyaruka/phonenumbers"
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/store"
+)
+
+// Identifier types.
+const (
+	IdentifierUsername = "username"
+	IdentifierEmail    = "email"
+	IdentifierPhone    = "phone"
+)
+
+// Identifier names a user the way they sign in.
+type Identifier struct {
+	Type  string
+	Value string
+}
+
+// User is a person who signs in.
+type User struct {
+	ID                string          `json:"id"`
+	Username          *string         `json:"username"`
+	PrimaryEmail      *string         `json:"primary_email"`
+	PrimaryPhone      *string         `json:"primary_phone"`
+	EmailVerified     bool            `json:"email_verified"`
+	PhoneVerified     bool            `json:"phone_verified"`
+	Name              string          `json:"name"`
+	CustomData        json.RawMessage `json:"custom_data"`
+	HasPassword       bool            `json:"has_password"`
+	PasswordUpdatedAt *time.Time      `json:"password_updated_at"`
+	PasswordExpired   bool            `json:"password_expired"`
+	PasswordTemporary bool            `json:"password_temporary"`
+	Suspended         bool            `json:"suspended"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+	LastSignInAt      *time.Time      `json:"last_sign_in_at"`
+
+	passwordHash string
+}
+
+// userRow is the users table.
+type userRow struct {
+	ID                string `gorm:"primaryKey"`
+	Username          *string
+	UsernameKey       *string
+	PrimaryEmail      *string
+	PrimaryPhone      *string
+	EmailVerified     bool
+	PhoneVerified     bool
+	Name              string
+	CustomData        string
+	PasswordHash      *string
+	PasswordUpdatedAt *time.Time
+	PasswordExpired   bool
+	PasswordTemporary bool
+	Suspended         bool
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	LastSignInAt      *time.Time
+}
+
+func (userRow) TableName() string { return "users" }
+
+func (r *userRow) user() *User {
+	u := &User{ID: r.ID, Username: r.Username, PrimaryEmail: r.PrimaryEmail, PrimaryPhone: r.PrimaryPhone, EmailVerified: r.EmailVerified, PhoneVerified: r.PhoneVerified, Name: r.Name,
+		CustomData: json.RawMessage(r.CustomData), PasswordUpdatedAt: r.PasswordUpdatedAt, PasswordExpired: r.PasswordExpired,
+		PasswordTemporary: r.PasswordTemporary, Suspended: r.Suspended, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		LastSignInAt: r.LastSignInAt}
+	if r.PasswordHash != nil && *r.PasswordHash != "" {
+		u.HasPassword, u.passwordHash = true, *r.PasswordHash
+	}
+	if len(u.CustomData) == 0 {
+		u.CustomData = json.RawMessage("{}")
+	}
+	return u
+}
+
+// Normalizer turns identifiers into their canonical stored form.
+type Normalizer struct {
+	// UsernameCaseSensitive keeps usernames as typed; otherwise "Alice" and
+	// "alice" are the same account.
+	UsernameCaseSensitive bool
+}
+
+// Normalize validates an identifier and returns its canonical value: the
+// username key, a lower-cased email, or an E.164 phone number.
+func (n Normalizer) Normalize(id Identifier) (string, error) {
+	v := strings.TrimSpace(id.Value)
+	switch id.Type {
+	case IdentifierUsername:
+		if err := validUsername(v); err != nil {
+			return "", err
+		}
+		if !n.UsernameCaseSensitive {
+			v = strings.ToLower(v)
+		}
+		return v, nil
+	case IdentifierEmail:
+		return NormalizeEmail(v)
+	case IdentifierPhone:
+		return NormalizePhone(v)
+	default:
+		return "", fault.Invalid(fault.Detail{Field: "identifier.type", Message: "must be username, email or phone"})
+	}
+}
+
+func validUsername(v string) error {
+	if v == "" || utf8.RuneCountInString(v) > 128 {
+		return fault.Invalid(fault.Detail{Field: "username", Message: "must be 1 to 128 characters"})
+	}
+	for _, r := range v {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '@' {
+			return fault.Invalid(fault.Detail{Field: "username", Message: "must not contain spaces, control characters or @"})
+		}
+	}
+	return nil
+}
+
+// NormalizeEmail validates an address and lower-cases it.
+func NormalizeEmail(v string) (string, error) {
+	addr, err := mail.ParseAddress(v)
+	if err != nil || addr.Address != v || len(v) > 254 || !strings.Contains(v[strings.LastIndexByte(v, '@')+1:], ".") {
+		return "", fault.Invalid(fault.Detail{Field: "email", Message: "must be a valid email address"})
+	}
+	return strings.ToLower(v), nil
+}
+
+// NormalizePhone parses an international number and formats it as E.164.
+func NormalizePhone(v string) (string, error) {
+	if strings.HasPrefix(v, "00") {
+		v = "+" + v[2:]
+	}
+	if !strings.HasPrefix(v, "+") {
+		v = "+" + v
+	}
+	num, err := phonenumbers.Parse(v, "")
+	if err != nil || !phonenumbers.IsPossibleNumber(num) {
+		return "", fault.Invalid(fault.Detail{Field: "phone", Message: "must be an international phone number, e.g. +14155550123"})
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
+}
+
+// Users is the user repository.
+type Users struct {
+	db   *store.DB
+	norm Normalizer
+	now  func() time.Time
+}
+
+// column returns the users column that stores an identifier type.
+func column(idType string) string {
+	switch idType {
+	case IdentifierEmail:
+		return "primary_email"
+	case IdentifierPhone:
+		return "primary_phone"
+	default:
+		return "username_key"
+	}
+}
+
+// FindByIdentifier returns the user with a normalized identifier, or nil.
+func (s *Users) FindByIdentifier(ctx context.Context, idType, normalized string) (*User, error) {
+	var row userRow
+	err := s.db.WithContext(ctx).Where(column(idType)+" = ?", normalized).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("experience: find user: %w", err)
+	}
+	return row.user(), nil
+}
+
+// Get returns a user by id.
+func (s *Users) Get(ctx context.Context, id string) (*User, error) {
+	var row userRow
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, errUserNotFound()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("experience: get user: %w", err)
+	}
+	return row.user(), nil
+}
+
+// Profile is the changeable part of a user.
+type Profile struct {
+	Username *string
+	Email    *string
+	Phone    *string
+	Name     *string
+	// EmailVerified and PhoneVerified record that the caller verified the
+	// address; changing an address without them resets its flag.
+	EmailVerified *bool
+	PhoneVerified *bool
+	CustomData    json.RawMessage
+}
+
+// apply validates and writes a profile onto a row. An empty string clears
+// an identifier.
+func (s *Users) apply(row *userRow, p Profile) error {
+	if p.Username != nil {
+		if *p.Username == "" {
+			row.Username, row.UsernameKey = nil, nil
+		} else {
+			key, err := s.norm.Normalize(Identifier{Type: IdentifierUsername, Value: *p.Username})
+			if err != nil {
+				return err
+			}
+			u := strings.TrimSpace(*p.Username)
+			row.Username, row.UsernameKey = &u, &key
+		}
+	}
+	if p.Email != nil {
+		if *p.Email == "" {
+			row.PrimaryEmail, row.EmailVerified = nil, false
+		} else {
+			e, err := NormalizeEmail(strings.TrimSpace(*p.Email))
+			if err != nil {
+				return err
+			}
+			if row.PrimaryEmail == nil || *row.PrimaryEmail != e {
+				row.EmailVerified = false
+			}
+			row.PrimaryEmail = &e
+		}
+	}
+	if p.EmailVerified != nil {
+		row.EmailVerified = *p.EmailVerified && row.PrimaryEmail != nil
+	}
+	if p.Phone != nil {
+		if *p.Phone == "" {
+			row.PrimaryPhone, row.PhoneVerified = nil, false
+		} else {
+			ph, err := NormalizePhone(strings.TrimSpace(*p.Phone))
+			if err != nil {
+				return err
+			}
+			if row.PrimaryPhone == nil || *row.PrimaryPhone != ph {
+				row.PhoneVerified = false
+			}
+			row.PrimaryPhone = &ph
+		}
+	}
+	if p.PhoneVerified != nil {
+		row.PhoneVerified = *p.PhoneVerified && row.PrimaryPhone != nil
+	}
+	if p.Name != nil {
+		if utf8.RuneCountInString(*p.Name) > 256 {
+			return fault.Invalid(fault.Detail{Field: "name", Message: "must be at most 256 characters"})
+		}
+		row.Name = *p.Name
+	}
+	if p.CustomData != nil {
+		var obj map[string]any
+		if err := json.Unmarshal(p.CustomData, &obj); err != nil || obj == nil {
+			return fault.Invalid(fault.Detail{Field: "custom_data", Message: "must be a JSON object"})
+		}
+		if len(p.CustomData) > 16<<10 {
+			return fault.Invalid(fault.Detail{Field: "custom_data", Message: "must be at most 16 KiB"})
+		}
+		row.CustomData = string(p.CustomData)
+	}
+	if row.UsernameKey == nil && row.PrimaryEmail == nil && row.PrimaryPhone == nil {
+		return fault.New(CodeUserIdentifierEmpty, http.StatusBadRequest, "A user needs a username, an email or a phone number.")
+	}
+	return nil
+}
+
+// conflict turns a unique violation into the identifier-in-use error.
+func conflict(err error, row *userRow) error {
+	if !store.IsUniqueViolation(err) {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "email"):
+		return fault.New(CodeEmailInUse, http.StatusUnprocessableEntity, "The email address is already in use.")
+	case strings.Contains(msg, "phone"):
+		return fault.New(CodePhoneInUse, http.StatusUnprocessableEntity, "The phone number is already in use.")
+	default:
+		return fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
+	}
+}
+
+// create inserts a new user row inside tx.
+func (s *Users) create(tx *gorm.DB, p Profile, passwordHash string, temporary bool) (*userRow, error) {
+	now := s.now()
+	row := &userRow{ID: credentials.RandomID(20), CustomData: "{}", CreatedAt: now, UpdatedAt: now}
+	if err := s.apply(row, p); err != nil {
+		return nil, err
+	}
+	if passwordHash != "" {
+		row.PasswordHash, row.PasswordUpdatedAt, row.PasswordTemporary = &passwordHash, &now, temporary
+	}
+	if err := tx.Create(row).Error; err != nil {
+		return nil, conflict(err, row)
+	}
+	return row, nil
+}
+
+// update applies a profile change to a user.
+func (s *Users) update(ctx context.Context, id string, p Profile) (*User, error) {
+	var out *User
+	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
+		var row userRow
+		if err := s.db.ForUpdate(tx.Where("id = ?", id)).Take(&row).Error; err != nil {
+			if errors.Is(err, gorm.ErrRecordNotFound) {
+				return errUserNotFound()
+			}
+			return err
+		}
+		if err := s.apply(&row, p); err != nil {
+			return err
+		}
+		row.UpdatedAt = s.now()
+		if err := tx.Select("*").Save(&row).Error; err != nil {
+			return conflict(err, &row)
+		}
+		out = row.user()
+		return nil
+	})
+	return out, err
+}
+
+// setFlags updates boolean account flags.
+func (s *Users) setFlags(ctx context.Context, id string, fields map[string]any) (*User, error) {
+	fields["updated_at"] = s.now()
+	res := s.db.WithContext(ctx).Model(&userRow{}).Where("id = ?", id).Updates(fields)
+	if res.Error != nil {
+		return nil, fmt.Errorf("experience: update user: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return nil, errUserNotFound()
+	}
+	return s.Get(ctx, id)
+}
+
+// Delete removes a user and, by cascade, their sessions and factors.
+func (s *Users) Delete(ctx context.Context, id string) error {
+	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&userRow{})
+	if res.Error != nil {
+		return fmt.Errorf("experience: delete user: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return errUserNotFound()
+	}
+	return nil
+}
+
+// Identifiers returns the user's sign-in identifiers.
+func (u *User) Identifiers() []Identifier {
+	var out []Identifier
+	if u.Username != nil {
+		out = append(out, Identifier{IdentifierUsername, *u.Username})
+	}
+	if u.PrimaryEmail != nil {
+		out = append(out, Identifier{IdentifierEmail, *u.PrimaryEmail})
+	}
+	if u.PrimaryPhone != nil {
+		out = append(out, Identifier{IdentifierPhone, *u.PrimaryPhone})
+	}
+	return out
+}
+
+// Info is what the password policy's user-info rule compares against.
+func (u *User) Info() credentials.UserInfo {
+	info := credentials.UserInfo{Name: u.Name}
+	if u.Username != nil {
+		info.Username = *u.Username
+	}
+	if u.PrimaryEmail != nil {
+		info.Email = *u.PrimaryEmail
+	}
+	if u.PrimaryPhone != nil {
+		info.Phone = *u.PrimaryPhone
+	}
+	return info
+}
