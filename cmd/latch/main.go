@@ -100,6 +100,9 @@ func (c *cli) versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.output != "text" && c.output != "json" { // the one command that loads no config
+				return fmt.Errorf("--output must be text or json, got %q", c.output)
+			}
 			return c.print(map[string]string{"version": version}, func(w io.Writer) { fmt.Fprintln(w, "latch", version) })
 		},
 	}
