@@ -134,7 +134,11 @@ func (a *App) findUser(c echo.Context) error {
 	}
 	users := []userView{}
 	if user != nil {
-		users = append(users, userView{User: user})
+		locked, err := a.engine.LockStatus(c.Request().Context(), user)
+		if err != nil {
+			return err
+		}
+		users = append(users, userView{User: user, LockedSeconds: locked})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"users": users})
 }

@@ -84,6 +84,13 @@ type Config struct {
 	UsernameCaseSensitive bool          `yaml:"username_case_sensitive" env:"LATCH_USERNAME_CASE_SENSITIVE"`
 	SettingsCacheTTL      time.Duration `yaml:"settings_cache_ttl" env:"LATCH_SETTINGS_CACHE_TTL"`
 
+	// Message connectors for verification codes.
+	SMTPURL          string `yaml:"smtp_url" env:"LATCH_SMTP_URL"`
+	SMTPFrom         string `yaml:"smtp_from" env:"LATCH_SMTP_FROM"`
+	SMSWebhookURL    string `yaml:"sms_webhook_url" env:"LATCH_SMS_WEBHOOK_URL"`
+	SMSWebhookSecret string `yaml:"sms_webhook_secret" env:"LATCH_SMS_WEBHOOK_SECRET"`
+	DevConnector     bool   `yaml:"dev_connector" env:"LATCH_DEV_CONNECTOR"`
+
 	IPRateLimit float64 `yaml:"ip_rate_limit" env:"LATCH_IP_RATE_LIMIT"`
 	IPRateBurst int     `yaml:"ip_rate_burst" env:"LATCH_IP_RATE_BURST"`
 }
@@ -350,6 +357,11 @@ func (c *Config) loadSecretKey() error {
 	}
 	path := filepath.Join(c.DataDir, "secret.key")
 	if raw, err := os.ReadFile(path); err == nil {
+		if len(strings.TrimSpace(string(raw))) == 0 {
+			// Another process created the file (O_EXCL below) and is
+			// writing the key into it right now.
+			return c.retryReadKey(path)
+		}
 		key, err := decodeKey(strings.TrimSpace(string(raw)))
 		if err != nil {
 			return fmt.Errorf("config: %s: %v", path, err)

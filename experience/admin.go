@@ -67,6 +67,10 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	}
 	e.audit(ctx, AuditEvent{Event: EventUserCreated, Outcome: OutcomeSuccess, UserID: row.ID, ClientID: in.Meta.ClientID,
 		Data: map[string]any{"password": encoded != "", "imported": in.PasswordDigest != ""}})
+	if encoded != "" {
+		e.audit(ctx, AuditEvent{Event: EventPasswordSet, Outcome: OutcomeSuccess, UserID: row.ID, ClientID: in.Meta.ClientID,
+			Data: map[string]any{"temporary": in.Temporary, "imported": in.PasswordDigest != ""}})
+	}
 	return row.user(), nil
 }
 

@@ -148,6 +148,12 @@ func (e *Engine) storePassword(ctx context.Context, tx *gorm.DB, user *User, enc
 				return err
 			}
 		}
+		// A reset token was an offer to change the old password: any change
+		// of password withdraws it.
+		if err := tx.Model(&resetTokenRow{}).Where("user_id = ? AND used_at IS NULL", user.ID).
+			Update("used_at", now).Error; err != nil {
+			return err
+		}
 		res := tx.Model(&userRow{}).Where("id = ?", user.ID).Updates(map[string]any{
 			"password_hash": encoded, "password_updated_at": now, "password_expired": false,
 			"password_temporary": temporary, "updated_at": now})

@@ -28,9 +28,11 @@ func DefaultLockoutPolicy() LockoutPolicy {
 //
 // An attempt is counted *before* the secret is checked (Reserve), in one
 // atomic upsert. So however many attempts run at once, on however many
-// replicas, at most MaxFailures secrets are ever checked per window: the
-// (MaxFailures+1)th reservation finds the key locked. A success clears the
-// key (Clear); a failure that reaches the limit starts the lockout (Fail).
+// replicas, at most MaxFailures secrets are ever checked per window: a
+// reservation beyond the limit is refused (and given back) while the
+// earlier ones are in flight, and finds the key locked once they failed. A
+// success clears the key (Clear); a failure that reaches the limit starts
+// the lockout (Fail).
 type Sentinel struct {
 	db  *store.DB
 	now func() time.Time
@@ -76,12 +78,18 @@ RETURNING failures, locked_until`,
 		return Verdict{Attempt: out.Failures, RetryAfter: ceilSeconds(out.LockedUntil.Sub(now))}, nil
 	}
 	if out.Failures > p.MaxFailures {
-		// Attempts raced past the limit before any of them failed: lock now.
-		until, err := s.lock(ctx, key, p)
-		if err != nil {
+		// More attempts are already in flight (or failed) than the limit
+		// allows: refuse this one, but give its reservation back and do not
+		// lock. None of the in-flight attempts has failed yet — they may all
+		// carry the right password — so locking here would lock out a user
+		// whose concurrent sign-ins are all correct (or merely refused by
+		// the hashing gate). If they fail, the one that reaches the limit
+		// locks the key (Fail); at most MaxFailures secrets are checked
+		// either way.
+		if err := s.Release(ctx, key, p); err != nil {
 			return Verdict{}, err
 		}
-		return Verdict{Attempt: out.Failures, RetryAfter: ceilSeconds(until.Sub(now))}, nil
+		return Verdict{Attempt: out.Failures, RetryAfter: 1}, nil
 	}
 	return Verdict{Allowed: true, Attempt: out.Failures}, nil
 }
@@ -175,4 +183,18 @@ func (s *Sentinel) Release(ctx context.Context, key string, p LockoutPolicy) err
 		return fmt.Errorf("experience: sentinel release: %w", err)
 	}
 	return nil
+}
+
+// WindowRemaining is how long, in seconds (at least 1), until the counting
+// window of key ends: when a budget counted with Reserve (such as the
+// per-recipient send limit, which never locks) is available again.
+func (s *Sentinel) WindowRemaining(ctx context.Context, key string, p LockoutPolicy) (int64, error) {
+	var current struct{ WindowStart *time.Time }
+	if err := s.db.WithContext(ctx).Raw(`SELECT window_start FROM sentinel_counters WHERE key = ?`, key).Scan(&current).Error; err != nil {
+		return 0, fmt.Errorf("experience: sentinel: %w", err)
+	}
+	if current.WindowStart == nil {
+		return 1, nil
+	}
+	return ceilSeconds(current.WindowStart.Add(time.Duration(p.WindowSeconds) * time.Second).Sub(s.now())), nil
 }

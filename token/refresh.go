@@ -161,8 +161,32 @@ func (s *Service) reused(ctx context.Context, row *refreshRow, now time.Time) er
 	if g := s.opts.RefreshReuseGrace; g > 0 && now.Sub(*row.UsedAt) < g {
 		return errInvalidRefresh()
 	}
-	if err := s.revokeFamily(ctx, row.UserID, row.FamilyID); err != nil {
-		return err
+	// Only a presentation after the rotation has completed — the token's
+	// successor is stored — can be a replay of it. One that finds the token
+	// consumed but no successor yet raced the rotation in flight (a
+	// concurrent duplicate that read the row just after the consuming
+	// UPDATE): revoking then would also kill the winner's rotation, so that
+	// none of N parallel refreshes would succeed. The check and the
+	// revocation hold the per-user lock that newRefreshToken takes, so the
+	// successor is either seen (and revoked) or stored after this returns.
+	replay := false
+	err := s.withUserLock(ctx, row.UserID, func(tx *gorm.DB) error {
+		var successors int64
+		if err := tx.Model(&refreshRow{}).Where("family_id = ? AND id <> ? AND created_at >= ?", row.FamilyID, row.ID, *row.UsedAt).
+			Count(&successors).Error; err != nil {
+			return err
+		}
+		if successors == 0 {
+			return nil
+		}
+		replay = true
+		return tx.Model(&refreshRow{}).Where("family_id = ? AND revoked_at IS NULL", row.FamilyID).Update("revoked_at", now).Error
+	})
+	if err != nil {
+		return fmt.Errorf("token: revoke refresh token family: %w", err)
+	}
+	if !replay {
+		return errInvalidRefresh()
 	}
 	return &RefreshReuse{SessionID: row.SessionID, UserID: row.UserID, FamilyID: row.FamilyID, ClientID: row.ClientID}
 }
