@@ -83,35 +83,68 @@ func (a *App) routes() {
 
 	e.GET("/oidc/me", a.userinfo)
 
-	v1 := e.Group("/v1")
-	auth := v1.Group("/auth", a.rateLimitByIP())
-	auth.GET("/whoami", a.whoami, a.requireClientToken())
-	execute := auth.Group("", a.requireClientToken(token.ScopeAuthExecute))
-	execute.POST("/password/authenticate", a.passwordAuthenticate)
-	execute.POST("/password/reset", a.passwordReset)
-	execute.POST("/password/validate", a.passwordValidate)
-	execute.POST("/session/authenticate", a.sessionAuthenticate)
-	execute.POST("/session/logout", a.sessionLogout)
-	execute.POST("/token/refresh", a.tokenRefresh)
-	execute.GET("/users/:user_id/sessions", a.userSessions)
-	execute.DELETE("/users/:user_id/sessions", a.revokeUserSessions)
+	// Middleware is attached per route, not per group: an Echo group with
+	// middleware also claims every unknown path under its prefix, which
+	// would turn a 404 or 405 into an auth error.
+	limit := a.rateLimitByIP()
+	anyClient := []echo.MiddlewareFunc{limit, a.requireClientToken()}
+	execute := []echo.MiddlewareFunc{limit, a.requireClientToken(token.ScopeAuthExecute)}
+	read := a.requireClientToken(token.ScopeUsersRead)
+	write := a.requireClientToken(token.ScopeUsersWrite)
+	manage := a.requireClientToken(token.ScopeManagement)
 
-	read := v1.Group("", a.requireClientToken(token.ScopeUsersRead))
-	write := v1.Group("", a.requireClientToken(token.ScopeUsersWrite))
-	read.GET("/users", a.findUser)
-	read.GET("/users/:user_id", a.getUser)
-	read.GET("/users/:user_id/mfa-factors", a.listFactors)
-	write.POST("/users", a.createUser)
-	write.PATCH("/users/:user_id", a.updateUser)
-	write.DELETE("/users/:user_id", a.deleteUser)
-	write.POST("/users/:user_id/password", a.registerPassword)
-	write.PUT("/users/:user_id/password", a.replacePassword)
-	write.PATCH("/users/:user_id/password/expiration", a.setPasswordExpiration)
-	write.POST("/users/:user_id/suspend", a.suspendUser(true))
-	write.POST("/users/:user_id/unsuspend", a.suspendUser(false))
-	write.POST("/users/:user_id/unlock", a.unlockUser)
-	write.DELETE("/users/:user_id/mfa-factors/:factor_id", a.deleteFactor)
-	v1.GET("/audit-events", a.auditEvents, a.requireClientToken(token.ScopeManagement))
+	e.GET("/v1/auth/whoami", a.whoami, anyClient...)
+	e.POST("/v1/auth/password/authenticate", a.passwordAuthenticate, execute...)
+	e.POST("/v1/auth/password/reset", a.passwordReset, execute...)
+	e.POST("/v1/auth/password/validate", a.passwordValidate, execute...)
+	e.POST("/v1/auth/session/authenticate", a.sessionAuthenticate, execute...)
+	e.POST("/v1/auth/session/logout", a.sessionLogout, execute...)
+	e.POST("/v1/auth/token/refresh", a.tokenRefresh, execute...)
+	e.GET("/v1/auth/users/:user_id/sessions", a.userSessions, execute...)
+	e.DELETE("/v1/auth/users/:user_id/sessions", a.revokeUserSessions, execute...)
+
+	e.GET("/v1/users", a.findUser, read)
+	e.GET("/v1/users/:user_id", a.getUser, read)
+	e.GET("/v1/users/:user_id/mfa-factors", a.listFactors, read)
+	e.POST("/v1/users", a.createUser, write)
+	e.PATCH("/v1/users/:user_id", a.updateUser, write)
+	e.DELETE("/v1/users/:user_id", a.deleteUser, write)
+	e.POST("/v1/users/:user_id/password", a.registerPassword, write)
+	e.PUT("/v1/users/:user_id/password", a.replacePassword, write)
+	e.PATCH("/v1/users/:user_id/password/expiration", a.setPasswordExpiration, write)
+	e.POST("/v1/users/:user_id/suspend", a.suspendUser(true), write)
+	e.POST("/v1/users/:user_id/unsuspend", a.suspendUser(false), write)
+	e.POST("/v1/users/:user_id/unlock", a.unlockUser, write)
+	e.DELETE("/v1/users/:user_id/mfa-factors/:factor_id", a.deleteFactor, write)
+	e.GET("/v1/audit-events", a.auditEvents, manage)
+
+	const x = "/api/experience"
+	e.PUT(x, a.initInteraction, execute...)
+	e.PUT(x+"/interaction-event", a.updateInteractionEvent, execute...)
+	e.GET(x+"/interaction", a.getInteraction, execute...)
+	e.POST(x+"/identification", a.identify, execute...)
+	e.POST(x+"/submit", a.submitInteraction, execute...)
+	e.POST(x+"/profile", a.addProfile, execute...)
+	e.PUT(x+"/profile/password", a.resetProfilePassword, execute...)
+	e.GET(x+"/sso-connectors", a.ssoConnectors, execute...)
+	e.POST(x+"/verification/password", a.passwordVerification, execute...)
+	e.POST(x+"/verification/verification-code", a.sendCode, execute...)
+	e.POST(x+"/verification/verification-code/verify", a.verifyCode, execute...)
+	e.POST(x+"/verification/new-password-identity", a.newPasswordIdentity, execute...)
+	for _, r := range []string{"/profile/mfa", "/profile/mfa/mfa-skipped", "/verification/totp/secret", "/verification/totp/verify",
+		"/verification/backup-code/generate", "/verification/backup-code/verify", "/verification/mfa-verification-code",
+		"/verification/mfa-verification-code/verify", "/verification/web-authn/registration",
+		"/verification/web-authn/registration/verify", "/verification/web-authn/authentication",
+		"/verification/web-authn/authentication/verify"} {
+		e.POST(x+r, notYet("Multi-factor authentication"), execute...)
+	}
+	for _, r := range []string{"/verification/social/:connectorId/authorization-uri", "/verification/social/:connectorId/verify",
+		"/verification/sso/:connectorId/authorization-uri", "/verification/sso/:connectorId/verify"} {
+		e.POST(x+r, notYet("Social and enterprise sign-in"), execute...)
+	}
+
+	e.POST("/api/verification-codes", a.sendManagementCode, manage)
+	e.POST("/api/verification-codes/verify", a.verifyManagementCode, manage)
 }
 
 // whoami is GET /v1/auth/whoami: what Latch sees in the caller's

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience"
+	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
 )
@@ -26,6 +29,16 @@ type Services struct {
 	Tokens *token.Service
 	Engine *experience.Engine
 	Hasher *credentials.Hasher
+	// Connectors deliver verification codes (nil channels: not configured).
+	Connectors *messaging.Connectors
+}
+
+// derivedKey derives a purpose-specific key from the deployment secret, so
+// one secret can key several mechanisms without reusing the same key.
+func derivedKey(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
 
 // Open connects to the configured database, applies migrations when
@@ -74,11 +87,20 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	hasher := credentials.NewHasher(credentials.Argon2Params{
 		MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism,
 	}, credentials.NewGate(cfg.HashConcurrency, cfg.HashQueue, cfg.HashQueueWait))
+	connectors, err := messaging.New(messaging.Config{
+		Env: cfg.Env, SMTPURL: cfg.SMTPURL, SMTPFrom: cfg.SMTPFrom, SMSWebhookURL: cfg.SMSWebhookURL,
+		SMSWebhookSecret: cfg.SMSWebhookSecret, DevConnector: cfg.DevConnector,
+	}, log)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	engine := experience.New(db, hasher, log, experience.Options{
 		SessionTTL: cfg.SessionTTL, PendingSessionTTL: cfg.PendingSessionTTL, ResetTokenTTL: cfg.ResetTokenTTL,
 		UsernameCaseSensitive: cfg.UsernameCaseSensitive, SettingsCacheTTL: cfg.SettingsCacheTTL,
+		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
 	})
-	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher}, nil
+	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors}, nil
 }
 
 // Close releases the database.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
 	"github.com/latch-dev/latch/store"
 )
@@ -24,6 +25,11 @@ type Options struct {
 	ResetTokenTTL         time.Duration
 	UsernameCaseSensitive bool
 	SettingsCacheTTL      time.Duration
+	// CodePepper keys verification-code digests (derived from the
+	// deployment's secret key).
+	CodePepper []byte
+	// Connectors deliver codes; nil channels answer 501.
+	Connectors *messaging.Connectors
 }
 
 // Engine is the Experience engine.
@@ -42,6 +48,10 @@ type Engine struct {
 	Audit    *Audit
 	Factors  *Factors
 	resets   *resetTokens
+
+	interactions *Interactions
+	codes        *Codes
+	connectors   *messaging.Connectors
 }
 
 // New returns an engine over db.
@@ -57,6 +67,10 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 		Audit:    &Audit{db: db, now: now},
 		Factors:  &Factors{db: db, now: now},
 		resets:   &resetTokens{db: db, now: now, ttl: opts.ResetTokenTTL},
+
+		interactions: &Interactions{db: db, now: now},
+		codes:        &Codes{db: db, now: now, pepper: opts.CodePepper},
+		connectors:   opts.Connectors,
 	}
 }
 

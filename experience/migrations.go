@@ -98,5 +98,32 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_time ON audit_events (created_at);
 CREATE INDEX audit_events_user ON audit_events (user_id, created_at);
 `},
+		{ID: "experience/0005_codes_interactions", SQL: `
+CREATE TABLE verification_codes (
+	id TEXT PRIMARY KEY,
+	purpose TEXT NOT NULL,
+	identifier_type TEXT NOT NULL,
+	identifier TEXT NOT NULL,
+	code_digest TEXT NOT NULL,
+	attempts INTEGER NOT NULL DEFAULT 0,
+	max_attempts INTEGER NOT NULL,
+	client_id TEXT NOT NULL DEFAULT '',
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	verified_at TIMESTAMP
+);
+CREATE INDEX verification_codes_identifier ON verification_codes (identifier_type, identifier, purpose, created_at);
+CREATE TABLE interactions (
+	id TEXT PRIMARY KEY,
+	client_id TEXT NOT NULL,
+	event TEXT NOT NULL,
+	data TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL
+);
+CREATE INDEX interactions_expires_at ON interactions (expires_at);
+`},
 	}
 }

@@ -26,6 +26,62 @@ type Settings struct {
 	Lockout        LockoutPolicy              `json:"lockout"`
 	PasswordExpiry ExpiryPolicy               `json:"password_expiry"`
 	MFA            MFASettings                `json:"mfa"`
+
+	// SignInMode says which interactions are open: SignIn, Register or
+	// SignInAndRegister. ForgotPassword is governed by ForgotPassword.
+	SignInMode     string               `json:"sign_in_mode"`
+	SignIn         SignInMethods        `json:"sign_in"`
+	SignUp         SignUpRequirements   `json:"sign_up"`
+	ForgotPassword ForgotPasswordMethod `json:"forgot_password"`
+	Code           CodePolicy           `json:"verification_code"`
+}
+
+// Sign-in modes.
+const (
+	ModeSignIn            = "SignIn"
+	ModeRegister          = "Register"
+	ModeSignInAndRegister = "SignInAndRegister"
+)
+
+// SignInMethods lists how each identifier may sign in.
+type SignInMethods struct {
+	Methods []SignInMethod `json:"methods"`
+}
+
+// SignInMethod enables password and/or code sign-in for one identifier.
+type SignInMethod struct {
+	Identifier       string `json:"identifier"` // username, email or phone
+	Password         bool   `json:"password"`
+	VerificationCode bool   `json:"verification_code"`
+}
+
+// allows reports whether identifier may sign in with password (or code).
+func (m SignInMethods) allows(identifier string, code bool) bool {
+	for _, x := range m.Methods {
+		if x.Identifier == identifier {
+			if code {
+				return x.VerificationCode
+			}
+			return x.Password
+		}
+	}
+	return false
+}
+
+// SignUpRequirements say what a new account must have.
+type SignUpRequirements struct {
+	// Identifiers are required, in this order of preference: at least one
+	// of them must be present (e.g. ["username"] or ["email","phone"]).
+	Identifiers []string `json:"identifiers"`
+	Password    bool     `json:"password"`
+	// Verify requires email/phone identifiers to be proven with a code.
+	Verify bool `json:"verify"`
+}
+
+// ForgotPasswordMethod enables password recovery by email or phone code.
+type ForgotPasswordMethod struct {
+	Email bool `json:"email"`
+	Phone bool `json:"phone"`
 }
 
 // ExpiryPolicy governs password expiry and temporary passwords.
@@ -52,6 +108,15 @@ func DefaultSettings() Settings {
 		Lockout:        DefaultLockoutPolicy(),
 		PasswordExpiry: ExpiryPolicy{Enabled: false, ValidDays: 90, TemporaryValidHours: 72},
 		MFA:            MFASettings{Enforce: true},
+		SignInMode:     ModeSignInAndRegister,
+		SignIn: SignInMethods{Methods: []SignInMethod{
+			{Identifier: IdentifierUsername, Password: true},
+			{Identifier: IdentifierEmail, Password: true, VerificationCode: true},
+			{Identifier: IdentifierPhone, Password: true, VerificationCode: true},
+		}},
+		SignUp:         SignUpRequirements{Identifiers: []string{IdentifierUsername}, Password: true, Verify: true},
+		ForgotPassword: ForgotPasswordMethod{Email: true, Phone: true},
+		Code:           DefaultCodePolicy(),
 	}
 }
 
@@ -80,7 +145,51 @@ func (s Settings) Validate() error {
 	if s.PasswordExpiry.TemporaryValidHours < 1 || s.PasswordExpiry.TemporaryValidHours > 24*90 {
 		return bad("password_expiry.temporary_valid_hours", "must be between 1 and 2160")
 	}
+	switch s.SignInMode {
+	case ModeSignIn, ModeRegister, ModeSignInAndRegister:
+	default:
+		return bad("sign_in_mode", "must be SignIn, Register or SignInAndRegister")
+	}
+	seen := map[string]bool{}
+	for i, m := range s.SignIn.Methods {
+		field := fmt.Sprintf("sign_in.methods[%d]", i)
+		if !validIdentifierType(m.Identifier) {
+			return bad(field+".identifier", "must be username, email or phone")
+		}
+		if seen[m.Identifier] {
+			return bad(field+".identifier", "is listed twice")
+		}
+		seen[m.Identifier] = true
+		if m.Identifier == IdentifierUsername && m.VerificationCode {
+			return bad(field+".verification_code", "a username cannot receive codes")
+		}
+	}
+	if len(s.SignUp.Identifiers) == 0 && s.SignInMode != ModeSignIn {
+		return bad("sign_up.identifiers", "must name at least one identifier while registration is open")
+	}
+	for i, id := range s.SignUp.Identifiers {
+		if !validIdentifierType(id) {
+			return bad(fmt.Sprintf("sign_up.identifiers[%d]", i), "must be username, email or phone")
+		}
+	}
+	c := s.Code
+	if c.ExpirySeconds < 60 || c.ExpirySeconds > 3600 {
+		return bad("verification_code.expiry_seconds", "must be between 60 and 3600")
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		return bad("verification_code.max_attempts", "must be between 1 and 100")
+	}
+	if c.SendLimit < 1 || c.SendLimit > 1000 {
+		return bad("verification_code.send_limit", "must be between 1 and 1000")
+	}
+	if c.SendWindowSeconds < 1 || c.SendWindowSeconds > 86400 {
+		return bad("verification_code.send_window_seconds", "must be between 1 and 86400")
+	}
 	return nil
+}
+
+func validIdentifierType(t string) bool {
+	return t == IdentifierUsername || t == IdentifierEmail || t == IdentifierPhone
 }
 
 const settingsID = "sign_in_experience"
@@ -160,10 +269,19 @@ func (s *SettingsStore) Patch(ctx context.Context, patch []byte) (Settings, erro
 		raw, _ := json.Marshal(current)
 		var base map[string]any
 		_ = json.Unmarshal(raw, &base)
-		merged, _ := json.Marshal(mergePatch(base, patchObj))
+		// encoding/json decodes a JSON array element into the slice element
+		// already at that index, so decoding onto DefaultSettings() would let
+		// a patched list element inherit the default element's fields (a
+		// patched sign-in method without "verification_code" kept the
+		// default's true). Fill absent fields from the defaults at the JSON
+		// level instead (lists replace wholesale), then decode onto zero.
+		rawDefaults, _ := json.Marshal(DefaultSettings())
+		var defaults map[string]any
+		_ = json.Unmarshal(rawDefaults, &defaults)
+		merged, _ := json.Marshal(mergePatch(defaults, mergePatch(base, patchObj)))
 		dec := json.NewDecoder(bytes.NewReader(merged))
 		dec.DisallowUnknownFields()
-		next := DefaultSettings()
+		var next Settings
 		if err := dec.Decode(&next); err != nil {
 			return fault.New(CodeSettingsInvalid, http.StatusBadRequest, "%s", describeJSONError(err))
 		}

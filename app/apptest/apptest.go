@@ -249,6 +249,13 @@ func (e *Env) Do(req *http.Request) *Response {
 // JSON sends a JSON request with an optional Bearer token.
 func (e *Env) JSON(method, path, bearer string, body any) *Response {
 	e.T.Helper()
+	return e.Do(e.JSONRequest(method, path, bearer, body))
+}
+
+// JSONRequest builds a JSON request (body: nil, a string, bytes or a value
+// to marshal) with an optional Bearer token, for callers that add headers.
+func (e *Env) JSONRequest(method, path, bearer string, body any) *http.Request {
+	e.T.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -273,7 +280,7 @@ func (e *Env) JSON(method, path, bearer string, body any) *Response {
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	return e.Do(req)
+	return req
 }
 
 // Form posts a form with optional Basic client credentials.

@@ -7,6 +7,9 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/latch-dev/latch/app"
+	"github.com/latch-dev/latch/experience"
 )
 
 func (c *cli) settingsCmd() *cobra.Command {
@@ -25,7 +28,7 @@ func (c *cli) settingsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.printJSON(s)
+			return c.printSettings(s, svc)
 		},
 	}
 	var file string
@@ -53,13 +56,29 @@ func (c *cli) settingsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.printJSON(s)
+			return c.printSettings(s, svc)
 		},
 	}
 	set.Flags().StringVar(&file, "file", "", "path of the JSON patch (- for standard input)")
 	_ = set.MarkFlagRequired("file")
 	cmd.AddCommand(show, set)
 	return cmd
+}
+
+// printSettings prints the settings plus, under "connectors", which message
+// connectors are configured: a code method without its connector answers
+// 501 connector.not_found, and this is where an operator sees why.
+func (c *cli) printSettings(s experience.Settings, svc *app.Services) error {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	out["connectors"] = svc.Connectors.Describe()
+	return c.printJSON(out)
 }
 
 // printJSON prints v as indented JSON whatever --output says: settings

@@ -1,0 +1,424 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latch-dev/latch/experience"
+	"github.com/latch-dev/latch/fault"
+)
+
+// The Experience API (seed 004) binds calls to an interaction through the
+// latch_interaction cookie or, for backends that do not keep cookies, the
+// Latch-Interaction header.
+const (
+	interactionCookie = "latch_interaction"
+	interactionHeader = "Latch-Interaction"
+)
+
+// interactionHandle returns the handle a request carries (header first).
+func interactionHandle(c echo.Context) string {
+	if h := strings.TrimSpace(c.Request().Header.Get(interactionHeader)); h != "" {
+		return h
+	}
+	if ck, err := c.Cookie(interactionCookie); err == nil {
+		return ck.Value
+	}
+	return ""
+}
+
+// experienceMeta is the session metadata of an Experience API call.
+func experienceMeta(c echo.Context) experience.SessionMeta {
+	return experience.SessionMeta{ClientID: clientToken(c).ClientID, IPAddress: c.RealIP(), UserAgent: c.Request().UserAgent()}
+}
+
+type identifierBody struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+func (i *identifierBody) check(f *fields, types ...string) {
+	if i == nil {
+		f.add("identifier", "is required")
+		return
+	}
+	ok := false
+	for _, t := range types {
+		ok = ok || i.Type == t
+	}
+	if !ok {
+		f.add("identifier.type", "must be one of %s", strings.Join(types, ", "))
+	}
+	f.required("identifier.value", i.Value)
+	f.maxLen("identifier.value", i.Value, 320)
+}
+
+func (i *identifierBody) identifier() experience.Identifier {
+	return experience.Identifier{Type: i.Type, Value: i.Value}
+}
+
+type eventRequest struct {
+	InteractionEvent string `json:"interactionEvent"`
+}
+
+func (r *eventRequest) validate() []fault.Detail {
+	var f fields
+	switch r.InteractionEvent {
+	case experience.EventSignInFlow, experience.EventRegisterFlow, experience.EventForgotPasswordFlow:
+	default:
+		f.add("interactionEvent", "must be SignIn, Register or ForgotPassword")
+	}
+	return f
+}
+
+// initInteraction is PUT /api/experience.
+func (a *App) initInteraction(c echo.Context) error {
+	var req eventRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	handle, err := a.engine.StartInteraction(c.Request().Context(), clientToken(c).ClientID, req.InteractionEvent)
+	if err != nil {
+		return err
+	}
+	// "Any existing interaction data will be cleared" (seed 004).
+	if old := interactionHandle(c); old != "" {
+		if err := a.engine.EndInteraction(c.Request().Context(), old, clientToken(c).ClientID); err != nil {
+			return err
+		}
+	}
+	c.SetCookie(&http.Cookie{Name: interactionCookie, Value: handle, Path: "/api/experience", MaxAge: 3600,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(a.cfg.Issuer, "https://")})
+	c.Response().Header().Set(interactionHeader, handle)
+	return c.NoContent(http.StatusNoContent)
+}
+
+// updateInteractionEvent is PUT /api/experience/interaction-event.
+func (a *App) updateInteractionEvent(c echo.Context) error {
+	var req eventRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	if err := a.engine.SetInteractionEvent(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.InteractionEvent); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// getInteraction is GET /api/experience/interaction.
+func (a *App) getInteraction(c echo.Context) error {
+	view, err := a.engine.Interaction(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, view)
+}
+
+func verificationID(c echo.Context, id string) error {
+	return c.JSON(http.StatusOK, map[string]string{"verificationId": id})
+}
+
+type passwordVerificationRequest struct {
+	Identifier *identifierBody `json:"identifier"`
+	Password   string          `json:"password"`
+}
+
+func (r *passwordVerificationRequest) validate() []fault.Detail {
+	var f fields
+	r.Identifier.check(&f, experience.IdentifierUsername, experience.IdentifierEmail, experience.IdentifierPhone)
+	f.required("password", r.Password)
+	f.maxLen("password", r.Password, 1024)
+	return f
+}
+
+// passwordVerification is POST /api/experience/verification/password.
+func (a *App) passwordVerification(c echo.Context) error {
+	var req passwordVerificationRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	id, err := a.engine.AddPasswordVerification(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
+		req.Identifier.identifier(), req.Password, experienceMeta(c))
+	if err != nil {
+		return err
+	}
+	return verificationID(c, id)
+}
+
+type sendCodeRequest struct {
+	Identifier       *identifierBody `json:"identifier"`
+	InteractionEvent string          `json:"interactionEvent"`
+}
+
+func (r *sendCodeRequest) validate() []fault.Detail {
+	var f fields
+	r.Identifier.check(&f, experience.IdentifierEmail, experience.IdentifierPhone)
+	switch r.InteractionEvent {
+	case "", experience.EventSignInFlow, experience.EventRegisterFlow, experience.EventForgotPasswordFlow:
+	default:
+		f.add("interactionEvent", "must be SignIn, Register or ForgotPassword")
+	}
+	return f
+}
+
+// sendCode is POST /api/experience/verification/verification-code.
+func (a *App) sendCode(c echo.Context) error {
+	var req sendCodeRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	id, err := a.engine.SendVerificationCode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
+		req.Identifier.identifier(), req.InteractionEvent)
+	if err != nil {
+		return err
+	}
+	return verificationID(c, id)
+}
+
+type verifyCodeRequest struct {
+	Identifier     *identifierBody `json:"identifier"`
+	VerificationID string          `json:"verificationId"`
+	Code           string          `json:"code"`
+}
+
+func (r *verifyCodeRequest) validate() []fault.Detail {
+	var f fields
+	r.Identifier.check(&f, experience.IdentifierEmail, experience.IdentifierPhone)
+	f.required("verificationId", r.VerificationID)
+	f.maxLen("verificationId", r.VerificationID, 64)
+	f.required("code", r.Code)
+	f.maxLen("code", r.Code, 16)
+	return f
+}
+
+// verifyCode is POST /api/experience/verification/verification-code/verify.
+func (a *App) verifyCode(c echo.Context) error {
+	var req verifyCodeRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	id, err := a.engine.VerifyVerificationCode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
+		req.VerificationID, req.Identifier.identifier(), req.Code)
+	if err != nil {
+		return err
+	}
+	return verificationID(c, id)
+}
+
+type newPasswordIdentityRequest struct {
+	Identifier *identifierBody `json:"identifier"`
+	Password   string          `json:"password"`
+}
+
+func (r *newPasswordIdentityRequest) validate() []fault.Detail {
+	var f fields
+	r.Identifier.check(&f, experience.IdentifierUsername)
+	f.required("password", r.Password)
+	f.maxLen("password", r.Password, 1024)
+	return f
+}
+
+// newPasswordIdentity is POST /api/experience/verification/new-password-identity.
+func (a *App) newPasswordIdentity(c echo.Context) error {
+	var req newPasswordIdentityRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	id, err := a.engine.AddNewPasswordIdentity(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
+		req.Identifier.identifier(), req.Password)
+	if err != nil {
+		return err
+	}
+	return verificationID(c, id)
+}
+
+type identificationRequest struct {
+	VerificationID string `json:"verificationId"`
+}
+
+func (r *identificationRequest) validate() []fault.Detail {
+	var f fields
+	f.maxLen("verificationId", r.VerificationID, 64)
+	return f
+}
+
+// identify is POST /api/experience/identification.
+func (a *App) identify(c echo.Context) error {
+	var req identificationRequest
+	if c.Request().ContentLength != 0 {
+		if err := bindJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	created, err := a.engine.Identify(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.VerificationID, experienceMeta(c))
+	if err != nil {
+		return err
+	}
+	if created {
+		return c.NoContent(http.StatusCreated)
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type profileBody struct {
+	Type           string `json:"type"`
+	Value          string `json:"value"`
+	VerificationID string `json:"verificationId"`
+	Values         *struct {
+		Name       *string         `json:"name"`
+		CustomData json.RawMessage `json:"customData"`
+	} `json:"values"`
+}
+
+func (r *profileBody) validate() []fault.Detail {
+	var f fields
+	switch r.Type {
+	case "username", "password":
+		f.required("value", r.Value)
+	case experience.IdentifierEmail, experience.IdentifierPhone:
+		f.required("verificationId", r.VerificationID)
+	case "extraProfile":
+		if r.Values == nil {
+			f.add("values", "is required for extraProfile")
+		}
+	default:
+		f.add("type", "must be username, password, email, phone or extraProfile")
+	}
+	f.maxLen("value", r.Value, 1024)
+	f.maxLen("verificationId", r.VerificationID, 64)
+	return f
+}
+
+// addProfile is POST /api/experience/profile.
+func (a *App) addProfile(c echo.Context) error {
+	var req profileBody
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	in := experience.ProfileInput{Type: req.Type, Value: req.Value, VerificationID: req.VerificationID}
+	if req.Values != nil {
+		in.Name, in.CustomData = req.Values.Name, req.Values.CustomData
+	}
+	if err := a.engine.AddProfile(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, in); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type resetPasswordBody struct {
+	Password string `json:"password"`
+}
+
+func (r *resetPasswordBody) validate() []fault.Detail {
+	var f fields
+	f.required("password", r.Password)
+	f.maxLen("password", r.Password, 1024)
+	return f
+}
+
+// resetProfilePassword is PUT /api/experience/profile/password.
+func (a *App) resetProfilePassword(c echo.Context) error {
+	var req resetPasswordBody
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	if err := a.engine.ResetPasswordInInteraction(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.Password); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// submitInteraction is POST /api/experience/submit.
+func (a *App) submitInteraction(c echo.Context) error {
+	client, err := a.callingClient(c)
+	if err != nil {
+		return err
+	}
+	res, err := a.engine.SubmitInteraction(c.Request().Context(), interactionHandle(c), client.ID, experienceMeta(c))
+	if err != nil {
+		return err
+	}
+	// The interaction is over: drop the cookie.
+	c.SetCookie(&http.Cookie{Name: interactionCookie, Value: "", Path: "/api/experience", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(a.cfg.Issuer, "https://")})
+	if res.SignIn == nil {
+		return c.JSON(http.StatusOK, map[string]any{})
+	}
+	return a.respondTokens(c, client, res.SignIn, tokenPlan{}, "")
+}
+
+// ssoConnectors is GET /api/experience/sso-connectors?email=: the enterprise
+// SSO connectors for the email's domain. None exist until SSO arrives, but
+// the address is validated as documented.
+func (a *App) ssoConnectors(c echo.Context) error {
+	email := c.QueryParam("email")
+	if _, err := experience.NormalizeEmail(email); err != nil {
+		return fault.Invalid(fault.Detail{Field: "email", Message: "must be a valid email address"})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"connectorIds": []string{}})
+}
+
+// notYet answers routes of capabilities that arrive in later releases
+// (MFA factors, social and enterprise SSO) with 501, as the seed allows.
+func notYet(what string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return fault.New("request.not_implemented", http.StatusNotImplemented, "%s is not available in this version of Latch.", what)
+	}
+}
+
+type managementCodeRequest struct {
+	Email            string `json:"email"`
+	Phone            string `json:"phone"`
+	VerificationCode string `json:"verificationCode"`
+	verify           bool
+}
+
+func (r *managementCodeRequest) validate() []fault.Detail {
+	var f fields
+	if (r.Email == "") == (r.Phone == "") {
+		f.add("email", "give exactly one of email or phone")
+	}
+	if r.verify {
+		f.required("verificationCode", r.VerificationCode)
+		f.maxLen("verificationCode", r.VerificationCode, 16)
+	} else if r.VerificationCode != "" {
+		f.add("verificationCode", "is not expected when sending a code")
+	}
+	f.maxLen("email", r.Email, 320)
+	f.maxLen("phone", r.Phone, 32)
+	return f
+}
+
+func (r *managementCodeRequest) identifier() experience.Identifier {
+	if r.Email != "" {
+		return experience.Identifier{Type: experience.IdentifierEmail, Value: r.Email}
+	}
+	return experience.Identifier{Type: experience.IdentifierPhone, Value: r.Phone}
+}
+
+// sendManagementCode is POST /api/verification-codes.
+func (a *App) sendManagementCode(c echo.Context) error {
+	var req managementCodeRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	if err := a.engine.SendGenericCode(c.Request().Context(), req.identifier(), clientToken(c).ClientID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// verifyManagementCode is POST /api/verification-codes/verify.
+func (a *App) verifyManagementCode(c echo.Context) error {
+	req := managementCodeRequest{verify: true}
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	if err := a.engine.VerifyGenericCode(c.Request().Context(), req.identifier(), req.VerificationCode); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
