@@ -102,6 +102,10 @@ func (a *App) routes() {
 	e.POST("/v1/auth/token/refresh", a.tokenRefresh, execute...)
 	e.GET("/v1/auth/users/:user_id/sessions", a.userSessions, execute...)
 	e.DELETE("/v1/auth/users/:user_id/sessions", a.revokeUserSessions, execute...)
+	e.POST("/v1/auth/totp/authenticate", a.mfaAuthenticate(experience.FactorTOTP), execute...)
+	e.POST("/v1/auth/backup-code/authenticate", a.mfaAuthenticate(experience.FactorBackupCode), execute...)
+	e.POST("/v1/auth/otp/send", a.otpSend, execute...)
+	e.POST("/v1/auth/otp/authenticate", a.mfaAuthenticate("otp"), execute...)
 
 	e.GET("/v1/users", a.findUser, read)
 	e.GET("/v1/users/:user_id", a.getUser, read)
@@ -131,13 +135,18 @@ func (a *App) routes() {
 	e.POST(x+"/verification/verification-code", a.sendCode, execute...)
 	e.POST(x+"/verification/verification-code/verify", a.verifyCode, execute...)
 	e.POST(x+"/verification/new-password-identity", a.newPasswordIdentity, execute...)
-	for _, r := range []string{"/profile/mfa", "/profile/mfa/mfa-skipped", "/verification/totp/secret", "/verification/totp/verify",
-		"/verification/backup-code/generate", "/verification/backup-code/verify", "/verification/mfa-verification-code",
-		"/verification/mfa-verification-code/verify", "/verification/web-authn/registration",
-		"/verification/web-authn/registration/verify", "/verification/web-authn/authentication",
-		"/verification/web-authn/authentication/verify"} {
-		e.POST(x+r, notYet("Multi-factor authentication"), execute...)
-	}
+	e.POST(x+"/profile/mfa", a.bindMFA, execute...)
+	e.POST(x+"/profile/mfa/mfa-skipped", a.skipMFA, execute...)
+	e.POST(x+"/verification/totp/secret", a.totpSecret, execute...)
+	e.POST(x+"/verification/totp/verify", a.totpVerify, execute...)
+	e.POST(x+"/verification/backup-code/generate", a.backupCodesGenerate, execute...)
+	e.POST(x+"/verification/backup-code/verify", a.backupCodeVerify, execute...)
+	e.POST(x+"/verification/mfa-verification-code", a.mfaCodeSend, execute...)
+	e.POST(x+"/verification/mfa-verification-code/verify", a.mfaCodeVerify, execute...)
+	e.POST(x+"/verification/web-authn/registration", a.webAuthnStart(true), execute...)
+	e.POST(x+"/verification/web-authn/registration/verify", a.webAuthnVerify(true), execute...)
+	e.POST(x+"/verification/web-authn/authentication", a.webAuthnStart(false), execute...)
+	e.POST(x+"/verification/web-authn/authentication/verify", a.webAuthnVerify(false), execute...)
 	for _, r := range []string{"/verification/social/:connectorId/authorization-uri", "/verification/social/:connectorId/verify",
 		"/verification/sso/:connectorId/authorization-uri", "/verification/sso/:connectorId/verify"} {
 		e.POST(x+r, notYet("Social and enterprise sign-in"), execute...)

@@ -62,8 +62,10 @@ func (a *App) callingClient(c echo.Context) (*token.Client, error) {
 	return client, nil
 }
 
-// issue turns a sign-in into user tokens.
-func (a *App) issue(ctx context.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, familyID, scope string) (*userTokenResponse, error) {
+// issue turns a sign-in into user tokens. withRefresh starts a new refresh
+// token family when the client may refresh; a rotation passes false and
+// attaches the successor itself.
+func (a *App) issue(ctx context.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, scope string, withRefresh bool) (*userTokenResponse, error) {
 	if scope == "" {
 		scope = "openid"
 	}
@@ -78,8 +80,7 @@ func (a *App) issue(ctx context.Context, client *token.Client, signIn *experienc
 		OrgID:            signIn.Session.OrgID,
 		IDClaims:         profileClaims(signIn.User, plan.idClaims),
 		SessionExpiresAt: signIn.Session.ExpiresAt,
-		FamilyID:         familyID,
-		WithRefresh:      client.HasGrant(token.GrantRefreshToken),
+		WithRefresh:      withRefresh && client.HasGrant(token.GrantRefreshToken),
 	})
 	if err != nil {
 		return nil, err
@@ -88,9 +89,11 @@ func (a *App) issue(ctx context.Context, client *token.Client, signIn *experienc
 		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, SessionID: signIn.Session.ID}, nil
 }
 
-// respondTokens renders the token response of a completed sign-in.
-func (a *App) respondTokens(c echo.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, familyID string) error {
-	resp, err := a.issue(c.Request().Context(), client, signIn, plan, familyID, "")
+// respondTokens renders the token response of a completed sign-in, with a
+// new refresh token family. The last parameter is unused (it carried a
+// family to continue, which rotation no longer does through here).
+func (a *App) respondTokens(c echo.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan) error {
+	resp, err := a.issue(c.Request().Context(), client, signIn, plan, "", true)
 	if err != nil {
 		return err
 	}
@@ -98,10 +101,13 @@ func (a *App) respondTokens(c echo.Context, client *token.Client, signIn *experi
 	return c.JSON(http.StatusOK, resp)
 }
 
-// refresh rotates a refresh token into new tokens. A replayed token ends
-// its whole family and the session (RFC 9700 §4.14.2).
+// refresh rotates a refresh token into new tokens: inspect the token, check
+// that its session is still alive, sign the access and ID tokens, rotate
+// (exactly one of concurrent presentations wins) and hand out the successor.
+// A replayed token ends its whole family and the session (RFC 9700
+// §4.14.2).
 func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*userTokenResponse, error) {
-	grant, err := a.tokens.UseRefreshToken(ctx, client, raw)
+	grant, err := a.tokens.InspectRefreshToken(ctx, client, raw)
 	var reuse *token.RefreshReuse
 	if errors.As(err, &reuse) {
 		if rerr := a.engine.RecordRefreshReuse(ctx, reuse.SessionID, reuse.UserID, reuse.ClientID); rerr != nil {
@@ -123,7 +129,19 @@ func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*u
 		}
 		return nil, err
 	}
-	return a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience}, grant.FamilyID, grant.Scope)
+	// Sign first: it writes nothing, so if it fails the presented token is
+	// still unconsumed and the client can retry; once the rotation commits,
+	// nothing is left that can fail.
+	resp, err := a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience}, grant.Scope, false)
+	if err != nil {
+		return nil, err
+	}
+	next, _, err := a.tokens.RotateRefreshToken(ctx, grant)
+	if err != nil {
+		return nil, err
+	}
+	resp.RefreshToken = next
+	return resp, nil
 }
 
 // refreshTokenGrant serves grant_type=refresh_token at /oidc/token.

@@ -103,12 +103,12 @@ func (a *App) passwordAuthenticate(c echo.Context) error {
 		Password:   req.Password,
 		SessionID:  req.SessionID,
 		Meta:       req.meta(c),
-		EnforceMFA: true,
+		EnforceMFA: client.EnforceMFA,
 	})
 	if err != nil {
 		return err
 	}
-	return a.respondTokens(c, client, signIn, plan, "")
+	return a.respondTokens(c, client, signIn, plan)
 }
 
 type sessionAuthenticateRequest struct {
@@ -143,7 +143,7 @@ func (a *App) sessionAuthenticate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.respondTokens(c, client, signIn, plan, "")
+	return a.respondTokens(c, client, signIn, plan)
 }
 
 type refreshRequest struct {
@@ -266,12 +266,12 @@ func (a *App) passwordReset(c echo.Context) error {
 		return err
 	}
 	signIn, err := a.engine.ResetPassword(c.Request().Context(), experience.PasswordReset{
-		ResetToken: req.ResetToken, NewPassword: req.NewPassword, Meta: req.meta(c), EnforceMFA: true,
+		ResetToken: req.ResetToken, NewPassword: req.NewPassword, Meta: req.meta(c), EnforceMFA: client.EnforceMFA,
 	})
 	if err != nil {
 		return err
 	}
-	return a.respondTokens(c, client, signIn, plan, "")
+	return a.respondTokens(c, client, signIn, plan)
 }
 
 type passwordValidateRequest struct {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/latch-dev/latch/config"
@@ -77,7 +78,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	tokens := token.New(db, sealer, token.Options{
 		Issuer: cfg.Issuer, APIResource: cfg.APIResource,
 		ClientTokenTTL: cfg.ClientTokenTTL, AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL, RefreshReuseGrace: cfg.RefreshReuseGrace, SigningAlg: cfg.SigningAlg,
+		RefreshTokenTTL: cfg.RefreshTokenTTL, RefreshReuseGrace: cfg.RefreshReuseGrace, VerifyCacheTTL: cfg.TokenVerifyCacheTTL, SigningAlg: cfg.SigningAlg,
 		KeyCacheTTL: cfg.KeyCacheTTL, ClientCacheTTL: cfg.ClientCacheTTL,
 	})
 	if err := tokens.Keys.Ensure(ctx); err != nil {
@@ -95,10 +96,22 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		db.Close()
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	pepper, err := credentials.BackupCodePepper(cfg.SecretKeyBytes)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	webauthn, err := credentials.NewWebAuthn(credentials.WebAuthnConfig{RPID: cfg.WebAuthnRPID, RPName: cfg.WebAuthnRPName,
+		Origins: strings.Split(cfg.WebAuthnOrigins, ",")})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("config: LATCH_WEBAUTHN_*: %w", err)
+	}
 	engine := experience.New(db, hasher, log, experience.Options{
 		SessionTTL: cfg.SessionTTL, PendingSessionTTL: cfg.PendingSessionTTL, ResetTokenTTL: cfg.ResetTokenTTL,
 		UsernameCaseSensitive: cfg.UsernameCaseSensitive, SettingsCacheTTL: cfg.SettingsCacheTTL,
 		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
+		Sealer: sealer, BackupCodePepper: pepper, WebAuthn: webauthn, TOTPIssuer: cfg.WebAuthnRPName,
 	})
 	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors}, nil
 }

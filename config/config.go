@@ -55,6 +55,10 @@ type Config struct {
 	KeyRotationInterval time.Duration `yaml:"key_rotation_interval" env:"LATCH_KEY_ROTATION_INTERVAL"`
 	KeyCacheTTL         time.Duration `yaml:"key_cache_ttl" env:"LATCH_KEY_CACHE_TTL"`
 	ClientCacheTTL      time.Duration `yaml:"client_cache_ttl" env:"LATCH_CLIENT_CACHE_TTL"`
+	// TokenVerifyCacheTTL: a verified access token is trusted this long
+	// without re-checking signature and revocation (revocation on another
+	// replica takes effect within it).
+	TokenVerifyCacheTTL time.Duration `yaml:"token_verify_cache_ttl" env:"LATCH_TOKEN_VERIFY_CACHE_TTL"`
 
 	ClientTokenTTL  time.Duration `yaml:"client_token_ttl" env:"LATCH_CLIENT_TOKEN_TTL"`
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl" env:"LATCH_ACCESS_TOKEN_TTL"`
@@ -91,6 +95,12 @@ type Config struct {
 	SMSWebhookSecret string `yaml:"sms_webhook_secret" env:"LATCH_SMS_WEBHOOK_SECRET"`
 	DevConnector     bool   `yaml:"dev_connector" env:"LATCH_DEV_CONNECTOR"`
 
+	// WebAuthn relying party: the id (a registrable domain, default the
+	// issuer's host), the display name and the origins allowed to answer.
+	WebAuthnRPID    string `yaml:"webauthn_rp_id" env:"LATCH_WEBAUTHN_RP_ID"`
+	WebAuthnRPName  string `yaml:"webauthn_rp_name" env:"LATCH_WEBAUTHN_RP_NAME"`
+	WebAuthnOrigins string `yaml:"webauthn_origins" env:"LATCH_WEBAUTHN_ORIGINS"`
+
 	IPRateLimit float64 `yaml:"ip_rate_limit" env:"LATCH_IP_RATE_LIMIT"`
 	IPRateBurst int     `yaml:"ip_rate_burst" env:"LATCH_IP_RATE_BURST"`
 }
@@ -108,6 +118,7 @@ func Default() Config {
 		KeyRotationInterval: 90 * 24 * time.Hour,
 		KeyCacheTTL:         30 * time.Second,
 		ClientCacheTTL:      5 * time.Second,
+		TokenVerifyCacheTTL: 5 * time.Second,
 		ClientTokenTTL:      time.Hour,
 		AccessTokenTTL:      time.Hour,
 		IDTokenTTL:          time.Hour,
@@ -256,6 +267,26 @@ func (c *Config) finish() error {
 	} else if c.Env == EnvProduction && u.Scheme != "https" {
 		return bad("LATCH_ISSUER", "must use https in production, got %q", c.Issuer)
 	}
+	if c.WebAuthnRPID == "" {
+		// A relying party id is a domain; an issuer on an IP address (local
+		// development) gets "localhost".
+		u, _ := url.Parse(c.Issuer)
+		c.WebAuthnRPID = u.Hostname()
+		if net.ParseIP(c.WebAuthnRPID) != nil {
+			c.WebAuthnRPID = "localhost"
+		}
+	}
+	if c.WebAuthnRPName == "" {
+		c.WebAuthnRPName = "Latch"
+	}
+	if c.WebAuthnOrigins == "" {
+		c.WebAuthnOrigins = c.Issuer
+	}
+	for _, o := range strings.Split(c.WebAuthnOrigins, ",") {
+		if u, err := url.Parse(strings.TrimSpace(o)); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
+			return bad("LATCH_WEBAUTHN_ORIGINS", "must be comma-separated origins like https://app.example.com, got %q", o)
+		}
+	}
 	if c.APIResource == "" {
 		c.APIResource = c.Issuer + "/api"
 	}
@@ -286,6 +317,7 @@ func (c *Config) finish() error {
 	}{
 		{"LATCH_KEY_CACHE_TTL", c.KeyCacheTTL, 0},
 		{"LATCH_CLIENT_CACHE_TTL", c.ClientCacheTTL, 0},
+		{"LATCH_TOKEN_VERIFY_CACHE_TTL", c.TokenVerifyCacheTTL, 0},
 		{"LATCH_SETTINGS_CACHE_TTL", c.SettingsCacheTTL, 0},
 		{"LATCH_CLIENT_TOKEN_TTL", c.ClientTokenTTL, time.Minute},
 		{"LATCH_ACCESS_TOKEN_TTL", c.AccessTokenTTL, time.Minute},
@@ -307,6 +339,9 @@ func (c *Config) finish() error {
 	}
 	if c.KeyRotationInterval != 0 && c.KeyRotationInterval < time.Hour {
 		return bad("LATCH_KEY_ROTATION_INTERVAL", "must be 0 (off) or at least 1h, got %s", c.KeyRotationInterval)
+	}
+	if c.TokenVerifyCacheTTL > time.Minute {
+		return bad("LATCH_TOKEN_VERIFY_CACHE_TTL", "must be at most 1m (revocation elsewhere waits for it), got %s", c.TokenVerifyCacheTTL)
 	}
 	if c.RefreshReuseGrace > time.Minute {
 		return bad("LATCH_REFRESH_REUSE_GRACE", "must be at most 1m (a longer window hides token theft), got %s", c.RefreshReuseGrace)

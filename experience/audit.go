@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/store"
 )
@@ -24,6 +26,8 @@ const (
 	EventUserUnsuspended = "user.unsuspended"
 	EventUserUnlocked    = "user.unlocked"
 	EventSessionRevoked  = "session.revoked"
+	EventMFABound        = "mfa.bound"
+	EventMFARemoved      = "mfa.removed"
 )
 
 // Outcomes.
@@ -66,6 +70,12 @@ type Audit struct {
 
 // Record appends an event.
 func (a *Audit) Record(ctx context.Context, ev AuditEvent) error {
+	return a.record(a.db.WithContext(ctx), ev)
+}
+
+// record appends an event through db (a transaction, to commit the event
+// with what it records).
+func (a *Audit) record(db *gorm.DB, ev AuditEvent) error {
 	data := "{}"
 	if len(ev.Data) > 0 {
 		raw, err := json.Marshal(ev.Data)
@@ -76,7 +86,7 @@ func (a *Audit) Record(ctx context.Context, ev AuditEvent) error {
 	}
 	row := auditRow{ID: credentials.RandomID(24), CreatedAt: a.now(), Event: ev.Event, Outcome: ev.Outcome,
 		UserID: ev.UserID, ClientID: ev.ClientID, IPAddress: truncate(ev.IPAddress, 64), Data: data}
-	if err := a.db.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := db.Create(&row).Error; err != nil {
 		return fmt.Errorf("experience: audit: %w", err)
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
@@ -30,6 +32,14 @@ type Options struct {
 	CodePepper []byte
 	// Connectors deliver codes; nil channels answer 501.
 	Connectors *messaging.Connectors
+	// Sealer encrypts TOTP secrets at rest.
+	Sealer *credentials.Sealer
+	// BackupCodePepper keys backup-code digests.
+	BackupCodePepper []byte
+	// WebAuthn runs passkey ceremonies (nil: WebAuthn unavailable).
+	WebAuthn *credentials.WebAuthn
+	// TOTPIssuer names the service in authenticator apps.
+	TOTPIssuer string
 }
 
 // Engine is the Experience engine.
@@ -52,6 +62,8 @@ type Engine struct {
 	interactions *Interactions
 	codes        *Codes
 	connectors   *messaging.Connectors
+	sealer       *credentials.Sealer
+	webauthn     *credentials.WebAuthn
 }
 
 // New returns an engine over db.
@@ -71,6 +83,8 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 		interactions: &Interactions{db: db, now: now},
 		codes:        &Codes{db: db, now: now, pepper: opts.CodePepper},
 		connectors:   opts.Connectors,
+		sealer:       opts.Sealer,
+		webauthn:     opts.WebAuthn,
 	}
 }
 
@@ -105,29 +119,45 @@ func (e *passwordStateError) Unwrap() error { return e.fe }
 // or temporary. An unknown identifier costs a real hash (no timing oracle)
 // and fails exactly like a wrong password.
 func (e *Engine) VerifyPassword(ctx context.Context, id Identifier, password string, meta SessionMeta) (*User, error) {
+	user, key, err := e.verifyPassword(ctx, id, password, meta)
+	if user == nil {
+		return nil, err
+	}
+	if cerr := e.Sentinel.Clear(ctx, key); cerr != nil {
+		return nil, cerr
+	}
+	return user, err
+}
+
+// verifyPassword is VerifyPassword without clearing the sentinel key on
+// success: it returns the key so the caller can clear it in the same
+// transaction as the rest of the sign-in (one commit instead of several on
+// the hot path). A non-nil user means the password was right; err may then
+// still carry the account state (suspended, expired, temporary).
+func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password string, meta SessionMeta) (*User, string, error) {
 	normalized, err := e.norm.Normalize(id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	key := identifierKey(id.Type, normalized)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	fail := AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, ClientID: meta.ClientID, IPAddress: meta.IPAddress,
 		Data: map[string]any{"method": AMRPassword, "identifier_type": id.Type}}
 	if !verdict.Allowed {
 		fail.Data["reason"] = "locked"
 		e.audit(ctx, fail)
-		return nil, errLocked(verdict.RetryAfter)
+		return nil, "", errLocked(verdict.RetryAfter)
 	}
 	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	ok, needsRehash := false, false
 	if user == nil || !user.HasPassword {
@@ -141,7 +171,7 @@ func (e *Engine) VerifyPassword(ctx context.Context, id Identifier, password str
 		if rerr := e.Sentinel.Release(ctx, key, settings.Lockout); rerr != nil {
 			e.log.ErrorContext(ctx, "sentinel release failed", slog.String("error", rerr.Error()))
 		}
-		return nil, err
+		return nil, "", err
 	}
 	if !ok {
 		if user != nil {
@@ -151,21 +181,18 @@ func (e *Engine) VerifyPassword(ctx context.Context, id Identifier, password str
 		e.audit(ctx, fail)
 		locked, err := e.Sentinel.Fail(ctx, key, verdict, settings.Lockout)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if locked {
 			e.audit(ctx, AuditEvent{Event: EventLockout, Outcome: OutcomeSuccess, UserID: fail.UserID, ClientID: meta.ClientID,
 				IPAddress: meta.IPAddress, Data: map[string]any{"identifier_type": id.Type, "lockout_seconds": settings.Lockout.LockoutSeconds}})
 		}
-		return nil, errInvalidCredentials
-	}
-	if err := e.Sentinel.Clear(ctx, key); err != nil {
-		return nil, err
+		return nil, "", errInvalidCredentials
 	}
 	if needsRehash {
 		e.rehash(ctx, user, password)
 	}
-	return user, e.accountState(user, settings, meta)
+	return user, key, e.accountState(user, settings, meta)
 }
 
 // accountState says whether a user who gave the right password may go on.
@@ -246,7 +273,14 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		}
 		existing = s
 	}
-	user, err := e.VerifyPassword(ctx, req.Identifier, req.Password, req.Meta)
+	user, key, err := e.verifyPassword(ctx, req.Identifier, req.Password, req.Meta)
+	if user != nil && err != nil {
+		// A right password that may not sign in as is: the attempt
+		// succeeded as far as the sentinel is concerned.
+		if cerr := e.Sentinel.Clear(ctx, key); cerr != nil {
+			return nil, cerr
+		}
+	}
 	var state *passwordStateError
 	if errors.As(err, &state) {
 		return nil, e.offerReset(ctx, state, req.Meta)
@@ -255,9 +289,12 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		return nil, err
 	}
 	if existing != nil && existing.UserID != user.ID {
+		if cerr := e.Sentinel.Clear(ctx, key); cerr != nil {
+			return nil, cerr
+		}
 		return nil, errSessionNotFound()
 	}
-	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA)
+	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, key)
 }
 
 // offerReset mints a single-use reset token for an expired or temporary
@@ -274,7 +311,9 @@ func (e *Engine) offerReset(ctx context.Context, state *passwordStateError, meta
 
 // completeFirstFactor opens the session after a first factor: pending with
 // mfa_required when the user must still prove a second factor, else active.
-func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool) (*SignIn, error) {
+// Everything it writes — the sentinel key to clear (if any), the session, the
+// last sign-in time and the audit event — commits in one transaction.
+func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, clearKey string) (*SignIn, error) {
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -285,26 +324,40 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 	}
 	needMFA := enforceMFA && settings.MFA.Enforce && len(factors) > 0 &&
 		!(existing != nil && existing.State == SessionActive && hasAMR(existing.AMR, AMRMFA))
-	sess, err := e.Sessions.authenticate(ctx, existing, user.ID, amr, needMFA, meta)
+	var sess *Session
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		if clearKey != "" {
+			if err := e.Sentinel.clear(tx, clearKey); err != nil {
+				return err
+			}
+		}
+		var err error
+		if sess, err = e.Sessions.authenticate(ctx, tx, existing, user.ID, amr, needMFA, meta); err != nil {
+			return err
+		}
+		if needMFA {
+			return e.Audit.record(tx, AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, UserID: user.ID, ClientID: meta.ClientID,
+				IPAddress: meta.IPAddress, Data: map[string]any{"method": amr[0], "reason": "mfa_required", "session_id": sess.ID}})
+		}
+		return e.markSignedIn(tx, user, sess, amr, meta)
+	})
 	if err != nil {
 		return nil, err
 	}
 	if needMFA {
-		e.audit(ctx, AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, UserID: user.ID, ClientID: meta.ClientID,
-			IPAddress: meta.IPAddress, Data: map[string]any{"method": amr[0], "reason": "mfa_required", "session_id": sess.ID}})
 		return nil, mfaRequired(user, sess, factors)
 	}
-	e.markSignedIn(ctx, user, sess, amr, meta)
 	return &SignIn{User: user, Session: sess}, nil
 }
 
-func (e *Engine) markSignedIn(ctx context.Context, user *User, sess *Session, amr []string, meta SessionMeta) {
+// markSignedIn records a completed sign-in through db (a transaction).
+func (e *Engine) markSignedIn(db *gorm.DB, user *User, sess *Session, amr []string, meta SessionMeta) error {
 	now := e.now()
-	if err := e.db.WithContext(ctx).Model(&userRow{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
-		e.log.WarnContext(ctx, "last sign-in time not saved", slog.String("error", err.Error()))
+	if err := db.Model(&userRow{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
+		return err
 	}
 	user.LastSignInAt = &now
-	e.audit(ctx, AuditEvent{Event: EventSignIn, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: meta.ClientID,
+	return e.Audit.record(db, AuditEvent{Event: EventSignIn, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: meta.ClientID,
 		IPAddress: meta.IPAddress, Data: map[string]any{"methods": amr, "session_id": sess.ID}})
 }
 

@@ -36,6 +36,10 @@ type factorRow struct {
 	Data       string
 	CreatedAt  time.Time
 	LastUsedAt *time.Time
+	// LastUsedStep is the TOTP time step last accepted (replay protection).
+	LastUsedStep *int64
+	// CredentialID is a WebAuthn credential's id (unique across users).
+	CredentialID *string
 }
 
 func (factorRow) TableName() string { return "mfa_factors" }

@@ -774,12 +774,18 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 	if err := e.requireInteractionMFA(ctx, in, user, settings); err != nil {
 		return nil, err
 	}
-	sess, err := e.Sessions.authenticate(ctx, nil, user.ID, amr, false, meta)
+	var sess *Session
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if sess, err = e.Sessions.authenticate(ctx, tx, nil, user.ID, amr, false, meta); err != nil {
+			return err
+		}
+		if err := e.markSignedIn(tx, user, sess, amr, meta); err != nil {
+			return err
+		}
+		return e.interactions.deleteTx(tx, in)
+	})
 	if err != nil {
-		return nil, err
-	}
-	e.markSignedIn(ctx, user, sess, amr, meta)
-	if err := e.interactions.delete(ctx, in); err != nil {
 		return nil, err
 	}
 	return &SubmitResult{Event: in.Event, SignIn: &SignIn{User: user, Session: sess}}, nil
@@ -836,35 +842,15 @@ func interactionAMR(in *Interaction) []string {
 			amr = append(amr, AMROTP)
 		}
 	}
+	for factor := range in.MFA {
+		if m, ok := amrOfFactor[factor]; ok {
+			amr = append(amr, m)
+		}
+	}
 	if len(amr) == 0 {
 		amr = []string{AMRPassword}
 	}
 	return amr
-}
-
-// requireInteractionMFA refuses a SignIn whose user has MFA factors but
-// has not proven one in this interaction.
-func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, user *User, settings Settings) error {
-	if in.Event != EventSignInFlow || !settings.MFA.Enforce || len(in.MFA) > 0 {
-		return nil
-	}
-	factors, err := e.Factors.List(ctx, user.ID)
-	if err != nil {
-		return err
-	}
-	if len(factors) == 0 {
-		return nil
-	}
-	types := []string{}
-	seen := map[string]bool{}
-	for _, f := range factors {
-		if !seen[f.Type] {
-			seen[f.Type] = true
-			types = append(types, f.Type)
-		}
-	}
-	return fault.New(CodeMFARequired, http.StatusForbidden, "Multi-factor authentication is required.").
-		With("availableFactors", types)
 }
 
 func boolPtr(b bool) *bool { return &b }

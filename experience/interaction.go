@@ -99,6 +99,8 @@ type Interaction struct {
 	Records  []*Record       `json:"records"`
 	Profile  pendingProfile  `json:"profile"`
 	MFA      map[string]bool `json:"mfa,omitempty"`
+	// MFASkipped: the user chose not to bind a factor (policy permitting).
+	MFASkipped bool `json:"mfa_skipped,omitempty"`
 	// NewPasswordHash is the ForgotPassword flow's new password.
 	NewPasswordHash string `json:"new_password_hash,omitempty"`
 
@@ -202,7 +204,12 @@ var errConflict = fault.New(CodeInteractionConflict, http.StatusConflict,
 
 // delete ends an interaction.
 func (s *Interactions) delete(ctx context.Context, in *Interaction) error {
-	if err := s.db.WithContext(ctx).Where("id = ?", in.id).Delete(&interactionRow{}).Error; err != nil {
+	return s.deleteTx(s.db.WithContext(ctx), in)
+}
+
+// deleteTx ends an interaction through db (a transaction).
+func (s *Interactions) deleteTx(db *gorm.DB, in *Interaction) error {
+	if err := db.Where("id = ?", in.id).Delete(&interactionRow{}).Error; err != nil {
 		return fmt.Errorf("experience: delete interaction: %w", err)
 	}
 	return nil

@@ -125,5 +125,19 @@ CREATE TABLE interactions (
 );
 CREATE INDEX interactions_expires_at ON interactions (expires_at);
 `},
+		{ID: "experience/0006_mfa", SQL: `
+ALTER TABLE mfa_factors ADD COLUMN last_used_step BIGINT;
+ALTER TABLE mfa_factors ADD COLUMN credential_id TEXT;
+CREATE UNIQUE INDEX mfa_factors_credential ON mfa_factors (credential_id);
+ALTER TABLE users ADD COLUMN mfa_skipped BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE backup_codes (
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	factor_id TEXT NOT NULL REFERENCES mfa_factors (id) ON DELETE CASCADE,
+	digest TEXT NOT NULL,
+	used_at TIMESTAMP,
+	PRIMARY KEY (user_id, digest)
+);
+CREATE INDEX backup_codes_factor ON backup_codes (factor_id);
+`},
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/latch-dev/latch/store"
 )
 
@@ -125,7 +127,12 @@ func (s *Sentinel) lock(ctx context.Context, key string, p LockoutPolicy) (time.
 
 // Clear forgets a key's failures after a success.
 func (s *Sentinel) Clear(ctx context.Context, key string) error {
-	if err := s.db.WithContext(ctx).Exec(`DELETE FROM sentinel_counters WHERE key = ? AND (locked_until IS NULL OR locked_until <= ?)`,
+	return s.clear(s.db.WithContext(ctx), key)
+}
+
+// clear is Clear through db (a transaction, to commit it with the sign-in).
+func (s *Sentinel) clear(db *gorm.DB, key string) error {
+	if err := db.Exec(`DELETE FROM sentinel_counters WHERE key = ? AND (locked_until IS NULL OR locked_until <= ?)`,
 		key, s.now()).Error; err != nil {
 		return fmt.Errorf("experience: sentinel clear: %w", err)
 	}

@@ -142,7 +142,11 @@ type SessionMeta struct {
 // authenticate records an authentication with methods amr for user. With
 // an existing live session (of the same user) it extends it; otherwise it
 // creates one. pending sessions get the short TTL.
-func (s *Sessions) authenticate(ctx context.Context, existing *Session, userID string, amr []string, pending bool, meta SessionMeta) (*Session, error) {
+func (s *Sessions) authenticate(ctx context.Context, tx *gorm.DB, existing *Session, userID string, amr []string, pending bool, meta SessionMeta) (*Session, error) {
+	db := s.db.WithContext(ctx)
+	if tx != nil {
+		db = tx
+	}
 	now := s.now()
 	state, ttl := SessionActive, s.ttl
 	if pending {
@@ -152,7 +156,7 @@ func (s *Sessions) authenticate(ctx context.Context, existing *Session, userID s
 		row := sessionRow{ID: credentials.RandomID(24), UserID: userID, ClientID: meta.ClientID, OrgID: meta.OrgID, State: state,
 			AMR: strings.Join(mergeAMR(nil, amr...), " "), AuthTime: now, CreatedAt: now, UpdatedAt: now,
 			ExpiresAt: now.Add(ttl), IPAddress: truncate(meta.IPAddress, 64), UserAgent: truncate(meta.UserAgent, 512)}
-		if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		if err := db.Create(&row).Error; err != nil {
 			return nil, fmt.Errorf("experience: create session: %w", err)
 		}
 		return row.session(), nil
@@ -163,7 +167,7 @@ func (s *Sessions) authenticate(ctx context.Context, existing *Session, userID s
 		state, ttl = SessionActive, s.ttl
 	}
 	merged := mergeAMR(existing.AMR, amr...)
-	res := s.db.WithContext(ctx).Model(&sessionRow{}).
+	res := db.Model(&sessionRow{}).
 		Where("id = ? AND user_id = ? AND state <> ? AND revoked_at IS NULL", existing.ID, userID, SessionRevoked).
 		Updates(map[string]any{"state": state, "amr": strings.Join(merged, " "), "auth_time": now, "updated_at": now,
 			"expires_at": now.Add(ttl), "org_id": meta.OrgID})
@@ -173,7 +177,10 @@ func (s *Sessions) authenticate(ctx context.Context, existing *Session, userID s
 	if res.RowsAffected == 0 {
 		return nil, errSessionNotFound()
 	}
-	return s.Get(ctx, existing.ID)
+	updated := *existing
+	updated.State, updated.AMR, updated.AuthTime, updated.UpdatedAt = state, merged, now, now
+	updated.ExpiresAt, updated.OrgID = now.Add(ttl), meta.OrgID
+	return &updated, nil
 }
 
 // Touch extends a live active session (silent re-authentication).
@@ -188,7 +195,9 @@ func (s *Sessions) Touch(ctx context.Context, sess *Session, orgID string) (*Ses
 	if res.RowsAffected == 0 {
 		return nil, errSessionNotFound()
 	}
-	return s.Get(ctx, sess.ID)
+	touched := *sess
+	touched.UpdatedAt, touched.ExpiresAt, touched.OrgID = now, now.Add(s.ttl), orgID
+	return &touched, nil
 }
 
 // Revoke ends a session. It reports false when the session was unknown or

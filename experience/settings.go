@@ -99,7 +99,23 @@ type MFASettings struct {
 	// Enforce: a user with an enrolled factor must complete MFA before
 	// tokens are issued.
 	Enforce bool `json:"enforce"`
+	// Factors are the factor types users may enroll and use.
+	Factors []string `json:"factors"`
+	// Policy says when users without a factor are asked to enroll one:
+	// Mandatory, PromptAtSignInAndSignUp, PromptOnlyAtSignIn or NoPrompt.
+	Policy string `json:"policy"`
 }
+
+// MFA policies.
+const (
+	PolicyMandatory               = "Mandatory"
+	PolicyPromptAtSignInAndSignUp = "PromptAtSignInAndSignUp"
+	PolicyPromptOnlyAtSignIn      = "PromptOnlyAtSignIn"
+	PolicyNoPrompt                = "NoPrompt"
+)
+
+// factorEnabled reports whether settings allow a factor type.
+func (m MFASettings) factorEnabled(t string) bool { return contains(m.Factors, t) }
 
 // DefaultSettings are the settings of a new deployment.
 func DefaultSettings() Settings {
@@ -107,8 +123,9 @@ func DefaultSettings() Settings {
 		PasswordPolicy: credentials.DefaultPasswordPolicy(),
 		Lockout:        DefaultLockoutPolicy(),
 		PasswordExpiry: ExpiryPolicy{Enabled: false, ValidDays: 90, TemporaryValidHours: 72},
-		MFA:            MFASettings{Enforce: true},
-		SignInMode:     ModeSignInAndRegister,
+		MFA: MFASettings{Enforce: true, Policy: PolicyNoPrompt,
+			Factors: []string{FactorTOTP, FactorBackupCode, FactorWebAuthn, FactorEmailCode, FactorPhoneCode}},
+		SignInMode: ModeSignInAndRegister,
 		SignIn: SignInMethods{Methods: []SignInMethod{
 			{Identifier: IdentifierUsername, Password: true},
 			{Identifier: IdentifierEmail, Password: true, VerificationCode: true},
@@ -144,6 +161,21 @@ func (s Settings) Validate() error {
 	}
 	if s.PasswordExpiry.TemporaryValidHours < 1 || s.PasswordExpiry.TemporaryValidHours > 24*90 {
 		return bad("password_expiry.temporary_valid_hours", "must be between 1 and 2160")
+	}
+	switch s.MFA.Policy {
+	case PolicyMandatory, PolicyPromptAtSignInAndSignUp, PolicyPromptOnlyAtSignIn, PolicyNoPrompt:
+	default:
+		return bad("mfa.policy", "must be Mandatory, PromptAtSignInAndSignUp, PromptOnlyAtSignIn or NoPrompt")
+	}
+	for i, f := range s.MFA.Factors {
+		switch f {
+		case FactorTOTP, FactorBackupCode, FactorWebAuthn, FactorEmailCode, FactorPhoneCode:
+		default:
+			return bad(fmt.Sprintf("mfa.factors[%d]", i), "must be totp, backup_code, webauthn, email_code or phone_code")
+		}
+	}
+	if s.MFA.Policy == PolicyMandatory && len(s.MFA.Factors) == 0 {
+		return bad("mfa.factors", "a Mandatory policy needs at least one factor")
 	}
 	switch s.SignInMode {
 	case ModeSignIn, ModeRegister, ModeSignInAndRegister:

@@ -48,6 +48,7 @@ type User struct {
 	PasswordExpired   bool            `json:"password_expired"`
 	PasswordTemporary bool            `json:"password_temporary"`
 	Suspended         bool            `json:"suspended"`
+	MFASkipped        bool            `json:"mfa_skipped"`
 	CreatedAt         time.Time       `json:"created_at"`
 	UpdatedAt         time.Time       `json:"updated_at"`
 	LastSignInAt      *time.Time      `json:"last_sign_in_at"`
@@ -71,6 +72,7 @@ type userRow struct {
 	PasswordExpired   bool
 	PasswordTemporary bool
 	Suspended         bool
+	MFASkipped        bool `gorm:"column:mfa_skipped"`
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	LastSignInAt      *time.Time
@@ -81,7 +83,7 @@ func (userRow) TableName() string { return "users" }
 func (r *userRow) user() *User {
 	u := &User{ID: r.ID, Username: r.Username, PrimaryEmail: r.PrimaryEmail, PrimaryPhone: r.PrimaryPhone, EmailVerified: r.EmailVerified, PhoneVerified: r.PhoneVerified, Name: r.Name,
 		CustomData: json.RawMessage(r.CustomData), PasswordUpdatedAt: r.PasswordUpdatedAt, PasswordExpired: r.PasswordExpired,
-		PasswordTemporary: r.PasswordTemporary, Suspended: r.Suspended, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		PasswordTemporary: r.PasswordTemporary, Suspended: r.Suspended, MFASkipped: r.MFASkipped, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		LastSignInAt: r.LastSignInAt}
 	if r.PasswordHash != nil && *r.PasswordHash != "" {
 		u.HasPassword, u.passwordHash = true, *r.PasswordHash

@@ -39,11 +39,15 @@ const clientSecretPrefix = "lcs_"
 
 // Client is an OAuth2 client: a trusted backend.
 type Client struct {
-	ID              string    `json:"client_id"`
-	Name            string    `json:"name"`
-	Scopes          []string  `json:"scopes"`
-	GrantTypes      []string  `json:"grant_types"`
-	Resources       []string  `json:"resources"`
+	ID         string   `json:"client_id"`
+	Name       string   `json:"name"`
+	Scopes     []string `json:"scopes"`
+	GrantTypes []string `json:"grant_types"`
+	Resources  []string `json:"resources"`
+	// EnforceMFA: users with MFA factors must complete MFA before this
+	// client gets tokens; when false tokens are issued after the first
+	// factor and the application decides from the amr claim.
+	EnforceMFA      bool      `json:"enforce_mfa"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at"`
@@ -63,6 +67,7 @@ type clientRow struct {
 	Scopes          string
 	GrantTypes      string
 	Resources       string
+	EnforceMFA      bool `gorm:"column:enforce_mfa"`
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	SecretRotatedAt time.Time
@@ -72,7 +77,7 @@ func (clientRow) TableName() string { return "oauth_clients" }
 
 func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
-		Resources: fields(r.Resources), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		SecretRotatedAt: r.SecretRotatedAt, secretDigest: r.SecretDigest}
 }
 
@@ -82,6 +87,8 @@ type NewClient struct {
 	Scopes     []string
 	GrantTypes []string // default: client_credentials, refresh_token
 	Resources  []string // absolute URIs the client may request as audience
+	// EnforceMFA defaults to true (nil).
+	EnforceMFA *bool
 }
 
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
@@ -125,7 +132,7 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	now := s.now()
 	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: credentials.Digest(secret),
 		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
-		CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
+		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}

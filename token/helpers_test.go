@@ -144,12 +144,26 @@ func issue(t *testing.T, s *Service, g UserGrant) *UserTokens {
 	return out
 }
 
-// continueGrant turns a consumed refresh grant back into a UserGrant, as the
-// app does after checking the session.
-func continueGrant(base UserGrant, rg *RefreshGrant) UserGrant {
-	g := base
-	g.ClientID, g.UserID, g.SessionID, g.FamilyID = rg.ClientID, rg.UserID, rg.SessionID, rg.FamilyID
-	g.Audience, g.Scope, g.OrgID = rg.Audience, rg.Scope, rg.OrgID
-	g.WithRefresh = true
-	return g
+// rotate presents raw as the app does — InspectRefreshToken, then (where the
+// app checks the session) RotateRefreshToken — and returns the successor.
+func rotate(ctx context.Context, s *Service, client *Client, raw string) (string, *RefreshGrant, error) {
+	rg, err := s.InspectRefreshToken(ctx, client, raw)
+	if err != nil {
+		return "", nil, err
+	}
+	next, _, err := s.RotateRefreshToken(ctx, rg)
+	if err != nil {
+		return "", rg, err
+	}
+	return next, rg, nil
+}
+
+// mustRotate rotates raw or fails the test.
+func mustRotate(t *testing.T, s *Service, client *Client, raw string) string {
+	t.Helper()
+	next, _, err := rotate(context.Background(), s, client, raw)
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	return next
 }

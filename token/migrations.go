@@ -39,18 +39,20 @@ CREATE TABLE revoked_tokens (
 CREATE INDEX revoked_tokens_expires_at ON revoked_tokens (expires_at);
 `},
 		// Refresh tokens are opaque, so the database is their only record.
-		// Only the SHA-256 digest is stored (a leaked table yields no usable
-		// token); family_id chains the rotations of one grant so that reuse
-		// of a rotated token can revoke every descendant (RFC 9700 §4.14);
-		// used_at stays NULL until the token is rotated, which is what the
-		// single-winner conditional UPDATE tests. The indexes serve family,
-		// session (logout) and user (sign out everywhere) revocation, and
-		// expires_at the purge of dead rows.
+		// A family is one grant — client, user, session, audience, scope,
+		// organisation, its absolute lifetime (expires_at: the session's
+		// expiry when it started) and its revocation — and every rotation
+		// adds a token to it. Only a token's SHA-256 digest is stored (a
+		// leaked table yields no usable token); used_at stays NULL until the
+		// token is rotated, which is what the single-winner conditional
+		// UPDATE tests. A token is valid while it is unused, unexpired and
+		// its family unrevoked, so revoking a family, a session's (logout)
+		// or a user's (sign out everywhere) families updates one row per
+		// grant, however many rotations it had. expires_at indexes serve the
+		// purge of dead rows.
 		{ID: "token/0004_refresh_tokens", SQL: `
-CREATE TABLE refresh_tokens (
+CREATE TABLE refresh_families (
 	id TEXT PRIMARY KEY,
-	digest TEXT NOT NULL UNIQUE,
-	family_id TEXT NOT NULL,
 	client_id TEXT NOT NULL,
 	user_id TEXT NOT NULL,
 	session_id TEXT NOT NULL,
@@ -59,13 +61,26 @@ CREATE TABLE refresh_tokens (
 	org_id TEXT NOT NULL,
 	created_at TIMESTAMP NOT NULL,
 	expires_at TIMESTAMP NOT NULL,
-	used_at TIMESTAMP,
+	rotated_at TIMESTAMP,
+	rotations INTEGER NOT NULL DEFAULT 0,
 	revoked_at TIMESTAMP
 );
+CREATE INDEX refresh_families_session_id ON refresh_families (session_id);
+CREATE INDEX refresh_families_user_id ON refresh_families (user_id);
+CREATE INDEX refresh_families_expires_at ON refresh_families (expires_at);
+CREATE TABLE refresh_tokens (
+	id TEXT PRIMARY KEY,
+	digest TEXT NOT NULL UNIQUE,
+	family_id TEXT NOT NULL REFERENCES refresh_families (id) ON DELETE CASCADE,
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	used_at TIMESTAMP
+);
 CREATE INDEX refresh_tokens_family_id ON refresh_tokens (family_id);
-CREATE INDEX refresh_tokens_session_id ON refresh_tokens (session_id);
-CREATE INDEX refresh_tokens_user_id ON refresh_tokens (user_id);
 CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
+`},
+		{ID: "token/0005_client_enforce_mfa", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN enforce_mfa BOOLEAN NOT NULL DEFAULT TRUE;
 `},
 	}
 }

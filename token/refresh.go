@@ -15,18 +15,46 @@ import (
 
 // Refresh tokens (DESIGN §3): opaque 256-bit random strings, stored only as a
 // SHA-256 digest, rotated on every use. Each grant starts a family; every
-// rotation adds one row to it, so a family is a strict chain with at most one
-// live (unused, unrevoked) token. Presenting a token that was already rotated
-// means two parties hold the chain — the legitimate client and a thief — and
-// the whole family is revoked (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
+// rotation adds one token to it, so a family is a strict chain with at most
+// one live token. Presenting a token that was already rotated means two
+// parties hold the chain — the legitimate client and a thief — and the whole
+// family is revoked (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
 //
-// Concurrency: consuming a token is one conditional UPDATE, so exactly one of
-// any number of concurrent presentations wins, on one process or many. The
-// operations that revoke rows (family, session, user) and the one that
-// continues a family take a per-user transaction-scoped advisory lock on
-// PostgreSQL (SQLite's immediate transactions already serialise writers), so
-// a revocation can never miss a token being added to the family at the same
-// moment: whichever runs second sees the other's committed rows.
+// Storage: what a grant stands for (client, user, session, audience, scope,
+// organisation), its absolute lifetime (the session's expiry when the family
+// started) and its revocation live once, in refresh_families; a
+// refresh_tokens row holds only its digest, its family, its own expiry and
+// when it was used. A token is valid while
+//
+//	token.used_at IS NULL AND family.revoked_at IS NULL AND now < token.expires_at
+//
+// (token.expires_at never exceeds family.expires_at). Every operation touches
+// O(1) rows, however long the family: revoking a family, a session's or a
+// user's families is a single UPDATE of refresh_families rows (one per grant,
+// not one per rotation), and a rotation reads one token row joined to its
+// family and writes three rows, each by primary key. Nothing reads or
+// aggregates over a family's other tokens.
+//
+// Rotation is two steps, so that the caller can check the session in between:
+// InspectRefreshToken reads (one query, no writes unless it detects reuse);
+// RotateRefreshToken then, in one transaction, consumes the token with a
+// conditional UPDATE (used_at IS NULL) that decides the single winner of any
+// number of concurrent presentations, on one process or many; touches the
+// family row under the condition revoked_at IS NULL; and inserts the
+// successor only if both matched. (On PostgreSQL the three steps are one
+// statement, so the rotation costs one round trip; on SQLite they are three
+// statements in an immediate transaction.) The family UPDATE is what makes a
+// revocation and a rotation serialise: on PostgreSQL both take the family
+// row's lock (a revocation that comes second re-evaluates its WHERE against
+// the committed rotation and still revokes the family, successor included; a
+// rotation that comes second finds the family revoked and stores no
+// successor), and SQLite's immediate transactions serialise all writers
+// anyway. No advisory lock is needed.
+//
+// Because the consumption and the successor commit together, a presentation
+// that finds a token used always comes after a completed rotation — there is
+// no "consumed but no successor yet" state for a concurrent duplicate to
+// observe, and a loser of the consumption race never revokes anything.
 
 // refreshTokenBytes is the entropy of a refresh token: 256 bits.
 const refreshTokenBytes = 32
@@ -35,11 +63,9 @@ const refreshTokenBytes = 32
 // 43 characters.
 const maxRefreshTokenLen = 512
 
-// refreshRow is the refresh_tokens table.
-type refreshRow struct {
+// refreshFamilyRow is the refresh_families table: one row per grant.
+type refreshFamilyRow struct {
 	ID        string `gorm:"primaryKey"`
-	Digest    string
-	FamilyID  string
 	ClientID  string
 	UserID    string
 	SessionID string
@@ -47,32 +73,108 @@ type refreshRow struct {
 	Scope     string
 	OrgID     string
 	CreatedAt time.Time
+	// ExpiresAt is the absolute bound of every token of the family: the
+	// session's expiry when the family started.
 	ExpiresAt time.Time
-	UsedAt    *time.Time
+	// RotatedAt and Rotations record the family's last rotation and how
+	// many there were (written by the UPDATE that serialises a rotation
+	// with revocations).
+	RotatedAt *time.Time
+	Rotations int64
 	RevokedAt *time.Time
 }
 
-func (refreshRow) TableName() string { return "refresh_tokens" }
+func (refreshFamilyRow) TableName() string { return "refresh_families" }
+
+// refreshTokenRow is the refresh_tokens table: one row per token.
+type refreshTokenRow struct {
+	ID        string `gorm:"primaryKey"`
+	Digest    string
+	FamilyID  string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+}
+
+func (refreshTokenRow) TableName() string { return "refresh_tokens" }
+
+// refreshView is a token joined to its family.
+type refreshView struct {
+	ID              string
+	FamilyID        string
+	CreatedAt       time.Time
+	ExpiresAt       time.Time
+	UsedAt          *time.Time
+	ClientID        string
+	UserID          string
+	SessionID       string
+	Audience        string
+	Scope           string
+	OrgID           string
+	FamilyExpiresAt time.Time
+	RevokedAt       *time.Time
+}
 
 // live reports whether the token could still be exchanged at now.
-func (r *refreshRow) live(now time.Time) bool {
-	return r.UsedAt == nil && r.RevokedAt == nil && now.Before(r.ExpiresAt)
+func (v *refreshView) live(now time.Time) bool {
+	return v.UsedAt == nil && v.RevokedAt == nil && now.Before(v.ExpiresAt)
 }
 
-// RefreshGrant is what a consumed refresh token stood for. The caller checks
-// that the session is still alive, then calls IssueUserTokens with the same
-// FamilyID (and these fields) to continue the family.
+// findRefreshSQL reads a token and its family in one query.
+const findRefreshSQL = `SELECT t.id, t.family_id, t.created_at, t.expires_at, t.used_at,
+	f.client_id, f.user_id, f.session_id, f.audience, f.scope, f.org_id,
+	f.expires_at AS family_expires_at, f.revoked_at
+FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+WHERE t.digest = ?`
+
+// rotatePostgresSQL is RotateRefreshToken's transaction as one statement on
+// PostgreSQL: consume the token if unused (its row lock makes concurrent
+// rotations of one token queue, and the losers re-check used_at and match
+// nothing), then touch the family if unrevoked — only if the token was
+// consumed — (its row lock serialises the rotation with revocations), then
+// insert the successor only if the family was touched. Exactly one row is
+// inserted on success, none otherwise (a revoked family's token may then be
+// left marked used, which is harmless). Arguments: now, token id, now,
+// family id, successor id, digest, now, expiry.
+const rotatePostgresSQL = `WITH used AS (
+	UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL RETURNING family_id
+), family AS (
+	UPDATE refresh_families SET rotated_at = ?, rotations = rotations + 1
+	WHERE id = ? AND revoked_at IS NULL AND id IN (SELECT family_id FROM used) RETURNING id
+)
+INSERT INTO refresh_tokens (id, digest, family_id, created_at, expires_at)
+SELECT ?, ?, id, ?, ? FROM family`
+
+// newFamilyPostgresSQL stores a family and its first token in one statement
+// on PostgreSQL.
+const newFamilyPostgresSQL = `WITH family AS (
+	INSERT INTO refresh_families (id, client_id, user_id, session_id, audience, scope, org_id, created_at, expires_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+)
+INSERT INTO refresh_tokens (id, digest, family_id, created_at, expires_at)
+SELECT ?, ?, id, ?, ? FROM family`
+
+// RefreshGrant is what a presented, valid refresh token stands for, as
+// returned by InspectRefreshToken. The caller checks that the session is
+// still alive, then passes it to RotateRefreshToken; only a grant obtained
+// from InspectRefreshToken can be rotated.
 type RefreshGrant struct {
 	ClientID, UserID, SessionID, FamilyID, Audience, Scope, OrgID string
-	// ExpiresAt is when the consumed token would have expired.
+	// ExpiresAt is when the presented token expires.
 	ExpiresAt time.Time
+	// FamilyExpiresAt is the family's absolute bound (the session's expiry
+	// when the family started); no successor outlives it.
+	FamilyExpiresAt time.Time
+
+	tokenID string
 }
 
-// RefreshReuse is returned by UseRefreshToken when an already-rotated token
-// is presented again: the token family has been revoked. The caller should
-// also end the session (DESIGN §2.3) and write an audit event. It renders as
-// invalid_grant: Unwrap yields an invalid_grant *fault.Error, so fault.As
-// finds it, and the client learns nothing more than for any dead token.
+// RefreshReuse is returned by InspectRefreshToken when an already-rotated
+// token is presented again: the token family has been revoked. The caller
+// should also end the session (DESIGN §2.3) and write an audit event. It
+// renders as invalid_grant: Unwrap yields an invalid_grant *fault.Error, so
+// fault.As finds it, and the client learns nothing more than for any dead
+// token.
 type RefreshReuse struct {
 	SessionID, UserID, FamilyID, ClientID string
 }
@@ -92,131 +194,156 @@ func errInvalidRefresh() *fault.Error {
 	return OAuthError(CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
 }
 
-// findRefresh looks a presented token up by digest; nil when unknown.
-func (s *Service) findRefresh(ctx context.Context, raw string) (*refreshRow, error) {
+// findRefresh looks a presented token and its family up by digest; nil when
+// unknown.
+func (s *Service) findRefresh(ctx context.Context, raw string) (*refreshView, error) {
 	if raw == "" || len(raw) > maxRefreshTokenLen {
 		return nil, nil
 	}
-	var row refreshRow
-	err := s.db.WithContext(ctx).Where("digest = ?", credentials.Digest(raw)).Take(&row).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
+	var v refreshView
+	res := s.db.WithContext(ctx).Raw(findRefreshSQL, credentials.Digest(raw)).Scan(&v)
+	if res.Error != nil {
+		return nil, fmt.Errorf("token: find refresh token: %w", res.Error)
+	}
+	if res.RowsAffected == 0 {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("token: find refresh token: %w", err)
-	}
-	return &row, nil
+	return &v, nil
 }
 
-// UseRefreshToken atomically consumes a refresh token presented by client.
-// Exactly one of N concurrent uses succeeds: the token is consumed by a single
-// conditional UPDATE (used_at IS NULL AND revoked_at IS NULL) whose
-// RowsAffected decides the winner; the losers of that race get invalid_grant
-// without any revocation, because they were presented before the rotation had
-// completed and so cannot be a replay of its result.
+// InspectRefreshToken checks a refresh token presented by client without
+// consuming it: one query, and no write unless reuse is detected.
 //
 // An unknown, expired or revoked token, or one issued to another client,
-// yields OAuthError(CodeInvalidGrant, …); another client's token is never
-// consumed. Presenting a token that was already rotated is reuse: the whole
-// family is revoked and *RefreshReuse is returned — unless Options.RefreshReuseGrace
-// is set and the token was rotated less than that long ago, in which case it
-// is treated as a duplicate of the same request (a client retrying or racing
-// itself) and refused with plain invalid_grant.
-func (s *Service) UseRefreshToken(ctx context.Context, client *Client, raw string) (*RefreshGrant, error) {
+// yields OAuthError(CodeInvalidGrant, …) — the same message for all; another
+// client's token is never consumed nor treated as reused. A client without the
+// refresh_token grant gets unauthorized_client.
+//
+// Presenting a token that was already rotated is reuse: the whole family is
+// revoked and *RefreshReuse is returned — unless Options.RefreshReuseGrace is
+// set and the token was rotated less than that long ago, in which case it is
+// treated as a duplicate of the same request (a client retrying or racing
+// itself) and refused with plain invalid_grant. Since a token is marked used
+// only in the transaction that stores its successor, seeing it used means the
+// rotation has completed: this is never a concurrent duplicate of a rotation
+// still in flight.
+func (s *Service) InspectRefreshToken(ctx context.Context, client *Client, raw string) (*RefreshGrant, error) {
 	if client == nil {
 		return nil, errInvalidClient
 	}
 	if !client.HasGrant(GrantRefreshToken) {
 		return nil, OAuthError(CodeUnauthorizedClient, "the client is not allowed to use the refresh_token grant")
 	}
-	row, err := s.findRefresh(ctx, raw)
+	v, err := s.findRefresh(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
-	if row == nil || row.ClientID != client.ID || row.RevokedAt != nil {
+	if v == nil || v.ClientID != client.ID || v.RevokedAt != nil {
 		return nil, errInvalidRefresh()
 	}
 	now := s.now()
-	if row.UsedAt != nil {
-		return nil, s.reused(ctx, row, now)
+	if v.UsedAt != nil {
+		return nil, s.reused(ctx, v, now)
 	}
-	if !now.Before(row.ExpiresAt) {
+	if !now.Before(v.ExpiresAt) {
 		return nil, errInvalidRefresh()
 	}
-	res := s.db.WithContext(ctx).Model(&refreshRow{}).
-		Where("id = ? AND client_id = ? AND used_at IS NULL AND revoked_at IS NULL", row.ID, client.ID).
-		Update("used_at", now)
-	if res.Error != nil {
-		return nil, fmt.Errorf("token: consume refresh token: %w", res.Error)
-	}
-	if res.RowsAffected != 1 {
-		return nil, errInvalidRefresh() // lost the race to a concurrent use (or a revocation)
-	}
-	return &RefreshGrant{ClientID: row.ClientID, UserID: row.UserID, SessionID: row.SessionID, FamilyID: row.FamilyID,
-		Audience: row.Audience, Scope: row.Scope, OrgID: row.OrgID, ExpiresAt: row.ExpiresAt}, nil
+	return &RefreshGrant{ClientID: v.ClientID, UserID: v.UserID, SessionID: v.SessionID, FamilyID: v.FamilyID,
+		Audience: v.Audience, Scope: v.Scope, OrgID: v.OrgID, ExpiresAt: v.ExpiresAt,
+		FamilyExpiresAt: v.FamilyExpiresAt, tokenID: v.ID}, nil
 }
 
-// reused handles the presentation of an already-rotated token.
-func (s *Service) reused(ctx context.Context, row *refreshRow, now time.Time) error {
-	if g := s.opts.RefreshReuseGrace; g > 0 && now.Sub(*row.UsedAt) < g {
+// reused handles the presentation of an already-rotated token of a family
+// that was not revoked when it was read.
+func (s *Service) reused(ctx context.Context, v *refreshView, now time.Time) error {
+	if g := s.opts.RefreshReuseGrace; g > 0 && now.Sub(*v.UsedAt) < g {
 		return errInvalidRefresh()
 	}
-	// Only a presentation after the rotation has completed — the token's
-	// successor is stored — can be a replay of it. One that finds the token
-	// consumed but no successor yet raced the rotation in flight (a
-	// concurrent duplicate that read the row just after the consuming
-	// UPDATE): revoking then would also kill the winner's rotation, so that
-	// none of N parallel refreshes would succeed. The check and the
-	// revocation hold the per-user lock that newRefreshToken takes, so the
-	// successor is either seen (and revoked) or stored after this returns.
-	replay := false
-	err := s.withUserLock(ctx, row.UserID, func(tx *gorm.DB) error {
-		var successors int64
-		if err := tx.Model(&refreshRow{}).Where("family_id = ? AND id <> ? AND created_at >= ?", row.FamilyID, row.ID, *row.UsedAt).
-			Count(&successors).Error; err != nil {
-			return err
-		}
-		if successors == 0 {
-			return nil
-		}
-		replay = true
-		return tx.Model(&refreshRow{}).Where("family_id = ? AND revoked_at IS NULL", row.FamilyID).Update("revoked_at", now).Error
-	})
+	n, err := s.revokeFamily(ctx, v.FamilyID)
 	if err != nil {
-		return fmt.Errorf("token: revoke refresh token family: %w", err)
+		return err
 	}
-	if !replay {
+	if n == 0 {
+		// Revoked in the meantime (a concurrent replay, a logout): whoever
+		// revoked it reports it.
 		return errInvalidRefresh()
 	}
-	return &RefreshReuse{SessionID: row.SessionID, UserID: row.UserID, FamilyID: row.FamilyID, ClientID: row.ClientID}
+	return &RefreshReuse{SessionID: v.SessionID, UserID: v.UserID, FamilyID: v.FamilyID, ClientID: v.ClientID}
 }
 
-// withUserLock runs fn in a transaction that holds the per-user refresh lock
-// (see the comment at the top of this file).
-func (s *Service) withUserLock(ctx context.Context, userID string, fn func(tx *gorm.DB) error) error {
-	return s.db.Tx(ctx, func(tx *gorm.DB) error {
-		if s.db.Dialect == store.Postgres {
-			if err := tx.Exec("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.latch_refresh_user:' || CAST(? AS TEXT)))",
-				userID).Error; err != nil {
-				return err
+// RotateRefreshToken consumes the token behind g and returns its successor
+// in the same family, which expires after Options.RefreshTokenTTL but never
+// after the family's absolute bound. It is one transaction of three
+// single-row steps (see the comment at the top of this file): consume the
+// token if still unused, touch the family if still unrevoked, insert the
+// successor. Of any number of concurrent rotations of one token exactly one
+// succeeds; the others get plain invalid_grant and change nothing. A rotation
+// of a family revoked since g was inspected gets plain invalid_grant too and
+// stores no successor (on PostgreSQL the token may stay marked used, which
+// changes nothing: its family is revoked).
+func (s *Service) RotateRefreshToken(ctx context.Context, g *RefreshGrant) (string, time.Time, error) {
+	if g == nil || g.tokenID == "" || g.FamilyID == "" {
+		return "", time.Time{}, errors.New("token: RotateRefreshToken needs a grant from InspectRefreshToken")
+	}
+	now := s.now()
+	exp := now.Add(s.opts.RefreshTokenTTL)
+	if g.FamilyExpiresAt.Before(exp) {
+		exp = g.FamilyExpiresAt.UTC()
+	}
+	if !now.Before(exp) {
+		return "", time.Time{}, errInvalidRefresh()
+	}
+	raw := credentials.RandomToken(refreshTokenBytes)
+	next := refreshTokenRow{ID: credentials.RandomID(24), Digest: credentials.Digest(raw), FamilyID: g.FamilyID,
+		CreatedAt: now, ExpiresAt: exp}
+	var err error
+	if s.db.Dialect == store.Postgres {
+		// The same three steps as one statement: one round trip, and
+		// still one transaction. The successor is inserted only if both
+		// UPDATEs matched their row.
+		res := s.db.WithContext(ctx).Exec(rotatePostgresSQL, now, g.tokenID, now, g.FamilyID,
+			next.ID, next.Digest, now, next.ExpiresAt)
+		if err = res.Error; err == nil && res.RowsAffected != 1 {
+			err = errInvalidRefresh() // lost the race, or revoked since inspection
+		}
+	} else {
+		err = s.db.Tx(ctx, func(tx *gorm.DB) error {
+			res := tx.Model(&refreshTokenRow{}).Where("id = ? AND used_at IS NULL", g.tokenID).Update("used_at", now)
+			if res.Error != nil {
+				return res.Error
 			}
+			if res.RowsAffected != 1 {
+				return errInvalidRefresh() // lost the race to a concurrent rotation
+			}
+			res = tx.Model(&refreshFamilyRow{}).Where("id = ? AND revoked_at IS NULL", g.FamilyID).
+				Updates(map[string]any{"rotated_at": now, "rotations": gorm.Expr("rotations + 1")})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != 1 {
+				return errInvalidRefresh() // revoked since inspection
+			}
+			return tx.Create(&next).Error
+		})
+	}
+	if err != nil {
+		if _, ok := fault.As(err); ok {
+			return "", time.Time{}, err
 		}
-		return fn(tx)
-	})
+		return "", time.Time{}, fmt.Errorf("token: rotate refresh token: %w", err)
+	}
+	return raw, exp, nil
 }
 
-// revokeFamily revokes every token of a family, used ones included, so that a
-// later attempt to continue the family finds it revoked.
-func (s *Service) revokeFamily(ctx context.Context, userID, familyID string) error {
-	now := s.now()
-	err := s.withUserLock(ctx, userID, func(tx *gorm.DB) error {
-		return tx.Model(&refreshRow{}).Where("family_id = ? AND revoked_at IS NULL", familyID).
-			Update("revoked_at", now).Error
-	})
-	if err != nil {
-		return fmt.Errorf("token: revoke refresh token family: %w", err)
+// revokeFamily revokes a family — every token of it, used ones included —
+// and reports whether it was live until now.
+func (s *Service) revokeFamily(ctx context.Context, familyID string) (int64, error) {
+	res := s.db.WithContext(ctx).Model(&refreshFamilyRow{}).Where("id = ? AND revoked_at IS NULL", familyID).
+		Update("revoked_at", s.now())
+	if res.Error != nil {
+		return 0, fmt.Errorf("token: revoke refresh token family: %w", res.Error)
 	}
-	return nil
+	return res.RowsAffected, nil
 }
 
 // RevokeSessionTokens revokes every refresh token of a session (logout, or a
@@ -224,20 +351,10 @@ func (s *Service) revokeFamily(ctx context.Context, userID, familyID string) err
 // replica; access tokens live on until they expire, so resource servers that
 // need immediate logout check the session (sid) themselves.
 func (s *Service) RevokeSessionTokens(ctx context.Context, sessionID string) error {
-	var users []string
-	if err := s.db.WithContext(ctx).Model(&refreshRow{}).Where("session_id = ? AND revoked_at IS NULL", sessionID).
-		Distinct().Pluck("user_id", &users).Error; err != nil {
+	err := s.db.WithContext(ctx).Model(&refreshFamilyRow{}).Where("session_id = ? AND revoked_at IS NULL", sessionID).
+		Update("revoked_at", s.now()).Error
+	if err != nil {
 		return fmt.Errorf("token: revoke session tokens: %w", err)
-	}
-	now := s.now()
-	for _, u := range users {
-		err := s.withUserLock(ctx, u, func(tx *gorm.DB) error {
-			return tx.Model(&refreshRow{}).Where("session_id = ? AND revoked_at IS NULL", sessionID).
-				Update("revoked_at", now).Error
-		})
-		if err != nil {
-			return fmt.Errorf("token: revoke session tokens: %w", err)
-		}
 	}
 	return nil
 }
@@ -245,11 +362,8 @@ func (s *Service) RevokeSessionTokens(ctx context.Context, sessionID string) err
 // RevokeUserTokens revokes every refresh token of a user (sign out
 // everywhere, suspension, deletion, password change).
 func (s *Service) RevokeUserTokens(ctx context.Context, userID string) error {
-	now := s.now()
-	err := s.withUserLock(ctx, userID, func(tx *gorm.DB) error {
-		return tx.Model(&refreshRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).
-			Update("revoked_at", now).Error
-	})
+	err := s.db.WithContext(ctx).Model(&refreshFamilyRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).
+		Update("revoked_at", s.now()).Error
 	if err != nil {
 		return fmt.Errorf("token: revoke user tokens: %w", err)
 	}
@@ -257,90 +371,79 @@ func (s *Service) RevokeUserTokens(ctx context.Context, userID string) error {
 }
 
 // PurgeRefreshTokens deletes refresh tokens that expired more than retain
-// ago and reports how many. Expired rows protect nothing except reuse
-// detection of tokens that could not be used anyway; retain keeps them a
-// while for audits. Safe to run from every replica.
+// ago, and families whose absolute bound passed more than retain ago (every
+// token of such a family has expired too), and reports how many tokens were
+// deleted. Expired rows protect nothing except reuse detection of tokens that
+// could not be used anyway; retain keeps them a while for audits. Safe to run
+// from every replica.
 func (s *Service) PurgeRefreshTokens(ctx context.Context, retain time.Duration) (int64, error) {
-	res := s.db.WithContext(ctx).Where("expires_at < ?", s.now().Add(-retain)).Delete(&refreshRow{})
+	cutoff := s.now().Add(-retain)
+	db := s.db.WithContext(ctx)
+	res := db.Where("expires_at < ?", cutoff).Delete(&refreshTokenRow{})
 	if res.Error != nil {
 		return 0, fmt.Errorf("token: purge refresh tokens: %w", res.Error)
+	}
+	// Tokens never outlive their family, so this cascades to nothing in
+	// practice; ON DELETE CASCADE keeps it correct regardless.
+	if err := db.Where("expires_at < ?", cutoff).Delete(&refreshFamilyRow{}).Error; err != nil {
+		return res.RowsAffected, fmt.Errorf("token: purge refresh token families: %w", err)
 	}
 	return res.RowsAffected, nil
 }
 
-// newRefreshToken stores a new refresh token for g and returns it. A grant
-// without FamilyID starts a family. With FamilyID it continues one, which is
-// allowed only when the family exists, belongs to the same client, user and
-// session, has no revoked token (reuse, logout or revocation happened) and
-// has no live token (its latest token must have just been consumed by
-// UseRefreshToken) — so a family stays one chain and a revocation racing the
-// rotation cannot be escaped.
-func (s *Service) newRefreshToken(ctx context.Context, g UserGrant, audience string, now time.Time) (string, time.Time, string, error) {
+// newRefreshFamily starts a family for g with its first token, in one
+// transaction (two INSERTs), and returns the token, its expiry and the
+// family's id. The family's absolute bound is the session's expiry.
+func (s *Service) newRefreshFamily(ctx context.Context, g UserGrant, audience string, now time.Time) (string, time.Time, string, error) {
 	if g.SessionExpiresAt.IsZero() {
 		return "", time.Time{}, "", errors.New("token: a refresh token needs the session's expiry (UserGrant.SessionExpiresAt)")
 	}
+	bound := g.SessionExpiresAt.UTC()
 	exp := now.Add(s.opts.RefreshTokenTTL)
-	if g.SessionExpiresAt.Before(exp) {
-		exp = g.SessionExpiresAt.UTC()
+	if bound.Before(exp) {
+		exp = bound
 	}
 	if !now.Before(exp) {
 		return "", time.Time{}, "", OAuthError(CodeInvalidGrant, "the session has expired")
 	}
 	raw := credentials.RandomToken(refreshTokenBytes)
-	row := refreshRow{ID: credentials.RandomID(24), Digest: credentials.Digest(raw), FamilyID: g.FamilyID,
-		ClientID: g.ClientID, UserID: g.UserID, SessionID: g.SessionID, Audience: audience, Scope: g.Scope,
-		OrgID: g.OrgID, CreatedAt: now, ExpiresAt: exp}
-	if g.FamilyID == "" {
-		row.FamilyID = credentials.RandomID(24)
-		if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
-			return "", time.Time{}, "", fmt.Errorf("token: store refresh token: %w", err)
+	fam := refreshFamilyRow{ID: credentials.RandomID(24), ClientID: g.ClientID, UserID: g.UserID, SessionID: g.SessionID,
+		Audience: audience, Scope: g.Scope, OrgID: g.OrgID, CreatedAt: now, ExpiresAt: bound}
+	tok := refreshTokenRow{ID: credentials.RandomID(24), Digest: credentials.Digest(raw), FamilyID: fam.ID,
+		CreatedAt: now, ExpiresAt: exp}
+	var err error
+	if s.db.Dialect == store.Postgres {
+		// Both INSERTs as one statement: one round trip, one transaction.
+		res := s.db.WithContext(ctx).Exec(newFamilyPostgresSQL, fam.ID, fam.ClientID, fam.UserID, fam.SessionID,
+			fam.Audience, fam.Scope, fam.OrgID, fam.CreatedAt, fam.ExpiresAt, tok.ID, tok.Digest, tok.CreatedAt, tok.ExpiresAt)
+		if err = res.Error; err == nil && res.RowsAffected != 1 {
+			err = fmt.Errorf("stored %d tokens", res.RowsAffected)
 		}
-		return raw, exp, row.FamilyID, nil
+	} else {
+		err = s.db.Tx(ctx, func(tx *gorm.DB) error {
+			if err := tx.Create(&fam).Error; err != nil {
+				return err
+			}
+			return tx.Create(&tok).Error
+		})
 	}
-	err := s.withUserLock(ctx, g.UserID, func(tx *gorm.DB) error {
-		var st struct {
-			Total      int64
-			Mismatched int64
-			Revoked    int64
-			Live       int64
-		}
-		if err := tx.Raw(`SELECT COUNT(*) AS total,
-	COALESCE(SUM(CASE WHEN client_id <> ? OR user_id <> ? OR session_id <> ? THEN 1 ELSE 0 END), 0) AS mismatched,
-	COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS revoked,
-	COALESCE(SUM(CASE WHEN used_at IS NULL AND revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS live
-FROM refresh_tokens WHERE family_id = ?`, g.ClientID, g.UserID, g.SessionID, g.FamilyID).Scan(&st).Error; err != nil {
-			return err
-		}
-		switch {
-		case st.Total == 0, st.Mismatched > 0:
-			return errInvalidRefresh()
-		case st.Revoked > 0:
-			return errInvalidRefresh()
-		case st.Live > 0:
-			return OAuthError(CodeInvalidGrant, "the refresh token family already has a live token")
-		}
-		return tx.Create(&row).Error
-	})
 	if err != nil {
-		if _, ok := fault.As(err); ok {
-			return "", time.Time{}, "", err
-		}
-		return "", time.Time{}, "", fmt.Errorf("token: rotate refresh token: %w", err)
+		return "", time.Time{}, "", fmt.Errorf("token: store refresh token: %w", err)
 	}
-	return raw, exp, row.FamilyID, nil
+	return raw, exp, fam.ID, nil
 }
 
 // introspectRefresh answers RFC 7662 for a refresh token.
 func (s *Service) introspectRefresh(ctx context.Context, raw string) (*Introspection, error) {
-	row, err := s.findRefresh(ctx, raw)
+	v, err := s.findRefresh(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
-	if row == nil || !row.live(s.now()) {
+	if v == nil || !v.live(s.now()) {
 		return &Introspection{Active: false}, nil
 	}
-	return &Introspection{Active: true, ClientID: row.ClientID, Sub: row.UserID, SessionID: row.SessionID,
-		Scope: row.Scope, Exp: row.ExpiresAt.Unix(), Iat: row.CreatedAt.Unix(), TokenType: "refresh_token",
+	return &Introspection{Active: true, ClientID: v.ClientID, Sub: v.UserID, SessionID: v.SessionID,
+		Scope: v.Scope, Exp: v.ExpiresAt.Unix(), Iat: v.CreatedAt.Unix(), TokenType: "refresh_token",
 		Iss: s.opts.Issuer}, nil
 }
 
@@ -348,15 +451,16 @@ func (s *Service) introspectRefresh(ctx context.Context, raw string) (*Introspec
 // family is revoked (RFC 7009 §2.1 lets revoking a refresh token end the
 // grant it belongs to), even when the token was already rotated.
 func (s *Service) revokeRefresh(ctx context.Context, client *Client, raw string) error {
-	row, err := s.findRefresh(ctx, raw)
+	v, err := s.findRefresh(ctx, raw)
 	if err != nil {
 		return err
 	}
-	if row == nil {
+	if v == nil {
 		return nil
 	}
-	if row.ClientID != client.ID {
+	if v.ClientID != client.ID {
 		return OAuthError(CodeUnauthorizedClient, "the token was not issued to this client")
 	}
-	return s.revokeFamily(ctx, row.UserID, row.FamilyID)
+	_, err = s.revokeFamily(ctx, v.FamilyID)
+	return err
 }

@@ -44,6 +44,9 @@ type Options struct {
 	// itself are spared. Keep it to seconds: a thief replaying within the
 	// grace is refused but not detected.
 	RefreshReuseGrace time.Duration
+	// VerifyCacheTTL is how long a verified access token is trusted without
+	// re-checking its signature and the revocation table (0 disables).
+	VerifyCacheTTL time.Duration
 }
 
 // Service issues and verifies tokens.
@@ -53,6 +56,8 @@ type Service struct {
 	Keys    *KeyRing
 	Clients *Clients
 	now     func() time.Time
+
+	verified *verifyCache
 }
 
 // New returns a token service. Call Keys.Ensure before serving.
@@ -68,8 +73,9 @@ func New(db *store.DB, sealer *credentials.Sealer, opts Options) *Service {
 		opts: opts,
 		Keys: NewKeyRing(db, sealer, KeyRingOptions{Alg: opts.SigningAlg, CacheTTL: opts.KeyCacheTTL,
 			PublishWindow: longest + 2*Leeway}),
-		Clients: NewClients(db, opts.ClientCacheTTL),
-		now:     func() time.Time { return time.Now().UTC() },
+		Clients:  NewClients(db, opts.ClientCacheTTL),
+		now:      func() time.Time { return time.Now().UTC() },
+		verified: newVerifyCache(opts.VerifyCacheTTL, 100_000),
 	}
 }
 
@@ -237,6 +243,13 @@ func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audi
 // VerifyAccessToken verifies an access token for the given audience ("" for
 // any) and that it has not been revoked.
 func (s *Service) VerifyAccessToken(ctx context.Context, raw, audience string) (*AccessClaims, error) {
+	now := s.now()
+	if cached := s.verified.get(raw, now); cached != nil {
+		if audience != "" && !contains(cached.Audience, audience) {
+			return nil, ErrInvalidClientToken(describeJWTError(jwt.ErrTokenInvalidAudience))
+		}
+		return cached, nil
+	}
 	claims := &AccessClaims{}
 	t, err := s.parse(ctx, raw, claims, audience)
 	if err != nil {
@@ -256,6 +269,7 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw, audience string) (
 	if revoked {
 		return nil, ErrInvalidClientToken("the token has been revoked")
 	}
+	s.verified.put(raw, claims, now)
 	return claims, nil
 }
 
@@ -360,6 +374,7 @@ func (s *Service) Revoke(ctx context.Context, client *Client, raw, hint string) 
 	if claims.ClientID != client.ID {
 		return OAuthError(CodeUnauthorizedClient, "the token was not issued to this client")
 	}
+	s.verified.forget(raw)
 	return s.revokeJTI(ctx, claims.ID, claims.ExpiresAt.Time)
 }
 

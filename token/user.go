@@ -35,9 +35,9 @@ type UserGrant struct {
 	IDClaims map[string]any
 	// SessionExpiresAt bounds the refresh token: it never outlives the session.
 	SessionExpiresAt time.Time
-	// FamilyID is "" to start a new refresh family, or the RefreshGrant's
-	// FamilyID when rotating.
-	FamilyID    string
+	// WithRefresh starts a new refresh token family for the grant. A
+	// rotation issues with WithRefresh false and hands out the successor
+	// from RotateRefreshToken instead.
 	WithRefresh bool
 }
 
@@ -46,8 +46,9 @@ type UserTokens struct {
 	AccessToken, IDToken, RefreshToken string
 	// ExpiresIn is the access token's lifetime in seconds.
 	ExpiresIn int64
-	// RefreshExpiresAt and FamilyID describe the refresh token, when one
-	// was issued (for audit; clients are not told).
+	// RefreshExpiresAt and FamilyID describe the refresh token and the new
+	// family it starts, when one was issued (for audit; clients are not
+	// told).
 	RefreshExpiresAt time.Time
 	FamilyID         string
 }
@@ -73,16 +74,12 @@ func (s *Service) ResolveUserResource(client *Client, resource string) (string, 
 }
 
 // IssueUserTokens issues an access token (RFC 9068), an ID token (OIDC Core
-// §2) and, with WithRefresh, a refresh token for g. When g.FamilyID is set
-// the refresh family is continued; that fails with invalid_grant if the
-// family was revoked in the meantime (reuse, logout), so a rotation racing a
-// revocation never yields a live token.
+// §2) and, with WithRefresh, a refresh token that starts a new family for g
+// (bounded by g.SessionExpiresAt). Rotating an existing family is
+// InspectRefreshToken and RotateRefreshToken, not this.
 func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens, error) {
 	if g.ClientID == "" || g.UserID == "" || g.SessionID == "" {
 		return nil, errors.New("token: IssueUserTokens needs ClientID, UserID and SessionID")
-	}
-	if g.FamilyID != "" && !g.WithRefresh {
-		return nil, errors.New("token: IssueUserTokens: FamilyID is only meaningful WithRefresh")
 	}
 	now := s.now()
 	audience := g.Audience
@@ -90,10 +87,10 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 		audience = s.opts.Issuer
 	}
 	out := &UserTokens{ExpiresIn: int64(s.opts.AccessTokenTTL / time.Second)}
-	// The refresh token is stored first: if the family may not be continued,
+	// The refresh token is stored first: if the session has already ended,
 	// nothing is signed.
 	if g.WithRefresh {
-		raw, exp, family, err := s.newRefreshToken(ctx, g, audience, now)
+		raw, exp, family, err := s.newRefreshFamily(ctx, g, audience, now)
 		if err != nil {
 			return nil, err
 		}

@@ -163,10 +163,10 @@ func TestIssueUserTokensDefaultsAndValidation(t *testing.T) {
 		if _, err := s.IssueUserTokens(ctx, bad); err == nil {
 			t.Fatal("refresh token without session expiry accepted")
 		}
-		bad = testGrant(client)
-		bad.FamilyID = "fam"
-		if _, err := s.IssueUserTokens(ctx, bad); !fault.Is(err, CodeInvalidGrant) {
-			t.Fatalf("unknown family: %v", err)
+		// Every issue WithRefresh starts a family of its own.
+		a, b := issue(t, s, testGrant(client)), issue(t, s, testGrant(client))
+		if a.FamilyID == "" || a.FamilyID == b.FamilyID || a.RefreshToken == b.RefreshToken {
+			t.Fatalf("families %q and %q", a.FamilyID, b.FamilyID)
 		}
 	})
 }

@@ -23,6 +23,7 @@ func (c *cli) clientCmd() *cobra.Command {
 
 	var name, scopes string
 	var grants, resources []string
+	var enforceMFA bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a client and print its secret (shown once)",
@@ -35,6 +36,7 @@ func (c *cli) clientCmd() *cobra.Command {
 			defer svc.Close()
 			client, secret, err := svc.Tokens.Clients.Create(ctxOf(cmd), token.NewClient{
 				Name: name, Scopes: strings.Fields(strings.ReplaceAll(scopes, ",", " ")), GrantTypes: splitList(grants), Resources: splitList(resources),
+				EnforceMFA: &enforceMFA,
 			})
 			if err != nil {
 				return err
@@ -49,6 +51,7 @@ func (c *cli) clientCmd() *cobra.Command {
 	create.Flags().StringVar(&scopes, "scope", "", `space-separated scopes, e.g. "auth:execute users:read users:write"`)
 	create.Flags().StringSliceVar(&grants, "grant-types", nil, "grant types (default client_credentials,refresh_token)")
 	create.Flags().StringSliceVar(&resources, "resource", nil, "resource URI the client may request as audience (repeatable)")
+	create.Flags().BoolVar(&enforceMFA, "enforce-mfa", true, "users with MFA factors must complete MFA before tokens are issued (false: issue tokens after the password and let the app check amr)")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{

@@ -226,3 +226,43 @@ func HTTPClient() *http.Client {
 	tr := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
+
+// CPU is a snapshot of CPU time: the server process's and the machine's.
+type CPU struct {
+	Server  time.Duration // user+system time of the latch process
+	Machine time.Duration // busy time of all CPUs (everything but idle/iowait)
+}
+
+// clockTick is USER_HZ, the unit of /proc CPU counters on Linux.
+const clockTick = 100
+
+// CPUNow reads the CPU counters (zero values where /proc is unavailable).
+func (s *Server) CPUNow() CPU {
+	var c CPU
+	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil {
+		// Fields after the command name (which is in parentheses).
+		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			c.Server = time.Duration(u+st) * time.Second / clockTick
+		}
+	}
+	if raw, err := os.ReadFile("/proc/stat"); err == nil {
+		line := strings.SplitN(string(raw), "\n", 2)[0]
+		f := strings.Fields(line)
+		var busy int64
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if i == 3 || i == 4 { // idle, iowait
+				continue
+			}
+			busy += n
+		}
+		c.Machine = time.Duration(busy) * time.Second / clockTick
+	}
+	return c
+}
+
+// Sub returns the CPU spent between two snapshots.
+func (c CPU) Sub(o CPU) CPU { return CPU{Server: c.Server - o.Server, Machine: c.Machine - o.Machine} }

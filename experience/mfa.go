@@ -1,0 +1,863 @@
+package experience
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/messaging"
+	"github.com/latch-dev/latch/fault"
+)
+
+// MFA verification record types.
+const (
+	RecordTOTP         = "Totp"
+	RecordBackupCode   = "BackupCode"
+	RecordWebAuthn     = "WebAuthn"
+	RecordMFAEmailCode = "MfaEmailVerificationCode"
+	RecordMFAPhoneCode = "MfaPhoneVerificationCode"
+)
+
+// MFA error codes (Logto's).
+const (
+	CodeRequireMFA            = "session.mfa.require_mfa_verification"
+	CodeFactorNotEnabled      = "session.mfa.mfa_factor_not_enabled"
+	CodePendingInfoNotFound   = "session.mfa.pending_info_not_found"
+	CodeWebAuthnFailed        = "session.mfa.webauthn_verification_failed"
+	CodeInvalidTOTP           = "session.mfa.invalid_totp_code"
+	CodeInvalidBackupCode     = "session.mfa.invalid_backup_code"
+	CodeBackupCodeAlone       = "session.mfa.backup_code_can_not_be_alone"
+	CodePolicyNotUserControl  = "session.mfa.mfa_policy_not_user_controlled"
+	CodeTOTPInUse             = "user.totp_already_in_use"
+	CodeMissingMFA            = "user.missing_mfa"
+	CodeSuggestMFA            = "user.suggest_mfa"
+	CodeMFAFactorsExist       = "session.mfa.mfa_factors_exist"
+	CodeFactorNotEnrolled     = "session.mfa.factor_not_enrolled"
+	CodeMFAIdentifierNotBound = "session.mfa.identifier_not_bound"
+)
+
+// amrOfFactor maps factor types to authentication method references.
+var amrOfFactor = map[string]string{
+	FactorTOTP: AMRTOTP, FactorBackupCode: AMRBackupCode, FactorWebAuthn: AMRWebAuthn,
+	FactorEmailCode: AMROTP, FactorPhoneCode: AMROTP,
+}
+
+// factorKey is the per-user sentinel pool of one factor type: MFA failures
+// lock that factor, never password sign-in.
+func factorKey(userID, factor string) string { return userKey(userID) + ":" + factor }
+
+// identifiedUser loads the interaction's user, or 404 identifier_not_found.
+func (e *Engine) identifiedUser(ctx context.Context, in *Interaction) (*User, error) {
+	if in.UserID == "" {
+		return nil, errNotIdentified()
+	}
+	return e.Users.Get(ctx, in.UserID)
+}
+
+// addRecord appends a record to an interaction.
+func (e *Engine) addRecord(ctx context.Context, handle, clientID string, rec *Record) (string, error) {
+	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		in.Records = append(in.Records, rec)
+		return nil
+	})
+	return rec.ID, err
+}
+
+// markMFA records in the interaction that a factor was proven.
+func (e *Engine) markMFA(ctx context.Context, handle, clientID string, rec *Record, factor string) error {
+	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		if rec != nil {
+			if r := in.record(rec.ID); r != nil {
+				*r = *rec
+			} else {
+				in.Records = append(in.Records, rec)
+			}
+		}
+		if in.MFA == nil {
+			in.MFA = map[string]bool{}
+		}
+		in.MFA[factor] = true
+		return nil
+	})
+	return err
+}
+
+// sealTOTP encrypts a TOTP secret bound to its owner.
+func (e *Engine) sealTOTP(userID, secret string) (string, error) {
+	sealed, err := e.sealer.Seal([]byte(secret), []byte("totp:"+userID))
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(sealed), nil
+}
+
+func (e *Engine) openTOTP(userID, sealed string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(sealed)
+	if err != nil {
+		return "", err
+	}
+	plain, err := e.sealer.Open(raw, []byte("totp:"+userID))
+	return string(plain), err
+}
+
+// TOTPSecret is a new TOTP secret for the user to add to an authenticator.
+type TOTPSecret struct {
+	VerificationID string `json:"verificationId"`
+	Secret         string `json:"secret"`
+	SecretQRCode   string `json:"secretQrCode"`
+}
+
+// CreateTOTPSecret starts binding a new TOTP authenticator.
+func (e *Engine) CreateTOTPSecret(ctx context.Context, handle, clientID string) (*TOTPSecret, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return nil, err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	account := user.ID
+	for _, id := range user.Identifiers() {
+		account = id.Value
+		break
+	}
+	key, err := credentials.NewTOTP(e.opts.TOTPIssuer, account)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := e.sealTOTP(user.ID, key.Secret)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Record{ID: credentials.RandomID(20), Type: RecordTOTP, UserID: user.ID, Extra: map[string]string{"secret": sealed}}
+	if _, err := e.addRecord(ctx, handle, clientID, rec); err != nil {
+		return nil, err
+	}
+	return &TOTPSecret{VerificationID: rec.ID, Secret: key.Secret, SecretQRCode: key.QRCodePNG}, nil
+}
+
+// VerifyTOTP checks a TOTP code: against a new secret's record (binding),
+// or, without a record, against the user's enrolled authenticator (MFA).
+func (e *Engine) VerifyTOTP(ctx context.Context, handle, clientID, recordID, code string) (string, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return "", err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	if recordID != "" {
+		rec := in.record(recordID)
+		if rec == nil || rec.Type != RecordTOTP || rec.Extra["secret"] == "" {
+			return "", errRecordNotFound()
+		}
+		secret, err := e.openTOTP(user.ID, rec.Extra["secret"])
+		if err != nil {
+			return "", err
+		}
+		step, ok := credentials.VerifyTOTP(secret, code, e.now())
+		if !ok {
+			return "", fault.New(CodeInvalidTOTP, http.StatusBadRequest, "The TOTP code is invalid.")
+		}
+		rec.Verified = true
+		rec.Extra["step"] = fmt.Sprint(step)
+		_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+			r := in.record(recordID)
+			if r == nil {
+				return errRecordNotFound()
+			}
+			*r = *rec
+			return nil
+		})
+		return recordID, err
+	}
+	if err := e.verifyEnrolledTOTP(ctx, user, code); err != nil {
+		return "", err
+	}
+	rec := &Record{ID: credentials.RandomID(20), Type: RecordTOTP, UserID: user.ID, Verified: true}
+	return rec.ID, e.markMFA(ctx, handle, clientID, rec, FactorTOTP)
+}
+
+// guardFactor runs check under the user's sentinel pool for a factor.
+func (e *Engine) guardFactor(ctx context.Context, user *User, factor string, check func() error) error {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	key := factorKey(user.ID, factor)
+	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
+	if err != nil {
+		return err
+	}
+	if !verdict.Allowed {
+		return errLocked(verdict.RetryAfter)
+	}
+	if err := check(); err != nil {
+		var fe *fault.Error
+		if errors.As(err, &fe) && fe.Status < 500 {
+			if _, ferr := e.Sentinel.Fail(ctx, key, verdict, settings.Lockout); ferr != nil {
+				return ferr
+			}
+		} else if rerr := e.Sentinel.Release(ctx, key, settings.Lockout); rerr != nil {
+			return rerr
+		}
+		return err
+	}
+	return e.Sentinel.Clear(ctx, key)
+}
+
+// verifyEnrolledTOTP checks a code against the user's TOTP factor; a time
+// step is accepted once (replay protection, atomic in the database).
+func (e *Engine) verifyEnrolledTOTP(ctx context.Context, user *User, code string) error {
+	var row factorRow
+	err := e.db.WithContext(ctx).Where("user_id = ? AND type = ?", user.ID, FactorTOTP).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return fault.New(CodeFactorNotEnrolled, http.StatusBadRequest, "The user has no TOTP authenticator.")
+	}
+	if err != nil {
+		return fmt.Errorf("experience: load totp: %w", err)
+	}
+	return e.guardFactor(ctx, user, FactorTOTP, func() error {
+		secret, err := e.sealer.Open(row.Secret, []byte("totp:"+user.ID))
+		if err != nil {
+			return err
+		}
+		step, ok := credentials.VerifyTOTP(string(secret), code, e.now())
+		if !ok {
+			return fault.New(CodeInvalidTOTP, http.StatusBadRequest, "The TOTP code is invalid.")
+		}
+		res := e.db.WithContext(ctx).Model(&factorRow{}).
+			Where("id = ? AND (last_used_step IS NULL OR last_used_step < ?)", row.ID, step).
+			Updates(map[string]any{"last_used_step": step, "last_used_at": e.now()})
+		if res.Error != nil {
+			return fmt.Errorf("experience: totp replay check: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return fault.New(CodeInvalidTOTP, http.StatusBadRequest, "The TOTP code was already used.")
+		}
+		return nil
+	})
+}
+
+// BackupCodes are freshly generated codes, shown once.
+type BackupCodes struct {
+	VerificationID string   `json:"verificationId"`
+	Codes          []string `json:"codes"`
+}
+
+// GenerateBackupCodes creates a set of backup codes to bind.
+func (e *Engine) GenerateBackupCodes(ctx context.Context, handle, clientID string) (*BackupCodes, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return nil, err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	codes := credentials.NewBackupCodes()
+	digests := make([]string, len(codes))
+	for i, c := range codes {
+		digests[i] = credentials.BackupCodeDigest(e.opts.BackupCodePepper, c)
+	}
+	rec := &Record{ID: credentials.RandomID(20), Type: RecordBackupCode, UserID: user.ID, Verified: true,
+		Extra: map[string]string{"digests": strings.Join(digests, ",")}}
+	if _, err := e.addRecord(ctx, handle, clientID, rec); err != nil {
+		return nil, err
+	}
+	return &BackupCodes{VerificationID: rec.ID, Codes: codes}, nil
+}
+
+// VerifyBackupCode spends one of the user's backup codes as MFA.
+func (e *Engine) VerifyBackupCode(ctx context.Context, handle, clientID, code string) (string, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return "", err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	if err := e.useBackupCode(ctx, user, code); err != nil {
+		return "", err
+	}
+	rec := &Record{ID: credentials.RandomID(20), Type: RecordBackupCode, UserID: user.ID, Verified: true}
+	return rec.ID, e.markMFA(ctx, handle, clientID, rec, FactorBackupCode)
+}
+
+// useBackupCode marks a code used; of concurrent uses exactly one wins.
+func (e *Engine) useBackupCode(ctx context.Context, user *User, code string) error {
+	return e.guardFactor(ctx, user, FactorBackupCode, func() error {
+		normalized, ok := credentials.NormalizeBackupCode(code)
+		if !ok {
+			return fault.New(CodeInvalidBackupCode, http.StatusBadRequest, "The backup code is invalid.")
+		}
+		res := e.db.WithContext(ctx).Table("backup_codes").
+			Where("user_id = ? AND digest = ? AND used_at IS NULL", user.ID, credentials.BackupCodeDigest(e.opts.BackupCodePepper, normalized)).
+			Update("used_at", e.now())
+		if res.Error != nil {
+			return fmt.Errorf("experience: use backup code: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return fault.New(CodeInvalidBackupCode, http.StatusBadRequest, "The backup code is invalid or already used.")
+		}
+		return nil
+	})
+}
+
+// mfaCodeIdentifier picks the user's bound address for a channel.
+func mfaCodeIdentifier(user *User, identifierType string) (Identifier, error) {
+	switch strings.ToLower(identifierType) {
+	case "email":
+		if user.PrimaryEmail != nil {
+			return Identifier{Type: IdentifierEmail, Value: *user.PrimaryEmail}, nil
+		}
+	case "phone", "sms":
+		if user.PrimaryPhone != nil {
+			return Identifier{Type: IdentifierPhone, Value: *user.PrimaryPhone}, nil
+		}
+	default:
+		return Identifier{}, fault.Invalid(fault.Detail{Field: "identifierType", Message: "must be email or phone"})
+	}
+	return Identifier{}, fault.New(CodeMFAIdentifierNotBound, http.StatusBadRequest, "The user has no %s to send a code to.", identifierType)
+}
+
+// SendMFACode sends a one-time code to the user's bound email or phone.
+func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierType string) (string, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return "", err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	id, err := mfaCodeIdentifier(user, identifierType)
+	if err != nil {
+		return "", err
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return "", err
+	}
+	issued, err := e.issueCode(ctx, messaging.PurposeMfaVerification, id, id.Value, clientID, true, false, settings)
+	if err != nil {
+		return "", err
+	}
+	typ := RecordMFAEmailCode
+	if id.Type == IdentifierPhone {
+		typ = RecordMFAPhoneCode
+	}
+	return e.addRecord(ctx, handle, clientID, &Record{ID: credentials.RandomID(20), Type: typ, UserID: user.ID, Identifier: &id, CodeID: issued.ID})
+}
+
+// VerifyMFACode checks an MFA code sent by SendMFACode.
+func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, identifierType, code string) (string, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return "", err
+	}
+	rec := in.record(recordID)
+	if rec == nil || (rec.Type != RecordMFAEmailCode && rec.Type != RecordMFAPhoneCode) {
+		return "", errRecordNotFound()
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	want := IdentifierEmail
+	if t := strings.ToLower(identifierType); t == "phone" || t == "sms" {
+		want = IdentifierPhone
+	}
+	if rec.Identifier == nil || rec.Identifier.Type != want || rec.UserID != user.ID {
+		return "", fault.New(CodeVerificationFailed, http.StatusBadRequest, "The identifier type does not match the verification record.")
+	}
+	if _, err := e.sender(want); err != nil {
+		return "", err
+	}
+	factor := FactorEmailCode
+	if want == IdentifierPhone {
+		factor = FactorPhoneCode
+	}
+	if err := e.guardFactor(ctx, user, "otp", func() error {
+		return e.codes.Verify(ctx, rec.CodeID, rec.Identifier.Type, rec.Identifier.Value, code)
+	}); err != nil {
+		return "", err
+	}
+	verified := *rec
+	verified.Verified = true
+	return recordID, e.markMFA(ctx, handle, clientID, &verified, factor)
+}
+
+// webAuthnUser builds the ceremony user with the user's credentials.
+func (e *Engine) webAuthnUser(ctx context.Context, user *User) (credentials.WebAuthnUser, []factorRow, error) {
+	var rows []factorRow
+	if err := e.db.WithContext(ctx).Where("user_id = ? AND type = ?", user.ID, FactorWebAuthn).Find(&rows).Error; err != nil {
+		return credentials.WebAuthnUser{}, nil, fmt.Errorf("experience: load webauthn: %w", err)
+	}
+	wu := credentials.WebAuthnUser{ID: []byte(user.ID), Name: user.ID, DisplayName: user.Name}
+	if ids := user.Identifiers(); len(ids) > 0 {
+		wu.Name = ids[0].Value
+	}
+	if wu.DisplayName == "" {
+		wu.DisplayName = wu.Name
+	}
+	for _, r := range rows {
+		c, err := credentials.UnmarshalCredential(r.Data)
+		if err != nil {
+			return credentials.WebAuthnUser{}, nil, err
+		}
+		wu.Credentials = append(wu.Credentials, *c)
+	}
+	return wu, rows, nil
+}
+
+// WebAuthnOptions are the options of a started ceremony.
+type WebAuthnOptions struct {
+	VerificationID string          `json:"verificationId"`
+	Options        json.RawMessage `json:"-"`
+}
+
+// StartWebAuthn begins a registration (register=true) or authentication.
+func (e *Engine) StartWebAuthn(ctx context.Context, handle, clientID string, register bool) (*WebAuthnOptions, error) {
+	if e.webauthn == nil {
+		return nil, fault.New(CodeFactorNotEnabled, http.StatusBadRequest, "WebAuthn is not configured.")
+	}
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return nil, err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	wu, _, err := e.webAuthnUser(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	var opts json.RawMessage
+	var session string
+	if register {
+		opts, session, err = e.webauthn.BeginRegistration(wu)
+	} else {
+		if len(wu.Credentials) == 0 {
+			return nil, fault.New(CodeFactorNotEnrolled, http.StatusBadRequest, "The user has no WebAuthn credential.")
+		}
+		opts, session, err = e.webauthn.BeginLogin(wu)
+	}
+	if err != nil {
+		return nil, err
+	}
+	kind := "authentication"
+	if register {
+		kind = "registration"
+	}
+	rec := &Record{ID: credentials.RandomID(20), Type: RecordWebAuthn, UserID: user.ID,
+		Extra: map[string]string{"session": session, "kind": kind}}
+	if _, err := e.addRecord(ctx, handle, clientID, rec); err != nil {
+		return nil, err
+	}
+	return &WebAuthnOptions{VerificationID: rec.ID, Options: opts}, nil
+}
+
+// FinishWebAuthn verifies an attestation (registration) or assertion.
+func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID string, register bool, payload json.RawMessage) (string, error) {
+	if e.webauthn == nil {
+		return "", fault.New(CodeFactorNotEnabled, http.StatusBadRequest, "WebAuthn is not configured.")
+	}
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return "", err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	rec := in.record(recordID)
+	if rec == nil || rec.Type != RecordWebAuthn {
+		return "", errRecordNotFound()
+	}
+	kind := "authentication"
+	if register {
+		kind = "registration"
+	}
+	if rec.Extra["session"] == "" || rec.Extra["kind"] != kind || rec.Verified {
+		return "", fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "No WebAuthn %s challenge is pending in this record.", kind)
+	}
+	wu, rows, err := e.webAuthnUser(ctx, user)
+	if err != nil {
+		return "", err
+	}
+	failed := func(err error) error {
+		return fault.New(CodeWebAuthnFailed, http.StatusBadRequest, "The WebAuthn response could not be verified.")
+	}
+	verified := *rec
+	verified.Extra = map[string]string{"kind": kind}
+	if register {
+		cred, err := e.webauthn.FinishRegistration(wu, rec.Extra["session"], payload)
+		if err != nil {
+			return "", failed(err)
+		}
+		data, err := credentials.MarshalCredential(cred)
+		if err != nil {
+			return "", err
+		}
+		verified.Verified = true
+		verified.Extra["credential"] = data
+		_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+			r := in.record(recordID)
+			if r == nil {
+				return errRecordNotFound()
+			}
+			*r = verified
+			return nil
+		})
+		return recordID, err
+	}
+	err = e.guardFactor(ctx, user, FactorWebAuthn, func() error {
+		cred, err := e.webauthn.FinishLogin(wu, rec.Extra["session"], payload)
+		if err != nil {
+			return failed(err)
+		}
+		data, err := credentials.MarshalCredential(cred)
+		if err != nil {
+			return err
+		}
+		credID := base64.RawURLEncoding.EncodeToString(cred.ID)
+		for _, r := range rows {
+			if r.CredentialID != nil && *r.CredentialID == credID {
+				// Compare-and-set on the stored record: a concurrent
+				// assertion with the same counter cannot also pass.
+				res := e.db.WithContext(ctx).Model(&factorRow{}).Where("id = ? AND data = ?", r.ID, r.Data).
+					Updates(map[string]any{"data": data, "last_used_at": e.now()})
+				if res.Error != nil {
+					return res.Error
+				}
+				if res.RowsAffected != 1 {
+					return failed(nil)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	verified.Verified = true
+	return recordID, e.markMFA(ctx, handle, clientID, &verified, FactorWebAuthn)
+}
+
+// factorOfRecord maps a bindable record type to its factor type.
+func factorOfRecord(t string) string {
+	switch t {
+	case RecordTOTP:
+		return FactorTOTP
+	case RecordBackupCode:
+		return FactorBackupCode
+	case RecordWebAuthn:
+		return FactorWebAuthn
+	}
+	return ""
+}
+
+// BindMFA enrolls the factor a verified record proves (POST /profile/mfa).
+func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, recordID string) error {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return err
+	}
+	if in.Event == EventForgotPasswordFlow {
+		return fault.New(CodeNotForForgotPassword, http.StatusBadRequest, "MFA cannot be bound in a ForgotPassword interaction.")
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return err
+	}
+	rec := in.record(recordID)
+	if rec == nil {
+		return errRecordNotFound()
+	}
+	factor := factorOfRecord(rec.Type)
+	if factor == "" || (factorType != "" && !strings.EqualFold(factorType, rec.Type) && factorType != factor) || !rec.Verified {
+		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The MFA verification record is invalid or not verified.")
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	if !settings.MFA.factorEnabled(factor) {
+		return fault.New(CodeFactorNotEnabled, http.StatusBadRequest, "The %s factor is not enabled.", factor)
+	}
+	existing, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	if in.Event == EventSignInFlow && len(existing) > 0 && len(in.MFA) == 0 {
+		return fault.New(CodeRequireMFA, http.StatusForbidden, "Verify an existing factor before adding another.")
+	}
+	now := e.now()
+	row := factorRow{ID: credentials.RandomID(20), UserID: user.ID, Type: factor, Data: "{}", CreatedAt: now}
+	switch factor {
+	case FactorTOTP:
+		for _, f := range existing {
+			if f.Type == FactorTOTP {
+				return fault.New(CodeTOTPInUse, http.StatusUnprocessableEntity, "The user already has a TOTP authenticator.")
+			}
+		}
+		if rec.Extra["secret"] == "" {
+			return fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "The record holds no new TOTP secret.")
+		}
+		secret, err := e.openTOTP(user.ID, rec.Extra["secret"])
+		if err != nil {
+			return err
+		}
+		if row.Secret, err = e.sealer.Seal([]byte(secret), []byte("totp:"+user.ID)); err != nil {
+			return err
+		}
+		if step := rec.Extra["step"]; step != "" {
+			var n int64
+			fmt.Sscan(step, &n)
+			row.LastUsedStep = &n
+		}
+	case FactorBackupCode:
+		if rec.Extra["digests"] == "" {
+			return fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "The record holds no new backup codes.")
+		}
+		others := 0
+		for _, f := range existing {
+			if f.Type != FactorBackupCode {
+				others++
+			}
+		}
+		if others == 0 {
+			return fault.New(CodeBackupCodeAlone, http.StatusUnprocessableEntity, "Backup codes cannot be the only MFA factor.")
+		}
+	case FactorWebAuthn:
+		if rec.Extra["credential"] == "" {
+			return fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "The record holds no new WebAuthn credential.")
+		}
+		cred, err := credentials.UnmarshalCredential(rec.Extra["credential"])
+		if err != nil {
+			return err
+		}
+		id := base64.RawURLEncoding.EncodeToString(cred.ID)
+		row.Data, row.CredentialID = rec.Extra["credential"], &id
+	}
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		if factor == FactorBackupCode {
+			// A new set replaces the old one.
+			if err := tx.Where("user_id = ? AND type = ?", user.ID, FactorBackupCode).Delete(&factorRow{}).Error; err != nil {
+				return err
+			}
+		}
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		if factor == FactorBackupCode {
+			for _, d := range strings.Split(rec.Extra["digests"], ",") {
+				if err := tx.Exec("INSERT INTO backup_codes (user_id, factor_id, digest) VALUES (?, ?, ?)", user.ID, row.ID, d).Error; err != nil {
+					return err
+				}
+			}
+		}
+		return e.Audit.record(tx, AuditEvent{Event: EventMFABound, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: clientID,
+			Data: map[string]any{"factor": factor}})
+	})
+	if err != nil {
+		return fmt.Errorf("experience: bind mfa: %w", err)
+	}
+	_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		if r := in.record(recordID); r != nil {
+			r.Extra = nil // the secret now lives (sealed) with the factor only
+		}
+		if in.MFA == nil {
+			in.MFA = map[string]bool{}
+		}
+		in.MFA[factor] = true
+		return nil
+	})
+	return err
+}
+
+// SkipMFA records that the user chose not to bind a factor now.
+func (e *Engine) SkipMFA(ctx context.Context, handle, clientID string) error {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return err
+	}
+	if in.Event == EventForgotPasswordFlow {
+		return fault.New(CodeNotForForgotPassword, http.StatusBadRequest, "MFA can only be skipped in SignIn or Register.")
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return err
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	if settings.MFA.Policy == PolicyMandatory {
+		return fault.New(CodePolicyNotUserControl, http.StatusUnprocessableEntity, "MFA is mandatory and cannot be skipped.")
+	}
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	if len(factors) > 0 {
+		return fault.New(CodeMFAFactorsExist, http.StatusForbidden, "The user has MFA factors; verify one instead.")
+	}
+	if _, err := e.Users.setFlags(ctx, user.ID, map[string]any{"mfa_skipped": true}); err != nil {
+		return err
+	}
+	_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		in.MFASkipped = true
+		return nil
+	})
+	return err
+}
+
+// requireInteractionMFA applies the MFA rules at submit: a user with
+// factors must have proven one (SignIn), and the policy may require or
+// suggest enrolling one.
+func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, user *User, settings Settings) error {
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	if len(factors) > 0 {
+		if in.Event == EventSignInFlow && settings.MFA.Enforce && len(in.MFA) == 0 {
+			return fault.New(CodeRequireMFA, http.StatusForbidden, "Multi-factor authentication is required.").
+				With("availableFactors", factorTypes(factors))
+		}
+		return nil
+	}
+	enabled := settings.MFA.Factors
+	switch settings.MFA.Policy {
+	case PolicyMandatory:
+		return fault.New(CodeMissingMFA, http.StatusUnprocessableEntity, "An MFA factor must be bound before continuing.").
+			With("availableFactors", enabled)
+	case PolicyPromptAtSignInAndSignUp, PolicyPromptOnlyAtSignIn:
+		if settings.MFA.Policy == PolicyPromptOnlyAtSignIn && in.Event != EventSignInFlow {
+			return nil
+		}
+		if !in.MFASkipped && !user.MFASkipped {
+			return fault.New(CodeSuggestMFA, http.StatusUnprocessableEntity, "Bind an MFA factor, or skip it.").
+				With("availableFactors", enabled).With("skippable", true)
+		}
+	}
+	return nil
+}
+
+func factorTypes(factors []Factor) []string {
+	types := []string{}
+	seen := map[string]bool{}
+	for _, f := range factors {
+		if !seen[f.Type] {
+			seen[f.Type] = true
+			types = append(types, f.Type)
+		}
+	}
+	return types
+}
+
+// MFAChallenge completes a pending (or steps up an active) backend session
+// with a second factor.
+type MFAChallenge struct {
+	SessionID  string
+	Factor     string // totp, backup_code, otp
+	Code       string
+	Meta       SessionMeta
+	EnforceMFA bool
+}
+
+// CompleteMFA verifies a factor for a session and activates it.
+func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, error) {
+	sess, err := e.Sessions.Get(ctx, req.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	user, err := e.Users.Get(ctx, sess.UserID)
+	if err != nil {
+		if fault.Is(err, CodeUserNotFound) {
+			return nil, errSessionNotFound()
+		}
+		return nil, err
+	}
+	if user.Suspended {
+		return nil, errSuspended
+	}
+	var amr string
+	switch req.Factor {
+	case FactorTOTP:
+		err, amr = e.verifyEnrolledTOTP(ctx, user, req.Code), AMRTOTP
+	case FactorBackupCode:
+		err, amr = e.useBackupCode(ctx, user, req.Code), AMRBackupCode
+	case "otp":
+		err, amr = e.verifySessionOTP(ctx, user, sess, req.Code), AMROTP
+	default:
+		err = fault.Invalid(fault.Detail{Field: "factor", Message: "unsupported factor"})
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out *Session
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if out, err = e.Sessions.authenticate(ctx, tx, sess, user.ID, []string{amr}, false, SessionMeta{ClientID: sess.ClientID, OrgID: sess.OrgID}); err != nil {
+			return err
+		}
+		return e.markSignedIn(tx, user, out, out.AMR, req.Meta)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &SignIn{User: user, Session: out}, nil
+}
+
+// SendSessionOTP sends a one-time code for a backend session to the user's
+// email or phone ("email" or "sms").
+func (e *Engine) SendSessionOTP(ctx context.Context, sessionID, channel string, meta SessionMeta) error {
+	sess, err := e.Sessions.Get(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	user, err := e.Users.Get(ctx, sess.UserID)
+	if err != nil {
+		return err
+	}
+	id, err := mfaCodeIdentifier(user, channel)
+	if err != nil {
+		return err
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = e.issueCode(ctx, messaging.PurposeMfaVerification, id, id.Value, "session:"+sess.ID, true, false, settings)
+	return err
+}
+
+// verifySessionOTP checks the newest code sent for a session.
+func (e *Engine) verifySessionOTP(ctx context.Context, user *User, sess *Session, code string) error {
+	var row codeRow
+	err := e.db.WithContext(ctx).Where("purpose = ? AND client_id = ? AND verified_at IS NULL", messaging.PurposeMfaVerification, "session:"+sess.ID).
+		Order("created_at DESC").Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return errCodeNotFound()
+	}
+	if err != nil {
+		return fmt.Errorf("experience: session otp: %w", err)
+	}
+	return e.guardFactor(ctx, user, "otp", func() error {
+		return e.codes.Verify(ctx, row.ID, row.IdentifierType, row.Identifier, code)
+	})
+}
