@@ -94,18 +94,21 @@ func (a *App) routes() {
 	manage := a.requireClientToken(token.ScopeManagement)
 
 	e.GET("/v1/auth/whoami", a.whoami, anyClient...)
-	e.POST("/v1/auth/password/authenticate", a.passwordAuthenticate, execute...)
-	e.POST("/v1/auth/password/reset", a.passwordReset, execute...)
+	e.POST("/v1/auth/password/authenticate", tokenRoute(a, func() *passwordAuthenticateRequest { return &passwordAuthenticateRequest{} }, a.passwordAuthenticate), execute...)
+	e.POST("/v1/auth/password/reset", tokenRoute(a, func() *passwordResetRequest { return &passwordResetRequest{} }, a.passwordReset), execute...)
 	e.POST("/v1/auth/password/validate", a.passwordValidate, execute...)
-	e.POST("/v1/auth/session/authenticate", a.sessionAuthenticate, execute...)
+	e.POST("/v1/auth/session/authenticate", tokenRoute(a, func() *sessionAuthenticateRequest { return &sessionAuthenticateRequest{} }, a.sessionAuthenticate), execute...)
 	e.POST("/v1/auth/session/logout", a.sessionLogout, execute...)
 	e.POST("/v1/auth/token/refresh", a.tokenRefresh, execute...)
 	e.GET("/v1/auth/users/:user_id/sessions", a.userSessions, execute...)
 	e.DELETE("/v1/auth/users/:user_id/sessions", a.revokeUserSessions, execute...)
-	e.POST("/v1/auth/totp/authenticate", a.mfaAuthenticate(experience.FactorTOTP), execute...)
-	e.POST("/v1/auth/backup-code/authenticate", a.mfaAuthenticate(experience.FactorBackupCode), execute...)
+	mfaRoute := func(factor string) echo.HandlerFunc {
+		return tokenRoute(a, func() *mfaAuthenticateRequest { return &mfaAuthenticateRequest{factor: factor} }, a.mfaAuthenticate)
+	}
+	e.POST("/v1/auth/totp/authenticate", mfaRoute(experience.FactorTOTP), execute...)
+	e.POST("/v1/auth/backup-code/authenticate", mfaRoute(experience.FactorBackupCode), execute...)
 	e.POST("/v1/auth/otp/send", a.otpSend, execute...)
-	e.POST("/v1/auth/otp/authenticate", a.mfaAuthenticate("otp"), execute...)
+	e.POST("/v1/auth/otp/authenticate", mfaRoute("otp"), execute...)
 
 	e.GET("/v1/users", a.findUser, read)
 	e.GET("/v1/users/:user_id", a.getUser, read)

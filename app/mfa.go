@@ -9,6 +9,7 @@ import (
 
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/token"
 )
 
 // MFA over the Experience API (seed 004) and the backend completion of
@@ -246,34 +247,16 @@ func (r *mfaAuthenticateRequest) validate() []fault.Detail {
 	return f
 }
 
-// mfaAuthenticate serves /v1/auth/{totp,backup-code,otp}/authenticate: a
+// mfaAuthenticate decides /v1/auth/{totp,backup-code,otp}/authenticate: a
 // second factor completes a pending session (or steps up an active one).
-func (a *App) mfaAuthenticate(factor string) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		req := mfaAuthenticateRequest{factor: factor}
-		if err := bindJSON(c, &req); err != nil {
-			return err
-		}
-		client, err := a.callingClient(c)
-		if err != nil {
-			return err
-		}
-		plan, err := a.planTokens(client, req.tokenRequest)
-		if err != nil {
-			return err
-		}
-		code := req.Code
-		if factor == "otp" {
-			code = req.Passcode
-		}
-		signIn, err := a.engine.CompleteMFA(c.Request().Context(), experience.MFAChallenge{
-			SessionID: req.SessionID, Factor: factor, Code: code, Meta: req.meta(c),
-		})
-		if err != nil {
-			return err
-		}
-		return a.respondTokens(c, client, signIn, plan)
+func (a *App) mfaAuthenticate(c echo.Context, _ *token.Client, req *mfaAuthenticateRequest) (*experience.SignIn, error) {
+	code := req.Code
+	if req.factor == "otp" {
+		code = req.Passcode
 	}
+	return a.engine.CompleteMFA(c.Request().Context(), experience.MFAChallenge{
+		SessionID: req.SessionID, Factor: req.factor, Code: code, Meta: req.meta(c),
+	})
 }
 
 type otpSendRequest struct {

@@ -89,6 +89,41 @@ func (a *App) issue(ctx context.Context, client *token.Client, signIn *experienc
 		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, SessionID: signIn.Session.ID}, nil
 }
 
+// tokenRequester is a /v1 request body that ends in user tokens.
+type tokenRequester interface {
+	validator
+	tokenParams() tokenRequest
+}
+
+func (r *tokenRequest) tokenParams() tokenRequest { return *r }
+
+// tokenRoute builds a /v1 handler that ends in user tokens: bind and
+// validate the body, resolve the calling client and what its tokens should
+// carry — before any credential is checked, so a bad request never costs a
+// hash or an attempt — let decide (the engine) authenticate, and render the
+// token response.
+func tokenRoute[R tokenRequester](a *App, newReq func() R, decide func(echo.Context, *token.Client, R) (*experience.SignIn, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := newReq()
+		if err := bindJSON(c, req); err != nil {
+			return err
+		}
+		client, err := a.callingClient(c)
+		if err != nil {
+			return err
+		}
+		plan, err := a.planTokens(client, req.tokenParams())
+		if err != nil {
+			return err
+		}
+		signIn, err := decide(c, client, req)
+		if err != nil {
+			return err
+		}
+		return a.respondTokens(c, client, signIn, plan)
+	}
+}
+
 // respondTokens renders the token response of a completed sign-in, with a
 // new refresh token family. The last parameter is unused (it carried a
 // family to continue, which rotation no longer does through here).

@@ -10,6 +10,7 @@ import (
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/token"
 )
 
 // clientAttributes describe the end user's device, as seen by the backend.
@@ -82,33 +83,14 @@ func (r *passwordAuthenticateRequest) validate() []fault.Detail {
 }
 
 // passwordAuthenticate is POST /v1/auth/password/authenticate.
-func (a *App) passwordAuthenticate(c echo.Context) error {
-	var req passwordAuthenticateRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	client, err := a.callingClient(c)
-	if err != nil {
-		return err
-	}
-	// Resolve the audience and claims before checking the password, so a
-	// bad request never costs a hash or an attempt.
-	plan, err := a.planTokens(client, req.tokenRequest)
-	if err != nil {
-		return err
-	}
-	signIn, err := a.engine.SignInWithPassword(ctx, experience.PasswordSignIn{
+func (a *App) passwordAuthenticate(c echo.Context, client *token.Client, req *passwordAuthenticateRequest) (*experience.SignIn, error) {
+	return a.engine.SignInWithPassword(c.Request().Context(), experience.PasswordSignIn{
 		Identifier: experience.Identifier{Type: usernameTypes[req.UsernameType], Value: req.Username},
 		Password:   req.Password,
 		SessionID:  req.SessionID,
 		Meta:       req.meta(c),
 		EnforceMFA: client.EnforceMFA,
 	})
-	if err != nil {
-		return err
-	}
-	return a.respondTokens(c, client, signIn, plan)
 }
 
 type sessionAuthenticateRequest struct {
@@ -126,24 +108,8 @@ func (r *sessionAuthenticateRequest) validate() []fault.Detail {
 
 // sessionAuthenticate is POST /v1/auth/session/authenticate: new tokens for
 // a live session, without the user (silent authentication).
-func (a *App) sessionAuthenticate(c echo.Context) error {
-	var req sessionAuthenticateRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	client, err := a.callingClient(c)
-	if err != nil {
-		return err
-	}
-	plan, err := a.planTokens(client, req.tokenRequest)
-	if err != nil {
-		return err
-	}
-	signIn, err := a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.OrgID)
-	if err != nil {
-		return err
-	}
-	return a.respondTokens(c, client, signIn, plan)
+func (a *App) sessionAuthenticate(c echo.Context, _ *token.Client, req *sessionAuthenticateRequest) (*experience.SignIn, error) {
+	return a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.OrgID)
 }
 
 type refreshRequest struct {
@@ -252,26 +218,10 @@ func (r *passwordResetRequest) validate() []fault.Detail {
 
 // passwordReset is POST /v1/auth/password/reset: change an expired or
 // temporary password with the reset token, and sign in.
-func (a *App) passwordReset(c echo.Context) error {
-	var req passwordResetRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	client, err := a.callingClient(c)
-	if err != nil {
-		return err
-	}
-	plan, err := a.planTokens(client, req.tokenRequest)
-	if err != nil {
-		return err
-	}
-	signIn, err := a.engine.ResetPassword(c.Request().Context(), experience.PasswordReset{
+func (a *App) passwordReset(c echo.Context, client *token.Client, req *passwordResetRequest) (*experience.SignIn, error) {
+	return a.engine.ResetPassword(c.Request().Context(), experience.PasswordReset{
 		ResetToken: req.ResetToken, NewPassword: req.NewPassword, Meta: req.meta(c), EnforceMFA: client.EnforceMFA,
 	})
-	if err != nil {
-		return err
-	}
-	return a.respondTokens(c, client, signIn, plan)
 }
 
 type passwordValidateRequest struct {

@@ -151,8 +151,16 @@ func (s *Sink) Requests() int {
 }
 
 func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
+	// The injected failure is decided when the request is counted, under
+	// one lock: a test that waits for a request and then arms FailNext for
+	// the next one cannot change the fate of the request already in flight.
 	s.mu.Lock()
 	s.requests++
+	injected := 0
+	if s.failN > 0 {
+		s.failN--
+		injected = s.failCode
+	}
 	s.mu.Unlock()
 	reject := func(status int, msg string) {
 		s.mu.Lock()
@@ -187,14 +195,11 @@ func (s *Sink) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s.mu.Lock()
-	if s.failN > 0 {
-		s.failN--
-		code := s.failCode
-		s.mu.Unlock()
-		http.Error(w, "injected failure", code)
+	if injected != 0 {
+		http.Error(w, "injected failure", injected)
 		return
 	}
+	s.mu.Lock()
 	s.msgs = append(s.msgs, SMS{
 		To: p.To, Purpose: p.Purpose, Code: p.Code, Message: p.Message, ExpiresIn: p.ExpiresIn,
 		Delivery: r.Header.Get(messaging.HeaderDelivery), Timestamp: ts,
