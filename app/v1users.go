@@ -285,12 +285,9 @@ func (a *App) listFactors(c echo.Context) error {
 
 // deleteFactor is DELETE /v1/users/:user_id/mfa-factors/:factor_id.
 func (a *App) deleteFactor(c echo.Context) error {
-	ok, err := a.engine.Factors.Remove(c.Request().Context(), c.Param("user_id"), c.Param("factor_id"))
-	if err != nil {
+	if err := a.engine.RemoveFactor(c.Request().Context(), c.Param("user_id"), c.Param("factor_id"),
+		experience.SessionMeta{ClientID: clientToken(c).ClientID}); err != nil {
 		return err
-	}
-	if !ok {
-		return fault.New(experience.CodeMFAFactorNotFound, http.StatusNotFound, "The MFA factor does not exist.")
 	}
 	return c.NoContent(http.StatusNoContent)
 }

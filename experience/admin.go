@@ -134,6 +134,9 @@ func (e *Engine) Unlock(ctx context.Context, id string, meta SessionMeta) error 
 		return err
 	}
 	keys := []string{userKey(user.ID)}
+	for _, factor := range []string{FactorTOTP, FactorBackupCode, FactorWebAuthn, "otp"} {
+		keys = append(keys, factorKey(user.ID, factor))
+	}
 	for _, ident := range user.Identifiers() {
 		normalized, err := e.norm.Normalize(ident)
 		if err != nil {
@@ -169,3 +172,30 @@ func (e *Engine) LockStatus(ctx context.Context, user *User) (int64, error) {
 
 // userKey prefixes the per-user sentinel pools (MFA factors).
 func userKey(userID string) string { return "user:" + userID }
+
+// RemoveFactor deletes one of a user's MFA factors (and, for backup codes,
+// the codes with it).
+func (e *Engine) RemoveFactor(ctx context.Context, userID, factorID string, meta SessionMeta) error {
+	if _, err := e.Users.Get(ctx, userID); err != nil {
+		return err
+	}
+	factors, err := e.Factors.List(ctx, userID)
+	if err != nil {
+		return err
+	}
+	var removed *Factor
+	for i := range factors {
+		if factors[i].ID == factorID {
+			removed = &factors[i]
+		}
+	}
+	if removed == nil {
+		return fault.New(CodeMFAFactorNotFound, http.StatusNotFound, "The MFA factor does not exist.")
+	}
+	if _, err := e.Factors.Remove(ctx, userID, factorID); err != nil {
+		return err
+	}
+	e.audit(ctx, AuditEvent{Event: EventMFARemoved, Outcome: OutcomeSuccess, UserID: userID, ClientID: meta.ClientID,
+		Data: map[string]any{"factor": removed.Type, "factor_id": factorID}})
+	return nil
+}
