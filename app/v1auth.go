@@ -108,8 +108,8 @@ func (r *sessionAuthenticateRequest) validate() []fault.Detail {
 
 // sessionAuthenticate is POST /v1/auth/session/authenticate: new tokens for
 // a live session, without the user (silent authentication).
-func (a *App) sessionAuthenticate(c echo.Context, _ *token.Client, req *sessionAuthenticateRequest) (*experience.SignIn, error) {
-	return a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.OrgID)
+func (a *App) sessionAuthenticate(c echo.Context, client *token.Client, req *sessionAuthenticateRequest) (*experience.SignIn, error) {
+	return a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.OrgID, client.EnforceMFA)
 }
 
 type refreshRequest struct {

@@ -322,8 +322,25 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 	if err != nil {
 		return nil, err
 	}
-	needMFA := enforceMFA && settings.MFA.Enforce && len(factors) > 0 &&
+	// MFA is due when the user has factors, or when the policy makes it
+	// mandatory; a user without factors then proves a code sent to an
+	// address they have, or cannot sign in until they enrol one.
+	mandatory := settings.MFA.Policy == PolicyMandatory
+	needMFA := enforceMFA && settings.MFA.Enforce && (len(factors) > 0 || mandatory) &&
 		!(existing != nil && existing.State == SessionActive && hasAMR(existing.AMR, AMRMFA))
+	offered := factorTypes(factors)
+	if needMFA && len(factors) == 0 {
+		offered = e.codeChannels(user, settings)
+		if len(offered) == 0 {
+			if clearKey != "" {
+				if err := e.Sentinel.Clear(ctx, clearKey); err != nil {
+					return nil, err
+				}
+			}
+			return nil, fault.New(CodeMissingMFA, http.StatusForbidden,
+				"Multi-factor authentication is mandatory and the user has no factor to use; enrol one first.")
+		}
+	}
 	var sess *Session
 	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
 		if clearKey != "" {
@@ -345,9 +362,26 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 		return nil, err
 	}
 	if needMFA {
-		return nil, mfaRequired(user, sess, factors)
+		return nil, mfaRequired(user, sess, offered)
 	}
 	return &SignIn{User: user, Session: sess}, nil
+}
+
+// codeChannels lists the one-time-code factors a user without enrolled
+// factors can still use: an enabled channel, a connector, and an address.
+func (e *Engine) codeChannels(user *User, settings Settings) []string {
+	var out []string
+	if user.PrimaryEmail != nil && settings.MFA.factorEnabled(FactorEmailCode) {
+		if _, err := e.sender(IdentifierEmail); err == nil {
+			out = append(out, FactorEmailCode)
+		}
+	}
+	if user.PrimaryPhone != nil && settings.MFA.factorEnabled(FactorPhoneCode) {
+		if _, err := e.sender(IdentifierPhone); err == nil {
+			out = append(out, FactorPhoneCode)
+		}
+	}
+	return out
 }
 
 // markSignedIn records a completed sign-in through db (a transaction).
@@ -364,15 +398,7 @@ func (e *Engine) markSignedIn(db *gorm.DB, user *User, sess *Session, amr []stri
 // mfaRequired builds the MFA-required outcome with what the backend needs
 // to continue: the pending session and the available factors, and masked
 // contact points for one-time codes.
-func mfaRequired(user *User, sess *Session, factors []Factor) error {
-	types := make([]string, 0, len(factors))
-	seen := map[string]bool{}
-	for _, f := range factors {
-		if !seen[f.Type] {
-			seen[f.Type] = true
-			types = append(types, f.Type)
-		}
-	}
+func mfaRequired(user *User, sess *Session, types []string) error {
 	fe := fault.New(CodeMFARequired, http.StatusForbidden, "Multi-factor authentication is required to finish signing in.").
 		With("session_id", sess.ID).With("mfa_factors", types)
 	if user.PrimaryEmail != nil {
@@ -385,11 +411,29 @@ func mfaRequired(user *User, sess *Session, factors []Factor) error {
 }
 
 // ReauthenticateSession checks that a session is live and active, that its
-// user may still sign in, and extends it (silent authentication).
-func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID, orgID string) (*SignIn, error) {
+// user may still sign in, and extends it (silent authentication). For a
+// calling application that enforces MFA (enforceMFA), a session opened
+// without MFA (by an application that does not enforce it) of a user with
+// factors answers mfa_required with that session, to be stepped up first.
+func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID, orgID string, enforceMFA bool) (*SignIn, error) {
 	signIn, err := e.ActiveSession(ctx, sessionID)
 	if err != nil {
 		return nil, err
+	}
+	if enforceMFA && !hasAMR(signIn.Session.AMR, AMRMFA) {
+		settings, err := e.Settings.Get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if settings.MFA.Enforce {
+			factors, err := e.Factors.List(ctx, signIn.User.ID)
+			if err != nil {
+				return nil, err
+			}
+			if len(factors) > 0 {
+				return nil, mfaRequired(signIn.User, signIn.Session, factorTypes(factors))
+			}
+		}
 	}
 	sess, err := e.Sessions.Touch(ctx, signIn.Session, orgID)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/store"
 )
 
 // MFA verification record types.
@@ -331,6 +332,21 @@ func mfaCodeIdentifier(user *User, identifierType string) (Identifier, error) {
 	return Identifier{}, fault.New(CodeMFAIdentifierNotBound, http.StatusBadRequest, "The user has no %s to send a code to.", identifierType)
 }
 
+// mfaChannelEnabled refuses a one-time-code channel whose factor
+// (email_code, phone_code) the settings do not enable: mfa.factors says
+// which factors users may use, and a code channel is open to every user
+// with an address, enrolled or not.
+func mfaChannelEnabled(s Settings, idType string) error {
+	factor := FactorEmailCode
+	if idType == IdentifierPhone {
+		factor = FactorPhoneCode
+	}
+	if !s.MFA.factorEnabled(factor) {
+		return fault.New(CodeFactorNotEnabled, http.StatusBadRequest, "The %s factor is not enabled.", factor)
+	}
+	return nil
+}
+
 // SendMFACode sends a one-time code to the user's bound email or phone.
 func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierType string) (string, error) {
 	in, err := e.interactions.load(ctx, handle, clientID)
@@ -347,6 +363,9 @@ func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierTy
 	}
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
+		return "", err
+	}
+	if err := mfaChannelEnabled(settings, id.Type); err != nil {
 		return "", err
 	}
 	issued, err := e.issueCode(ctx, messaging.PurposeMfaVerification, id, id.Value, clientID, true, false, settings)
@@ -366,6 +385,19 @@ func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, 
 	if err != nil {
 		return "", err
 	}
+	want := IdentifierEmail
+	if t := strings.ToLower(identifierType); t == "phone" || t == "sms" {
+		want = IdentifierPhone
+	}
+	// Seed 001: 501 when the channel's connector is not configured (no code
+	// can have been sent through it, whatever the verificationId), and 400
+	// (not 404) when the user is not identified.
+	if _, err := e.sender(want); err != nil {
+		return "", err
+	}
+	if in.UserID == "" {
+		return "", fault.New(CodeIdentifierNotFound, http.StatusBadRequest, "The interaction has not identified a user yet.")
+	}
 	rec := in.record(recordID)
 	if rec == nil || (rec.Type != RecordMFAEmailCode && rec.Type != RecordMFAPhoneCode) {
 		return "", errRecordNotFound()
@@ -374,14 +406,14 @@ func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, 
 	if err != nil {
 		return "", err
 	}
-	want := IdentifierEmail
-	if t := strings.ToLower(identifierType); t == "phone" || t == "sms" {
-		want = IdentifierPhone
-	}
 	if rec.Identifier == nil || rec.Identifier.Type != want || rec.UserID != user.ID {
 		return "", fault.New(CodeVerificationFailed, http.StatusBadRequest, "The identifier type does not match the verification record.")
 	}
-	if _, err := e.sender(want); err != nil {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := mfaChannelEnabled(settings, want); err != nil {
 		return "", err
 	}
 	factor := FactorEmailCode
@@ -507,6 +539,17 @@ func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID 
 		if err != nil {
 			return "", failed(err)
 		}
+		// A credential id is unique across users (a crafted attestation
+		// could reuse another account's): refuse it here, not with a 500
+		// from the unique index at bind time.
+		var taken int64
+		if err := e.db.WithContext(ctx).Model(&factorRow{}).
+			Where("credential_id = ?", base64.RawURLEncoding.EncodeToString(cred.ID)).Count(&taken).Error; err != nil {
+			return "", fmt.Errorf("experience: webauthn credential lookup: %w", err)
+		}
+		if taken > 0 {
+			return "", failed(nil)
+		}
 		data, err := credentials.MarshalCredential(cred)
 		if err != nil {
 			return "", err
@@ -601,7 +644,7 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 	if err != nil {
 		return err
 	}
-	if in.Event == EventSignInFlow && len(existing) > 0 && len(in.MFA) == 0 {
+	if in.Event == EventSignInFlow && len(existing) > 0 && !mfaProven(in) {
 		return fault.New(CodeRequireMFA, http.StatusForbidden, "Verify an existing factor before adding another.")
 	}
 	now := e.now()
@@ -673,16 +716,31 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 			Data: map[string]any{"factor": factor}})
 	})
 	if err != nil {
+		// Concurrent binds: the database keeps one TOTP per user and each
+		// WebAuthn credential id once across users.
+		if store.IsUniqueViolation(err) {
+			switch factor {
+			case FactorTOTP:
+				return fault.New(CodeTOTPInUse, http.StatusUnprocessableEntity, "The user already has a TOTP authenticator.")
+			case FactorWebAuthn:
+				return fault.New(CodeWebAuthnFailed, http.StatusBadRequest, "The WebAuthn credential is already registered.")
+			}
+		}
 		return fmt.Errorf("experience: bind mfa: %w", err)
 	}
 	_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
 		if r := in.record(recordID); r != nil {
 			r.Extra = nil // the secret now lives (sealed) with the factor only
 		}
-		if in.MFA == nil {
-			in.MFA = map[string]bool{}
+		// A new TOTP or WebAuthn credential was just proven (code,
+		// attestation); a new set of backup codes proves nothing, so it
+		// must not count as a method used (amr) nor as MFA verified.
+		if factor != FactorBackupCode {
+			if in.MFA == nil {
+				in.MFA = map[string]bool{}
+			}
+			in.MFA[factor] = true
 		}
-		in.MFA[factor] = true
 		return nil
 	})
 	return err
@@ -734,7 +792,7 @@ func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, use
 		return err
 	}
 	if len(factors) > 0 {
-		if in.Event == EventSignInFlow && settings.MFA.Enforce && len(in.MFA) == 0 {
+		if in.Event == EventSignInFlow && settings.MFA.Enforce && !mfaProven(in) {
 			return fault.New(CodeRequireMFA, http.StatusForbidden, "Multi-factor authentication is required.").
 				With("availableFactors", factorTypes(factors))
 		}
@@ -755,6 +813,31 @@ func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, use
 		}
 	}
 	return nil
+}
+
+// mfaProven reports whether the interaction proved a second factor: one
+// whose method differs from the first factor's. A code sent to the inbox
+// (or phone) that already signed the user in proves nothing more, so a
+// user who signed in with a verification code must use another factor.
+func mfaProven(in *Interaction) bool {
+	first := map[string]bool{}
+	for _, r := range in.Records {
+		if !r.Verified {
+			continue
+		}
+		switch r.Type {
+		case RecordPassword, RecordNewPasswordIdentity:
+			first[AMRPassword] = true
+		case RecordEmailCode, RecordPhoneCode:
+			first[AMROTP] = true
+		}
+	}
+	for factor := range in.MFA {
+		if m, ok := amrOfFactor[factor]; ok && !first[m] {
+			return true
+		}
+	}
+	return false
 }
 
 func factorTypes(factors []Factor) []string {
@@ -842,6 +925,9 @@ func (e *Engine) SendSessionOTP(ctx context.Context, sessionID, channel string, 
 	if err != nil {
 		return err
 	}
+	if err := mfaChannelEnabled(settings, id.Type); err != nil {
+		return err
+	}
 	_, err = e.issueCode(ctx, messaging.PurposeMfaVerification, id, id.Value, "session:"+sess.ID, true, false, settings)
 	return err
 }
@@ -856,6 +942,13 @@ func (e *Engine) verifySessionOTP(ctx context.Context, user *User, sess *Session
 	}
 	if err != nil {
 		return fmt.Errorf("experience: session otp: %w", err)
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	if err := mfaChannelEnabled(settings, row.IdentifierType); err != nil {
+		return err
 	}
 	return e.guardFactor(ctx, user, "otp", func() error {
 		return e.codes.Verify(ctx, row.ID, row.IdentifierType, row.Identifier, code)

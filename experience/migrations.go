@@ -139,5 +139,10 @@ CREATE TABLE backup_codes (
 );
 CREATE INDEX backup_codes_factor ON backup_codes (factor_id);
 `},
+		// One TOTP authenticator per user, enforced by the database: the
+		// check in BindMFA alone let concurrent binds add several.
+		{ID: "experience/0007_mfa_one_totp", SQL: `
+CREATE UNIQUE INDEX mfa_factors_one_totp ON mfa_factors (user_id) WHERE type = 'totp';
+`},
 	}
 }

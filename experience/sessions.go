@@ -106,21 +106,22 @@ func (s *Sessions) Get(ctx context.Context, id string) (*Session, error) {
 	return sess, nil
 }
 
-// mergeAMR adds methods to a list and adds "mfa" once two different factor
-// kinds are present.
+// mergeAMR adds methods to a list and adds "mfa" once two different
+// methods are present (pwd + totp, otp + webauthn, …): two proofs of
+// different kinds, not the same method twice (two e-mailed codes are one
+// inbox).
 func mergeAMR(have []string, add ...string) []string {
 	set := map[string]bool{}
 	for _, m := range append(append([]string{}, have...), add...) {
 		set[m] = true
 	}
-	kinds := 0
-	if set[AMRPassword] {
-		kinds++
+	methods := 0
+	for _, m := range []string{AMRPassword, AMROTP, AMRTOTP, AMRBackupCode, AMRWebAuthn} {
+		if set[m] {
+			methods++
+		}
 	}
-	if set[AMROTP] || set[AMRTOTP] || set[AMRBackupCode] || set[AMRWebAuthn] {
-		kinds++
-	}
-	if kinds >= 2 {
+	if methods >= 2 {
 		set[AMRMFA] = true
 	}
 	out := make([]string, 0, len(set))
