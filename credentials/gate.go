@@ -40,7 +40,13 @@ type Gate struct {
 	queue       int
 	maxWait     time.Duration
 
-	waiting atomic.Int64
+	// inGate counts callers admitted and not yet done: running plus
+	// waiting. The caller that finishes decrements it itself, so when it
+	// comes straight back its own departure is already counted — a single
+	// counter, unlike a "waiting" count that the woken waiter would only
+	// decrement once the scheduler runs it, which refused callers while the
+	// gate was not full.
+	inGate atomic.Int64
 	// avgNanos is an exponentially weighted moving average of how long fn
 	// runs, used to refuse at admission a caller that could not possibly be
 	// served within maxWait instead of letting it wait maxWait and then fail.
@@ -98,10 +104,13 @@ func (g *Gate) Do(ctx context.Context, fn func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := g.admit(); err != nil {
+		return err
+	}
+	defer g.inGate.Add(-1)
 	select {
 	case g.sem <- struct{}{}:
-		// Fast path: a slot is free and nobody can be waiting for it (a
-		// waiter would have been handed the slot on release).
+		// Fast path: a slot is free.
 	default:
 		if err := g.wait(ctx); err != nil {
 			return err
@@ -114,28 +123,31 @@ func (g *Gate) Do(ctx context.Context, fn func()) error {
 	return nil
 }
 
-// wait queues the caller for a slot, within the queue and time bounds.
-func (g *Gate) wait(ctx context.Context) error {
+// admit counts the caller in, within concurrency + queue, refusing at once
+// one that could not be served within maxWait.
+func (g *Gate) admit() error {
+	limit := int64(g.concurrency + g.queue)
 	for {
-		n := g.waiting.Load()
-		if n >= int64(g.queue) {
+		n := g.inGate.Load()
+		if n >= limit {
 			return BusyError()
 		}
-		// A caller with n callers ahead of it waits at least about
-		// n/concurrency full runs; if that is already beyond maxWait it
-		// would only wait to be refused, so refuse it now.
-		if avg := g.avgNanos.Load(); avg > 0 && n > 0 {
-			expected := time.Duration(avg * n / int64(g.concurrency))
-			if expected > g.maxWait {
+		// A caller with `ahead` callers already waiting before it waits at
+		// least about ahead/concurrency full runs; if that is already
+		// beyond maxWait it would only wait to be refused, so refuse it now.
+		if ahead := n - int64(g.concurrency); ahead > 0 {
+			if avg := g.avgNanos.Load(); avg > 0 && time.Duration(avg*ahead/int64(g.concurrency)) > g.maxWait {
 				return BusyError()
 			}
 		}
-		if g.waiting.CompareAndSwap(n, n+1) {
-			break
+		if g.inGate.CompareAndSwap(n, n+1) {
+			return nil
 		}
 	}
-	defer g.waiting.Add(-1)
+}
 
+// wait blocks until a slot is free, at most maxWait.
+func (g *Gate) wait(ctx context.Context) error {
 	timer := time.NewTimer(g.maxWait)
 	defer timer.Stop()
 	select {
@@ -162,5 +174,10 @@ func (g *Gate) observe(d time.Duration) {
 
 // Stats returns how many functions are running and how many callers wait.
 func (g *Gate) Stats() (running, waiting int) {
-	return len(g.sem), int(g.waiting.Load())
+	running = len(g.sem)
+	waiting = int(g.inGate.Load()) - running
+	if waiting < 0 {
+		waiting = 0
+	}
+	return running, waiting
 }
