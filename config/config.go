@@ -101,6 +101,10 @@ type Config struct {
 	WebAuthnRPName  string `yaml:"webauthn_rp_name" env:"LATCH_WEBAUTHN_RP_NAME"`
 	WebAuthnOrigins string `yaml:"webauthn_origins" env:"LATCH_WEBAUTHN_ORIGINS"`
 
+	// PprofAddr, when set, serves Go's profiling endpoints on a separate
+	// loopback listener (never on the public address).
+	PprofAddr string `yaml:"pprof_addr" env:"LATCH_PPROF_ADDR"`
+
 	IPRateLimit float64 `yaml:"ip_rate_limit" env:"LATCH_IP_RATE_LIMIT"`
 	IPRateBurst int     `yaml:"ip_rate_burst" env:"LATCH_IP_RATE_BURST"`
 }
@@ -366,6 +370,12 @@ func (c *Config) finish() error {
 	}
 	if c.HashQueue < 0 {
 		return bad("LATCH_HASH_QUEUE", "must be 0 (2 × concurrency) or more, got %d", c.HashQueue)
+	}
+	if c.PprofAddr != "" {
+		host, _, err := net.SplitHostPort(c.PprofAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return bad("LATCH_PPROF_ADDR", "must be a loopback host:port such as 127.0.0.1:6060, got %q", c.PprofAddr)
+		}
 	}
 	if c.IPRateLimit < 0 {
 		return bad("LATCH_IP_RATE_LIMIT", "must be 0 (off) or more, got %v", c.IPRateLimit)

@@ -172,6 +172,14 @@ func (g *Gate) observe(d time.Duration) {
 	g.avgNanos.Store(old + (int64(d)-old)/8)
 }
 
+// Full reports whether a caller arriving now would be refused for want of
+// room. It is a hint, not a reservation: it lets callers skip expensive
+// preparation (database writes) for a request the gate would refuse anyway,
+// so a flood of refusals stays cheap and does not slow the admitted work.
+func (g *Gate) Full() bool {
+	return g.inGate.Load() >= int64(g.concurrency+g.queue)
+}
+
 // Stats returns how many functions are running and how many callers wait.
 func (g *Gate) Stats() (running, waiting int) {
 	running = len(g.sem)

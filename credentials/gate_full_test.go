@@ -34,3 +34,30 @@ func TestGateAdmitsExactlyConcurrencyPlusQueue(t *testing.T) {
 		t.Fatalf("gate not empty afterwards: %d running, %d waiting", r, w)
 	}
 }
+
+// Full tells, without reserving anything, that a newcomer would be refused.
+func TestGateFullHint(t *testing.T) {
+	g := NewGate(1, 1, time.Second)
+	if g.Full() {
+		t.Fatal("an empty gate reports full")
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	go g.Do(context.Background(), func() { close(started); <-release })
+	<-started
+	waiting := make(chan error, 1)
+	go func() { waiting <- g.Do(context.Background(), func() {}) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for !g.Full() {
+		if time.Now().After(deadline) {
+			t.Fatal("a gate with one running and one waiting caller does not report full")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+	if g.Full() {
+		t.Fatal("a drained gate reports full")
+	}
+}

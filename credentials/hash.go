@@ -103,6 +103,11 @@ func (h *Hasher) Params() Argon2Params { return h.params }
 // Gate returns the admission gate the hasher runs through (nil if none).
 func (h *Hasher) Gate() *Gate { return h.gate }
 
+// Saturated reports whether the hashing gate is full right now (a hint):
+// callers refuse with BusyError before doing work for a hash that would
+// not be admitted.
+func (h *Hasher) Saturated() bool { return h.gate != nil && h.gate.Full() }
+
 func (h *Hasher) run(ctx context.Context, fn func()) error {
 	if h.gate == nil {
 		if err := ctx.Err(); err != nil {

@@ -143,6 +143,11 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	if err != nil {
 		return nil, "", err
 	}
+	// Under overload, refuse before any database work: a refusal must be
+	// cheap, or the flood of them slows the requests that were admitted.
+	if e.hasher.Saturated() {
+		return nil, "", credentials.BusyError()
+	}
 	key := identifierKey(id.Type, normalized)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {

@@ -99,6 +99,14 @@ func run(db, dsn string, d time.Duration, nUsers int) error {
 	before := srv.CPUNow()
 	sat := load.Closed(ctx, clients, d, b.authenticate)
 	used := srv.CPUNow().Sub(before)
+	// This machine's hash rate drifts between runs (shared CPUs), so the
+	// raw rate is measured again right after saturation and the higher of
+	// the two is the yardstick: the ratio can only be understated.
+	rawAfter := credentials.MeasureHashRate(params, runtime.NumCPU(), d)
+	if rawAfter > raw {
+		raw = rawAfter
+	}
+	fmt.Printf("raw argon2id rate again, after saturation:  %8.1f hashes/s (yardstick: %.1f)\n", rawAfter, raw)
 	fmt.Printf("saturation (%d clients):                     %8.1f authentications/s = %.1f%% of raw (target ≥ 90%%)   [%s]\n",
 		clients, sat.Rate(200), 100*sat.Rate(200)/raw, sat.Statuses())
 	if n := float64(sat.Count(200)); n > 0 {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"syscall"
 	"time"
@@ -42,6 +44,9 @@ func (c *cli) serveCmd() *cobra.Command {
 				log.Error("automatic key rotation failed", slog.String("error", err.Error()))
 			})
 			go svc.RunHousekeeping(ctx, log, time.Hour)
+			if cfg.PprofAddr != "" {
+				go servePprof(ctx, cfg.PprofAddr, log)
+			}
 			log.Info("latch listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer),
 				slog.String("database", string(svc.DB.Dialect)), slog.String("env", cfg.Env))
 			return svc.NewServer(log).Serve(ctx, ln)
@@ -81,4 +86,23 @@ func ctxOf(cmd *cobra.Command) context.Context {
 		return cmd.Context()
 	}
 	return context.Background()
+}
+
+// servePprof exposes net/http/pprof on a loopback address of its own, for
+// profiling a live server without publishing the endpoints.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	log.Info("pprof listening", slog.String("addr", addr))
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Error("pprof listener failed", slog.String("error", err.Error()))
+	}
 }
