@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -33,6 +34,75 @@ func interactionHandle(c echo.Context) string {
 // experienceMeta is the session metadata of an Experience API call.
 func experienceMeta(c echo.Context) experience.SessionMeta {
 	return experience.SessionMeta{ClientID: clientToken(c).ClientID, IPAddress: c.RealIP(), UserAgent: c.Request().UserAgent()}
+}
+
+// step is what every Experience API call acts on: the request's context,
+// its interaction handle, the calling client and where the request came from.
+type step struct {
+	ctx    context.Context
+	handle string
+	client string
+	meta   experience.SessionMeta
+}
+
+func stepOf(c echo.Context) step {
+	return step{ctx: c.Request().Context(), handle: interactionHandle(c), client: clientToken(c).ClientID, meta: experienceMeta(c)}
+}
+
+// recordID is a step's answer that is a verification record's id.
+type recordID string
+
+// recordOf adapts an engine call that returns a record id.
+func recordOf(id string, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return recordID(id), nil
+}
+
+// body allocates a request body of type T for expRoute.
+func body[T any, P interface {
+	*T
+	validator
+}]() P {
+	return P(new(T))
+}
+
+// expRoute builds an Experience API handler for a step with a JSON body:
+// bind and validate it, run the engine step, render its answer.
+func expRoute[R validator](newReq func() R, run func(step, R) (any, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := newReq()
+		if err := bindJSON(c, req); err != nil {
+			return err
+		}
+		out, err := run(stepOf(c), req)
+		return renderStep(c, out, err)
+	}
+}
+
+// expCall is expRoute for steps without a body.
+func expCall(run func(step) (any, error)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		out, err := run(stepOf(c))
+		return renderStep(c, out, err)
+	}
+}
+
+// renderStep answers a record id as {"verificationId": …}, another value
+// as JSON, and nothing as 204.
+func renderStep(c echo.Context, out any, err error) error {
+	if err != nil {
+		return err
+	}
+	switch v := out.(type) {
+	case nil:
+		return c.NoContent(http.StatusNoContent)
+	case recordID:
+		return c.JSON(http.StatusOK, map[string]string{"verificationId": string(v)})
+	default:
+		return c.JSON(http.StatusOK, v)
+	}
 }
 
 type identifierBody struct {
@@ -97,28 +167,13 @@ func (a *App) initInteraction(c echo.Context) error {
 }
 
 // updateInteractionEvent is PUT /api/experience/interaction-event.
-func (a *App) updateInteractionEvent(c echo.Context) error {
-	var req eventRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	if err := a.engine.SetInteractionEvent(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.InteractionEvent); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+func (a *App) updateInteractionEvent(x step, req *eventRequest) (any, error) {
+	return nil, a.engine.SetInteractionEvent(x.ctx, x.handle, x.client, req.InteractionEvent)
 }
 
 // getInteraction is GET /api/experience/interaction.
-func (a *App) getInteraction(c echo.Context) error {
-	view, err := a.engine.Interaction(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, view)
-}
-
-func verificationID(c echo.Context, id string) error {
-	return c.JSON(http.StatusOK, map[string]string{"verificationId": id})
+func (a *App) getInteraction(x step) (any, error) {
+	return a.engine.Interaction(x.ctx, x.handle, x.client)
 }
 
 type passwordVerificationRequest struct {
@@ -135,17 +190,8 @@ func (r *passwordVerificationRequest) validate() []fault.Detail {
 }
 
 // passwordVerification is POST /api/experience/verification/password.
-func (a *App) passwordVerification(c echo.Context) error {
-	var req passwordVerificationRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.AddPasswordVerification(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
-		req.Identifier.identifier(), req.Password, experienceMeta(c))
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) passwordVerification(x step, req *passwordVerificationRequest) (any, error) {
+	return recordOf(a.engine.AddPasswordVerification(x.ctx, x.handle, x.client, req.Identifier.identifier(), req.Password, x.meta))
 }
 
 type sendCodeRequest struct {
@@ -165,17 +211,8 @@ func (r *sendCodeRequest) validate() []fault.Detail {
 }
 
 // sendCode is POST /api/experience/verification/verification-code.
-func (a *App) sendCode(c echo.Context) error {
-	var req sendCodeRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.SendVerificationCode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
-		req.Identifier.identifier(), req.InteractionEvent)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) sendCode(x step, req *sendCodeRequest) (any, error) {
+	return recordOf(a.engine.SendVerificationCode(x.ctx, x.handle, x.client, req.Identifier.identifier(), req.InteractionEvent))
 }
 
 type verifyCodeRequest struct {
@@ -195,17 +232,8 @@ func (r *verifyCodeRequest) validate() []fault.Detail {
 }
 
 // verifyCode is POST /api/experience/verification/verification-code/verify.
-func (a *App) verifyCode(c echo.Context) error {
-	var req verifyCodeRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.VerifyVerificationCode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
-		req.VerificationID, req.Identifier.identifier(), req.Code)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) verifyCode(x step, req *verifyCodeRequest) (any, error) {
+	return recordOf(a.engine.VerifyVerificationCode(x.ctx, x.handle, x.client, req.VerificationID, req.Identifier.identifier(), req.Code))
 }
 
 type newPasswordIdentityRequest struct {
@@ -222,17 +250,8 @@ func (r *newPasswordIdentityRequest) validate() []fault.Detail {
 }
 
 // newPasswordIdentity is POST /api/experience/verification/new-password-identity.
-func (a *App) newPasswordIdentity(c echo.Context) error {
-	var req newPasswordIdentityRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.AddNewPasswordIdentity(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
-		req.Identifier.identifier(), req.Password)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) newPasswordIdentity(x step, req *newPasswordIdentityRequest) (any, error) {
+	return recordOf(a.engine.AddNewPasswordIdentity(x.ctx, x.handle, x.client, req.Identifier.identifier(), req.Password))
 }
 
 type identificationRequest struct {
@@ -293,19 +312,12 @@ func (r *profileBody) validate() []fault.Detail {
 }
 
 // addProfile is POST /api/experience/profile.
-func (a *App) addProfile(c echo.Context) error {
-	var req profileBody
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
+func (a *App) addProfile(x step, req *profileBody) (any, error) {
 	in := experience.ProfileInput{Type: req.Type, Value: req.Value, VerificationID: req.VerificationID}
 	if req.Values != nil {
 		in.Name, in.CustomData = req.Values.Name, req.Values.CustomData
 	}
-	if err := a.engine.AddProfile(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, in); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+	return nil, a.engine.AddProfile(x.ctx, x.handle, x.client, in)
 }
 
 type resetPasswordBody struct {
@@ -320,15 +332,8 @@ func (r *resetPasswordBody) validate() []fault.Detail {
 }
 
 // resetProfilePassword is PUT /api/experience/profile/password.
-func (a *App) resetProfilePassword(c echo.Context) error {
-	var req resetPasswordBody
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	if err := a.engine.ResetPasswordInInteraction(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.Password); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+func (a *App) resetProfilePassword(x step, req *resetPasswordBody) (any, error) {
+	return nil, a.engine.ResetPasswordInInteraction(x.ctx, x.handle, x.client, req.Password)
 }
 
 // submitInteraction is POST /api/experience/submit.

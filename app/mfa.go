@@ -16,12 +16,8 @@ import (
 // pending sessions (/v1, DESIGN §2.3).
 
 // totpSecret is POST /api/experience/verification/totp/secret.
-func (a *App) totpSecret(c echo.Context) error {
-	out, err := a.engine.CreateTOTPSecret(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
+func (a *App) totpSecret(x step) (any, error) {
+	return a.engine.CreateTOTPSecret(x.ctx, x.handle, x.client)
 }
 
 type totpVerifyRequest struct {
@@ -38,25 +34,13 @@ func (r *totpVerifyRequest) validate() []fault.Detail {
 }
 
 // totpVerify is POST /api/experience/verification/totp/verify.
-func (a *App) totpVerify(c echo.Context) error {
-	var req totpVerifyRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.VerifyTOTP(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.VerificationID, req.Code)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) totpVerify(x step, req *totpVerifyRequest) (any, error) {
+	return recordOf(a.engine.VerifyTOTP(x.ctx, x.handle, x.client, req.VerificationID, req.Code))
 }
 
 // backupCodesGenerate is POST /api/experience/verification/backup-code/generate.
-func (a *App) backupCodesGenerate(c echo.Context) error {
-	out, err := a.engine.GenerateBackupCodes(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
+func (a *App) backupCodesGenerate(x step) (any, error) {
+	return a.engine.GenerateBackupCodes(x.ctx, x.handle, x.client)
 }
 
 type codeOnlyRequest struct {
@@ -71,16 +55,8 @@ func (r *codeOnlyRequest) validate() []fault.Detail {
 }
 
 // backupCodeVerify is POST /api/experience/verification/backup-code/verify.
-func (a *App) backupCodeVerify(c echo.Context) error {
-	var req codeOnlyRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.VerifyBackupCode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.Code)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) backupCodeVerify(x step, req *codeOnlyRequest) (any, error) {
+	return recordOf(a.engine.VerifyBackupCode(x.ctx, x.handle, x.client, req.Code))
 }
 
 // identifierTypes are the spellings seed 001 accepts.
@@ -108,44 +84,27 @@ func (r *mfaCodeRequest) validate() []fault.Detail {
 }
 
 // mfaCodeSend is POST /api/experience/verification/mfa-verification-code.
-func (a *App) mfaCodeSend(c echo.Context) error {
-	var req mfaCodeRequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.SendMFACode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.IdentifierType)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) mfaCodeSend(x step, req *mfaCodeRequest) (any, error) {
+	return recordOf(a.engine.SendMFACode(x.ctx, x.handle, x.client, req.IdentifierType))
 }
 
 // mfaCodeVerify is POST /api/experience/verification/mfa-verification-code/verify.
-func (a *App) mfaCodeVerify(c echo.Context) error {
-	req := mfaCodeRequest{verify: true}
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	id, err := a.engine.VerifyMFACode(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
-		req.VerificationID, req.IdentifierType, req.Code)
-	if err != nil {
-		return err
-	}
-	return verificationID(c, id)
+func (a *App) mfaCodeVerify(x step, req *mfaCodeRequest) (any, error) {
+	return recordOf(a.engine.VerifyMFACode(x.ctx, x.handle, x.client, req.VerificationID, req.IdentifierType, req.Code))
 }
 
 // webAuthnStart serves the registration and authentication option routes.
-func (a *App) webAuthnStart(register bool) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		out, err := a.engine.StartWebAuthn(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, register)
+func (a *App) webAuthnStart(register bool) func(step) (any, error) {
+	return func(x step) (any, error) {
+		out, err := a.engine.StartWebAuthn(x.ctx, x.handle, x.client, register)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		key := "authenticationOptions"
 		if register {
 			key = "registrationOptions"
 		}
-		return c.JSON(http.StatusOK, map[string]any{"verificationId": out.VerificationID, key: out.Options})
+		return map[string]any{"verificationId": out.VerificationID, key: out.Options}, nil
 	}
 }
 
@@ -165,18 +124,9 @@ func (r *webAuthnVerifyRequest) validate() []fault.Detail {
 }
 
 // webAuthnVerify serves the registration and authentication verify routes.
-func (a *App) webAuthnVerify(register bool) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		var req webAuthnVerifyRequest
-		if err := bindJSON(c, &req); err != nil {
-			return err
-		}
-		id, err := a.engine.FinishWebAuthn(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID,
-			req.VerificationID, register, req.Payload)
-		if err != nil {
-			return err
-		}
-		return verificationID(c, id)
+func (a *App) webAuthnVerify(register bool) func(step, *webAuthnVerifyRequest) (any, error) {
+	return func(x step, req *webAuthnVerifyRequest) (any, error) {
+		return recordOf(a.engine.FinishWebAuthn(x.ctx, x.handle, x.client, req.VerificationID, register, req.Payload))
 	}
 }
 
@@ -198,23 +148,13 @@ func (r *bindMFARequest) validate() []fault.Detail {
 }
 
 // bindMFA is POST /api/experience/profile/mfa.
-func (a *App) bindMFA(c echo.Context) error {
-	var req bindMFARequest
-	if err := bindJSON(c, &req); err != nil {
-		return err
-	}
-	if err := a.engine.BindMFA(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.Type, req.VerificationID); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+func (a *App) bindMFA(x step, req *bindMFARequest) (any, error) {
+	return nil, a.engine.BindMFA(x.ctx, x.handle, x.client, req.Type, req.VerificationID)
 }
 
 // skipMFA is POST /api/experience/profile/mfa/mfa-skipped.
-func (a *App) skipMFA(c echo.Context) error {
-	if err := a.engine.SkipMFA(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID); err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+func (a *App) skipMFA(x step) (any, error) {
+	return nil, a.engine.SkipMFA(x.ctx, x.handle, x.client)
 }
 
 // mfaAuthenticateRequest is the body of the /v1 MFA completion routes.
