@@ -54,6 +54,20 @@ var amrOfFactor = map[string]string{
 // lock that factor, never password sign-in.
 func factorKey(userID, factor string) string { return userKey(userID) + ":" + factor }
 
+// identifiedInteraction loads an interaction and its identified user (or
+// 404 identifier_not_found): the precondition of every MFA step.
+func (e *Engine) identifiedInteraction(ctx context.Context, handle, clientID string) (*Interaction, *User, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return nil, nil, err
+	}
+	user, err := e.identifiedUser(ctx, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in, user, nil
+}
+
 // identifiedUser loads the interaction's user, or 404 identifier_not_found.
 func (e *Engine) identifiedUser(ctx context.Context, in *Interaction) (*User, error) {
 	if in.UserID == "" {
@@ -117,11 +131,7 @@ type TOTPSecret struct {
 
 // CreateTOTPSecret starts binding a new TOTP authenticator.
 func (e *Engine) CreateTOTPSecret(ctx context.Context, handle, clientID string) (*TOTPSecret, error) {
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return nil, err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	_, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return nil, err
 	}
@@ -148,11 +158,7 @@ func (e *Engine) CreateTOTPSecret(ctx context.Context, handle, clientID string) 
 // VerifyTOTP checks a TOTP code: against a new secret's record (binding),
 // or, without a record, against the user's enrolled authenticator (MFA).
 func (e *Engine) VerifyTOTP(ctx context.Context, handle, clientID, recordID, code string) (string, error) {
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return "", err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	in, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return "", err
 	}
@@ -257,11 +263,7 @@ type BackupCodes struct {
 
 // GenerateBackupCodes creates a set of backup codes to bind.
 func (e *Engine) GenerateBackupCodes(ctx context.Context, handle, clientID string) (*BackupCodes, error) {
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return nil, err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	_, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return nil, err
 	}
@@ -280,11 +282,7 @@ func (e *Engine) GenerateBackupCodes(ctx context.Context, handle, clientID strin
 
 // VerifyBackupCode spends one of the user's backup codes as MFA.
 func (e *Engine) VerifyBackupCode(ctx context.Context, handle, clientID, code string) (string, error) {
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return "", err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	_, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return "", err
 	}
@@ -349,11 +347,7 @@ func mfaChannelEnabled(s Settings, idType string) error {
 
 // SendMFACode sends a one-time code to the user's bound email or phone.
 func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierType string) (string, error) {
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return "", err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	_, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return "", err
 	}
@@ -464,11 +458,7 @@ func (e *Engine) StartWebAuthn(ctx context.Context, handle, clientID string, reg
 	if e.webauthn == nil {
 		return nil, fault.New(CodeFactorNotEnabled, http.StatusBadRequest, "WebAuthn is not configured.")
 	}
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return nil, err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	_, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return nil, err
 	}
@@ -506,11 +496,7 @@ func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID 
 	if e.webauthn == nil {
 		return "", fault.New(CodeFactorNotEnabled, http.StatusBadRequest, "WebAuthn is not configured.")
 	}
-	in, err := e.interactions.load(ctx, handle, clientID)
-	if err != nil {
-		return "", err
-	}
-	user, err := e.identifiedUser(ctx, in)
+	in, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return "", err
 	}
