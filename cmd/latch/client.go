@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/latch-dev/latch/app"
+
 	"github.com/latch-dev/latch/token"
 )
 
@@ -28,12 +30,7 @@ func (c *cli) clientCmd() *cobra.Command {
 		Use:   "create",
 		Short: "Create a client and print its secret (shown once)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			client, secret, err := svc.Tokens.Clients.Create(ctxOf(cmd), token.NewClient{
 				Name: name, Scopes: strings.Fields(strings.ReplaceAll(scopes, ",", " ")), GrantTypes: splitList(grants), Resources: splitList(resources),
 				EnforceMFA: &enforceMFA,
@@ -45,7 +42,7 @@ func (c *cli) clientCmd() *cobra.Command {
 				fmt.Fprintf(w, "client_id:     %s\nclient_secret: %s\nscopes:        %s\n(store the secret now: it is not shown again)\n",
 					client.ID, secret, strings.Join(client.Scopes, " "))
 			})
-		},
+		}),
 	}
 	create.Flags().StringVar(&name, "name", "", "display name (required)")
 	create.Flags().StringVar(&scopes, "scope", "", `space-separated scopes, e.g. "auth:execute users:read users:write"`)
@@ -58,12 +55,7 @@ func (c *cli) clientCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List clients",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			clients, err := svc.Tokens.Clients.List(ctxOf(cmd))
 			if err != nil {
 				return err
@@ -76,36 +68,26 @@ func (c *cli) clientCmd() *cobra.Command {
 				}
 				tw.Flush()
 			})
-		},
+		}),
 	}
 
 	del := &cobra.Command{
 		Use:   "delete CLIENT_ID",
 		Short: "Delete a client",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			if err := svc.Tokens.Clients.Delete(ctxOf(cmd), args[0]); err != nil {
 				return err
 			}
 			return c.print(map[string]any{"deleted": args[0]}, func(w io.Writer) { fmt.Fprintln(w, "deleted", args[0]) })
-		},
+		}),
 	}
 
 	rotate := &cobra.Command{
 		Use:   "rotate-secret CLIENT_ID",
 		Short: "Replace a client's secret and print the new one",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			client, secret, err := svc.Tokens.Clients.RotateSecret(ctxOf(cmd), args[0])
 			if err != nil {
 				return err
@@ -113,7 +95,7 @@ func (c *cli) clientCmd() *cobra.Command {
 			return c.print(clientWithSecret{client, secret}, func(w io.Writer) {
 				fmt.Fprintf(w, "client_id:     %s\nclient_secret: %s\n", client.ID, secret)
 			})
-		},
+		}),
 	}
 	cmd.AddCommand(create, list, del, rotate)
 	return cmd

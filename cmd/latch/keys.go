@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/latch-dev/latch/app"
 )
 
 func (c *cli) keysCmd() *cobra.Command {
@@ -14,12 +16,7 @@ func (c *cli) keysCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List signing keys and their states",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			keys, err := svc.Tokens.Keys.List(ctxOf(cmd))
 			if err != nil {
 				return err
@@ -32,18 +29,13 @@ func (c *cli) keysCmd() *cobra.Command {
 				}
 				tw.Flush()
 			})
-		},
+		}),
 	}
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Activate the next signing key now (tokens signed before keep verifying until they expire)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			if _, err := svc.Tokens.Keys.Rotate(ctxOf(cmd), 0); err != nil {
 				return err
 			}
@@ -60,7 +52,7 @@ func (c *cli) keysCmd() *cobra.Command {
 			return c.print(map[string]any{"active_kid": active, "keys": keys}, func(w io.Writer) {
 				fmt.Fprintln(w, "rotated; active key is now", active)
 			})
-		},
+		}),
 	}
 	cmd.AddCommand(list, rotate)
 	return cmd

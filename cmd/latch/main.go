@@ -76,6 +76,20 @@ func (c *cli) open(ctx context.Context) (*app.Services, error) {
 	return app.Open(ctx, cfg, log, cfg.AutoMigrate)
 }
 
+// withServices wraps a command body that needs the domain services: it
+// opens them (config, database, migrations as configured), runs fn and
+// closes them.
+func (c *cli) withServices(fn func(cmd *cobra.Command, svc *app.Services, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		svc, err := c.open(ctxOf(cmd))
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		return fn(cmd, svc, args)
+	}
+}
+
 func warnGeneratedKey(log *slog.Logger, cfg config.Config) {
 	if cfg.SecretKeyGenerated {
 		log.Warn("generated a development secret key; set LATCH_SECRET_KEY in production",

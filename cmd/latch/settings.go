@@ -18,25 +18,20 @@ func (c *cli) settingsCmd() *cobra.Command {
 		Use:   "show",
 		Short: "Print the current settings as JSON",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			s, err := svc.Engine.Settings.Get(ctxOf(cmd))
 			if err != nil {
 				return err
 			}
 			return c.printSettings(s, svc)
-		},
+		}),
 	}
 	var file string
 	set := &cobra.Command{
 		Use:   "set --file PATCH.json",
 		Short: "Merge a JSON patch (RFC 7396) into the settings; prints the result",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			var raw []byte
 			var err error
 			if file == "-" {
@@ -47,17 +42,12 @@ func (c *cli) settingsCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read %s: %w", file, err)
 			}
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
 			s, err := svc.Engine.Settings.Patch(ctxOf(cmd), raw)
 			if err != nil {
 				return err
 			}
 			return c.printSettings(s, svc)
-		},
+		}),
 	}
 	set.Flags().StringVar(&file, "file", "", "path of the JSON patch (- for standard input)")
 	_ = set.MarkFlagRequired("file")

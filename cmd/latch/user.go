@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/latch-dev/latch/app"
+
 	"github.com/latch-dev/latch/experience"
 )
 
@@ -22,16 +24,11 @@ func (c *cli) userCmd() *cobra.Command {
 		Long: `Create a user. The password is read from --password-file or standard input
 (--password-stdin), never from a flag, so it does not end up in shell history.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			password, err := readSecret(cmd.InOrStdin(), passwordFile, passwordStdin)
 			if err != nil {
 				return err
 			}
-			svc, err := c.open(ctxOf(cmd))
-			if err != nil {
-				return err
-			}
-			defer svc.Close()
 			in := experience.NewUser{Password: password, Temporary: forceReplace}
 			for flag, dst := range map[string]**string{"username": &in.Username, "email": &in.Email, "phone": &in.Phone, "name": &in.Name} {
 				if cmd.Flags().Changed(flag) {
@@ -46,7 +43,7 @@ func (c *cli) userCmd() *cobra.Command {
 			return c.print(user, func(w io.Writer) {
 				fmt.Fprintf(w, "user_id: %s\n", user.ID)
 			})
-		},
+		}),
 	}
 	create.Flags().StringVar(&username, "username", "", "username")
 	create.Flags().StringVar(&email, "email", "", "primary email")
