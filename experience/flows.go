@@ -288,7 +288,8 @@ func codeMethodEnabled(s Settings, purpose, idType string) error {
 	case EventRegisterFlow:
 		// A registration may prove an address whether it is the required
 		// identifier or extra profile; identification checks the rules.
-		ok = true
+		// With registration closed, no code goes out for it at all.
+		ok = eventOpen(s, EventRegisterFlow)
 	case EventForgotPasswordFlow:
 		ok = (idType == IdentifierEmail && s.ForgotPassword.Email) || (idType == IdentifierPhone && s.ForgotPassword.Phone)
 	}

@@ -710,6 +710,8 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 				return fault.New(CodeTOTPInUse, http.StatusUnprocessableEntity, "The user already has a TOTP authenticator.")
 			case FactorWebAuthn:
 				return fault.New(CodeWebAuthnFailed, http.StatusBadRequest, "The WebAuthn credential is already registered.")
+			case FactorBackupCode:
+				return fault.New(CodeInteractionConflict, http.StatusConflict, "Another request replaced the backup codes at the same time; generate new ones.")
 			}
 		}
 		return fmt.Errorf("experience: bind mfa: %w", err)
@@ -902,6 +904,9 @@ func (e *Engine) SendSessionOTP(ctx context.Context, sessionID, channel string, 
 	user, err := e.Users.Get(ctx, sess.UserID)
 	if err != nil {
 		return err
+	}
+	if user.Suspended {
+		return errSuspended
 	}
 	id, err := mfaCodeIdentifier(user, channel)
 	if err != nil {

@@ -144,5 +144,8 @@ CREATE INDEX backup_codes_factor ON backup_codes (factor_id);
 		{ID: "experience/0007_mfa_one_totp", SQL: `
 CREATE UNIQUE INDEX mfa_factors_one_totp ON mfa_factors (user_id) WHERE type = 'totp';
 `},
+		{ID: "experience/0008_mfa_one_backup_set", SQL: `
+CREATE UNIQUE INDEX mfa_factors_one_backup_set ON mfa_factors (user_id) WHERE type = 'backup_code';
+`},
 	}
 }
