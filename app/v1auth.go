@@ -189,14 +189,12 @@ func (a *App) revokeUserSessions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ids, err := a.engine.Sessions.RevokeUser(ctx, user.ID)
-	if err != nil {
+	if _, err := a.engine.Sessions.RevokeUser(ctx, user.ID); err != nil {
 		return err
 	}
 	if err := a.tokens.RevokeUserTokens(ctx, user.ID); err != nil {
 		return err
 	}
-	_ = ids
 	return c.NoContent(http.StatusNoContent)
 }
 
