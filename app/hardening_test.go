@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/latch-dev/latch/app/apptest"
 )
@@ -64,6 +65,42 @@ func TestConcurrentBackupRegenerationKeepsOneSet(t *testing.T) {
 		}
 		if sets != 1 {
 			t.Fatalf("%d backup-code sets after concurrent regeneration: %s", sets, list)
+		}
+	})
+}
+
+// Silent re-authentication extends a session's sliding expiry, but writes
+// it at most once a minute: a stale session is extended, a fresh one is
+// left alone.
+func TestSessionReauthenticationExtendsStaleSessions(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := v1Start(t, b)
+		_, username, password := f.newUser(t)
+		sid := f.signIn(t, username, password).Str("session_id")
+		expiry := func() time.Time {
+			var at time.Time
+			if err := f.Services.DB.Raw("SELECT expires_at FROM sessions WHERE id = ?", sid).Row().Scan(&at); err != nil {
+				t.Fatal(err)
+			}
+			return at.UTC()
+		}
+		reauth := func() {
+			if res := f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok, map[string]any{"session_id": sid}); res.Status != http.StatusOK {
+				t.Fatalf("session/authenticate: %s", res)
+			}
+		}
+		fresh := expiry()
+		reauth()
+		if got := expiry(); !got.Equal(fresh) {
+			t.Fatalf("a fresh session was rewritten: %v -> %v", fresh, got)
+		}
+		old := time.Now().UTC().Add(-2 * time.Minute)
+		if err := f.Services.DB.Exec("UPDATE sessions SET updated_at = ?, expires_at = ? WHERE id = ?", old, old.Add(time.Hour), sid).Error; err != nil {
+			t.Fatal(err)
+		}
+		reauth()
+		if got := expiry(); !got.After(old.Add(time.Hour)) {
+			t.Fatalf("a stale session was not extended: expires %v", got)
 		}
 	})
 }
