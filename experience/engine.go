@@ -458,19 +458,12 @@ func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID, orgID str
 // be allowed to sign in. It does not extend the session (refreshing tokens
 // is not an authentication).
 func (e *Engine) ActiveSession(ctx context.Context, sessionID string) (*SignIn, error) {
-	sess, err := e.Sessions.Get(ctx, sessionID)
+	sess, user, err := e.Sessions.getWithUser(ctx, sessionID)
 	if err != nil {
 		return nil, err
 	}
 	if sess.State != SessionActive {
 		return nil, errSessionNotFound()
-	}
-	user, err := e.Users.Get(ctx, sess.UserID)
-	if err != nil {
-		if fault.Is(err, CodeUserNotFound) {
-			return nil, errSessionNotFound()
-		}
-		return nil, err
 	}
 	if user.Suspended {
 		return nil, errSuspended
