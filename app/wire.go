@@ -87,7 +87,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	}
 	hasher := credentials.NewHasher(credentials.Argon2Params{
 		MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism,
-	}, credentials.NewGate(cfg.HashConcurrency, cfg.HashQueue, cfg.HashQueueWait))
+	}, hashGate(cfg))
 	connectors, err := messaging.New(messaging.Config{
 		Env: cfg.Env, SMTPURL: cfg.SMTPURL, SMTPFrom: cfg.SMTPFrom, SMSWebhookURL: cfg.SMSWebhookURL,
 		SMSWebhookSecret: cfg.SMSWebhookSecret, DevConnector: cfg.DevConnector,
@@ -145,4 +145,13 @@ func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every 
 			}
 		}
 	}
+}
+
+// hashGate builds the hashing admission gate: with LATCH_HASH_QUEUE_WAIT 0
+// (the default) waits adapt to how long hashes take right now.
+func hashGate(cfg config.Config) *credentials.Gate {
+	if cfg.HashQueueWait == 0 {
+		return credentials.NewAdaptiveGate(cfg.HashConcurrency, cfg.HashQueue)
+	}
+	return credentials.NewGate(cfg.HashConcurrency, cfg.HashQueue, cfg.HashQueueWait)
 }

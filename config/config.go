@@ -140,7 +140,7 @@ func Default() Config {
 		Argon2Parallelism:   1,
 		HashConcurrency:     0, // 0 = number of CPUs
 		HashQueue:           0, // 0 = 2 × concurrency
-		HashQueueWait:       2 * time.Second,
+		HashQueueWait:       0, // 0 = adaptive: about 1.5 recent hash times
 		SettingsCacheTTL:    2 * time.Second,
 		IPRateLimit:         0,
 		IPRateBurst:         20,
@@ -334,7 +334,7 @@ func (c *Config) finish() error {
 		{"LATCH_READ_TIMEOUT", c.ReadTimeout, time.Second},
 		{"LATCH_WRITE_TIMEOUT", c.WriteTimeout, time.Second},
 		{"LATCH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0},
-		{"LATCH_HASH_QUEUE_WAIT", c.HashQueueWait, time.Millisecond},
+		{"LATCH_HASH_QUEUE_WAIT", c.HashQueueWait, 0},
 	}
 	for _, d := range durations {
 		if d.d < d.min {

@@ -39,6 +39,9 @@ type Gate struct {
 	concurrency int
 	queue       int
 	maxWait     time.Duration
+	// adaptive bounds each wait by the recent run time instead of maxWait
+	// (which then only caps it): see NewAdaptiveGate.
+	adaptive bool
 
 	// inGate counts callers admitted and not yet done: running plus
 	// waiting. The caller that finishes decrements it itself, so when it
@@ -81,6 +84,36 @@ func NewGate(concurrency, queue int, maxWait time.Duration) *Gate {
 		queue:       queue,
 		maxWait:     maxWait,
 	}
+}
+
+// NewAdaptiveGate is NewGate whose waits are bounded by how long runs take
+// now: a caller may wait about 1.5 average runs (never more than
+// DefaultGateMaxWait). The latency of an admitted caller then stays near
+// 2.5 runs however slow the machine gets under load, and callers who would
+// wait longer are refused at once instead of queueing to be slow.
+func NewAdaptiveGate(concurrency, queue int) *Gate {
+	g := NewGate(concurrency, queue, DefaultGateMaxWait)
+	g.adaptive = true
+	return g
+}
+
+// wait returns the wait bound in force.
+func (g *Gate) waitBound() time.Duration {
+	if !g.adaptive {
+		return g.maxWait
+	}
+	avg := time.Duration(g.avgNanos.Load())
+	if avg <= 0 {
+		return g.maxWait // nothing observed yet
+	}
+	bound := avg * 3 / 2
+	if bound < 5*time.Millisecond {
+		bound = 5 * time.Millisecond
+	}
+	if bound > g.maxWait {
+		bound = g.maxWait
+	}
+	return bound
 }
 
 // Limits returns the effective concurrency, queue length and maximum wait.
@@ -136,7 +169,7 @@ func (g *Gate) admit() error {
 		// least about ahead/concurrency full runs; if that is already
 		// beyond maxWait it would only wait to be refused, so refuse it now.
 		if ahead := n - int64(g.concurrency); ahead > 0 {
-			if avg := g.avgNanos.Load(); avg > 0 && time.Duration(avg*ahead/int64(g.concurrency)) > g.maxWait {
+			if avg := g.avgNanos.Load(); avg > 0 && time.Duration(avg*ahead/int64(g.concurrency)) > g.waitBound() {
 				return BusyError()
 			}
 		}
@@ -148,7 +181,7 @@ func (g *Gate) admit() error {
 
 // wait blocks until a slot is free, at most maxWait.
 func (g *Gate) wait(ctx context.Context) error {
-	timer := time.NewTimer(g.maxWait)
+	timer := time.NewTimer(g.waitBound())
 	defer timer.Stop()
 	select {
 	case g.sem <- struct{}{}:

@@ -10,6 +10,10 @@
 package webauthntest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +57,7 @@ func (a *Authenticator) Register(options []byte) (json.RawMessage, error) {
 			return nil, errors.New("webauthntest: credential already registered (excludeCredentials)")
 		}
 	}
-	cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	cred := virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, p256Key())
 	resp := virtualwebauthn.CreateAttestationResponse(a.RP, a.auth, cred, *opts)
 	a.auth.AddCredential(cred)
 	a.auth.Options.UserHandle = []byte(opts.UserID)
@@ -104,4 +108,25 @@ func (a *Authenticator) Clone() *Authenticator {
 	c.auth.Credentials = append([]virtualwebauthn.Credential(nil), a.auth.Credentials...)
 	c.auth.Options.UserHandle = append([]byte(nil), a.auth.Options.UserHandle...)
 	return &c
+}
+
+// p256Key returns a PKCS#8 P-256 key whose coordinates both take 32 bytes.
+// virtualwebauthn encodes X and Y with big.Int.Bytes, which drops leading
+// zero bytes, and a relying party rightly rejects a COSE key with a short
+// coordinate: about one key in 128 would make a test fail at random.
+func p256Key() []byte {
+	for {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic("webauthntest: " + err.Error())
+		}
+		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			panic("webauthntest: " + err.Error())
+		}
+		return der
+	}
 }
