@@ -189,7 +189,7 @@ func TestBadValuesNameTheirVariable(t *testing.T) {
 		{"LATCH_ARGON2_PARALLELISM", "300", nil},
 		{"LATCH_HASH_CONCURRENCY", "-1", nil},
 		{"LATCH_HASH_QUEUE", "-1", nil},
-		{"LATCH_HASH_QUEUE_WAIT", "0s", nil},
+		{"LATCH_HASH_QUEUE_WAIT", "-1s", nil},
 		{"LATCH_IP_RATE_LIMIT", "-1", nil},
 		{"LATCH_IP_RATE_LIMIT", "ten", nil},
 		{"LATCH_IP_RATE_BURST", "0", nil},
