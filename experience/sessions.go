@@ -260,29 +260,22 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// sessionUserRow is a session joined with its user: one round trip on the
-// hot paths (silent re-authentication, refresh) instead of two.
+// sessionUserRow is a session joined with its user (columns prefixed
+// u_): one round trip on the hot paths (silent re-authentication, refresh)
+// instead of two.
 type sessionUserRow struct {
-	Session           sessionRow `gorm:"embedded"`
-	UID               string     `gorm:"column:u_id"`
-	Username          *string
-	UsernameKey       *string
-	PrimaryEmail      *string
-	PrimaryPhone      *string
-	EmailVerified     bool
-	PhoneVerified     bool
-	Name              string
-	CustomData        string
-	PasswordHash      *string
-	PasswordUpdatedAt *time.Time
-	PasswordExpired   bool
-	PasswordTemporary bool
-	Suspended         bool
-	MFASkipped        bool      `gorm:"column:mfa_skipped"`
-	UCreatedAt        time.Time `gorm:"column:u_created_at"`
-	UUpdatedAt        time.Time `gorm:"column:u_updated_at"`
-	LastSignInAt      *time.Time
+	Session sessionRow `gorm:"embedded"`
+	User    userRow    `gorm:"embedded;embeddedPrefix:u_"`
 }
+
+// userColumns are the users columns, aliased with the u_ prefix.
+const userColumns = `u.id AS u_id, u.username AS u_username, u.username_key AS u_username_key,
+	u.primary_email AS u_primary_email, u.primary_phone AS u_primary_phone, u.email_verified AS u_email_verified,
+	u.phone_verified AS u_phone_verified, u.name AS u_name, u.custom_data AS u_custom_data,
+	u.password_hash AS u_password_hash, u.password_updated_at AS u_password_updated_at,
+	u.password_expired AS u_password_expired, u.password_temporary AS u_password_temporary,
+	u.suspended AS u_suspended, u.mfa_skipped AS u_mfa_skipped, u.created_at AS u_created_at,
+	u.updated_at AS u_updated_at, u.last_sign_in_at AS u_last_sign_in_at`
 
 // getWithUser returns a live session and its user, or session_not_found.
 func (s *Sessions) getWithUser(ctx context.Context, id string) (*Session, *User, error) {
@@ -290,9 +283,7 @@ func (s *Sessions) getWithUser(ctx context.Context, id string) (*Session, *User,
 		return nil, nil, errSessionNotFound()
 	}
 	var rows []sessionUserRow
-	err := s.db.WithContext(ctx).Raw(`SELECT s.*, u.id AS u_id, u.username, u.username_key, u.primary_email, u.primary_phone,
-	u.email_verified, u.phone_verified, u.name, u.custom_data, u.password_hash, u.password_updated_at, u.password_expired,
-	u.password_temporary, u.suspended, u.mfa_skipped, u.created_at AS u_created_at, u.updated_at AS u_updated_at, u.last_sign_in_at
+	err := s.db.WithContext(ctx).Raw(`SELECT s.*, `+userColumns+`
 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id).Scan(&rows).Error
 	if err != nil {
 		return nil, nil, fmt.Errorf("experience: get session: %w", err)
@@ -305,10 +296,5 @@ FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id).Scan(&rows
 	if !sess.Live(s.now()) {
 		return nil, nil, errSessionNotFound()
 	}
-	u := userRow{ID: r.UID, Username: r.Username, UsernameKey: r.UsernameKey, PrimaryEmail: r.PrimaryEmail,
-		PrimaryPhone: r.PrimaryPhone, EmailVerified: r.EmailVerified, PhoneVerified: r.PhoneVerified, Name: r.Name,
-		CustomData: r.CustomData, PasswordHash: r.PasswordHash, PasswordUpdatedAt: r.PasswordUpdatedAt,
-		PasswordExpired: r.PasswordExpired, PasswordTemporary: r.PasswordTemporary, Suspended: r.Suspended,
-		MFASkipped: r.MFASkipped, CreatedAt: r.UCreatedAt, UpdatedAt: r.UUpdatedAt, LastSignInAt: r.LastSignInAt}
-	return sess, u.user(), nil
+	return sess, r.User.user(), nil
 }
