@@ -79,6 +79,7 @@ func (a *App) issue(ctx context.Context, client *token.Client, signIn *experienc
 		Scope:            scope,
 		OrgID:            signIn.Session.OrgID,
 		IDClaims:         profileClaims(signIn.User, plan.idClaims),
+		IDClaimNames:     plan.idClaims,
 		SessionExpiresAt: signIn.Session.ExpiresAt,
 		WithRefresh:      withRefresh && client.HasGrant(token.GrantRefreshToken),
 	})
@@ -167,7 +168,7 @@ func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*u
 	// Sign first: it writes nothing, so if it fails the presented token is
 	// still unconsumed and the client can retry; once the rotation commits,
 	// nothing is left that can fail.
-	resp, err := a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience}, grant.Scope, false)
+	resp, err := a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience, idClaims: grant.IDClaims}, grant.Scope, false)
 	if err != nil {
 		return nil, err
 	}

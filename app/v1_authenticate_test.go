@@ -104,6 +104,15 @@ func TestV1PasswordAuthenticate(t *testing.T) {
 			if c.PhoneNumber != nil {
 				t.Errorf("phone_number %q was not requested", *c.PhoneNumber)
 			}
+			// A refreshed ID token carries the claims requested at sign-in.
+			refreshed := f.call(t, http.MethodPost, "/v1/auth/token/refresh", f.tok, map[string]any{"refresh_token": res.Str("refresh_token")})
+			if refreshed.Status != http.StatusOK {
+				t.Fatalf("refresh: %s", refreshed)
+			}
+			rc := verifyIDToken(t, f.Env, f.client.ID, refreshed.Str("id_token"))
+			if rc.Email == nil || *rc.Email != strings.ToLower(email) || rc.Username == nil || rc.PhoneNumber != nil {
+				t.Errorf("refreshed ID token claims: email %v username %v phone %v", rc.Email, rc.Username, rc.PhoneNumber)
+			}
 
 			// Without a resource the access token is for the issuer.
 			at, hdr := verifyOutside(t, f.Env, res.Str("access_token"), f.Config.Issuer)

@@ -82,5 +82,8 @@ CREATE INDEX refresh_tokens_expires_at ON refresh_tokens (expires_at);
 		{ID: "token/0005_client_enforce_mfa", SQL: `
 ALTER TABLE oauth_clients ADD COLUMN enforce_mfa BOOLEAN NOT NULL DEFAULT TRUE;
 `},
+		{ID: "token/0006_family_id_claims", SQL: `
+ALTER TABLE refresh_families ADD COLUMN id_claims TEXT NOT NULL DEFAULT '';
+`},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -72,6 +73,9 @@ type refreshFamilyRow struct {
 	Audience  string
 	Scope     string
 	OrgID     string
+	// IDClaims are the claim names requested at sign-in (space-separated),
+	// so refreshed ID tokens carry them again.
+	IDClaims  string `gorm:"column:id_claims"`
 	CreatedAt time.Time
 	// ExpiresAt is the absolute bound of every token of the family: the
 	// session's expiry when the family started.
@@ -111,6 +115,7 @@ type refreshView struct {
 	Audience        string
 	Scope           string
 	OrgID           string
+	IDClaims        string
 	FamilyExpiresAt time.Time
 	RevokedAt       *time.Time
 }
@@ -122,7 +127,7 @@ func (v *refreshView) live(now time.Time) bool {
 
 // findRefreshSQL reads a token and its family in one query.
 const findRefreshSQL = `SELECT t.id, t.family_id, t.created_at, t.expires_at, t.used_at,
-	f.client_id, f.user_id, f.session_id, f.audience, f.scope, f.org_id,
+	f.client_id, f.user_id, f.session_id, f.audience, f.scope, f.org_id, f.id_claims,
 	f.expires_at AS family_expires_at, f.revoked_at
 FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
 WHERE t.digest = ?`
@@ -148,8 +153,8 @@ SELECT ?, ?, id, ?, ? FROM family`
 // newFamilyPostgresSQL stores a family and its first token in one statement
 // on PostgreSQL.
 const newFamilyPostgresSQL = `WITH family AS (
-	INSERT INTO refresh_families (id, client_id, user_id, session_id, audience, scope, org_id, created_at, expires_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+	INSERT INTO refresh_families (id, client_id, user_id, session_id, audience, scope, org_id, id_claims, created_at, expires_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
 )
 INSERT INTO refresh_tokens (id, digest, family_id, created_at, expires_at)
 SELECT ?, ?, id, ?, ? FROM family`
@@ -160,6 +165,8 @@ SELECT ?, ?, id, ?, ? FROM family`
 // from InspectRefreshToken can be rotated.
 type RefreshGrant struct {
 	ClientID, UserID, SessionID, FamilyID, Audience, Scope, OrgID string
+	// IDClaims are the ID-token claim names requested at sign-in.
+	IDClaims []string
 	// ExpiresAt is when the presented token expires.
 	ExpiresAt time.Time
 	// FamilyExpiresAt is the family's absolute bound (the session's expiry
@@ -249,7 +256,7 @@ func (s *Service) InspectRefreshToken(ctx context.Context, client *Client, raw s
 		return nil, errInvalidRefresh()
 	}
 	return &RefreshGrant{ClientID: v.ClientID, UserID: v.UserID, SessionID: v.SessionID, FamilyID: v.FamilyID,
-		Audience: v.Audience, Scope: v.Scope, OrgID: v.OrgID, ExpiresAt: v.ExpiresAt,
+		Audience: v.Audience, Scope: v.Scope, OrgID: v.OrgID, IDClaims: strings.Fields(v.IDClaims), ExpiresAt: v.ExpiresAt,
 		FamilyExpiresAt: v.FamilyExpiresAt, tokenID: v.ID}, nil
 }
 
@@ -408,14 +415,14 @@ func (s *Service) newRefreshFamily(ctx context.Context, g UserGrant, audience st
 	}
 	raw := credentials.RandomToken(refreshTokenBytes)
 	fam := refreshFamilyRow{ID: credentials.RandomID(24), ClientID: g.ClientID, UserID: g.UserID, SessionID: g.SessionID,
-		Audience: audience, Scope: g.Scope, OrgID: g.OrgID, CreatedAt: now, ExpiresAt: bound}
+		Audience: audience, Scope: g.Scope, OrgID: g.OrgID, IDClaims: strings.Join(g.IDClaimNames, " "), CreatedAt: now, ExpiresAt: bound}
 	tok := refreshTokenRow{ID: credentials.RandomID(24), Digest: credentials.Digest(raw), FamilyID: fam.ID,
 		CreatedAt: now, ExpiresAt: exp}
 	var err error
 	if s.db.Dialect == store.Postgres {
 		// Both INSERTs as one statement: one round trip, one transaction.
 		res := s.db.WithContext(ctx).Exec(newFamilyPostgresSQL, fam.ID, fam.ClientID, fam.UserID, fam.SessionID,
-			fam.Audience, fam.Scope, fam.OrgID, fam.CreatedAt, fam.ExpiresAt, tok.ID, tok.Digest, tok.CreatedAt, tok.ExpiresAt)
+			fam.Audience, fam.Scope, fam.OrgID, fam.IDClaims, fam.CreatedAt, fam.ExpiresAt, tok.ID, tok.Digest, tok.CreatedAt, tok.ExpiresAt)
 		if err = res.Error; err == nil && res.RowsAffected != 1 {
 			err = fmt.Errorf("stored %d tokens", res.RowsAffected)
 		}

@@ -33,6 +33,10 @@ type UserGrant struct {
 	// (username, email, …, see ParseClaimsRequest). They can never override
 	// the registered claims this package sets.
 	IDClaims map[string]any
+	// IDClaimNames are the claim names the caller asked for (the OIDC
+	// claims parameter); a refresh family keeps them so refreshed ID tokens
+	// carry the same claims.
+	IDClaimNames []string
 	// SessionExpiresAt bounds the refresh token: it never outlives the session.
 	SessionExpiresAt time.Time
 	// WithRefresh starts a new refresh token family for the grant. A
