@@ -74,6 +74,7 @@ func (a *App) routes() {
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
+	e.GET("/openapi.yaml", a.openapi)
 
 	e.GET("/.well-known/openid-configuration", a.discovery)
 	e.GET("/oidc/jwks", a.jwks)
