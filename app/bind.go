@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,4 +136,25 @@ func (f *fields) maxLen(field, v string, n int) {
 	if len(v) > n {
 		f.add(field, "must be at most %d characters", n)
 	}
+}
+
+// hasBody reports whether a request carries a non-empty body, peeking at
+// its first byte when the length is unknown (chunked) without losing it.
+func hasBody(c echo.Context) bool {
+	r := c.Request()
+	switch {
+	case r.ContentLength > 0:
+		return true
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		return false
+	}
+	br := bufio.NewReader(r.Body)
+	if _, err := br.Peek(1); err != nil {
+		return false
+	}
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, r.Body}
+	return true
 }

@@ -267,7 +267,9 @@ func (r *identificationRequest) validate() []fault.Detail {
 // identify is POST /api/experience/identification.
 func (a *App) identify(c echo.Context) error {
 	var req identificationRequest
-	if c.Request().ContentLength != 0 {
+	// The body is optional (Register may identify from the profile alone),
+	// also when it arrives chunked with no Content-Length.
+	if hasBody(c) {
 		if err := bindJSON(c, &req); err != nil {
 			return err
 		}

@@ -1,7 +1,10 @@
 package app_test
 
 import (
+	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,5 +105,40 @@ func TestSessionReauthenticationExtendsStaleSessions(t *testing.T) {
 		if got := expiry(); !got.After(old.Add(time.Hour)) {
 			t.Fatalf("a stale session was not extended: expires %v", got)
 		}
+	})
+}
+
+// A refresh token is only ever presented by its own client, so only that
+// client may introspect it: to others it is inactive and reveals nothing.
+func TestIntrospectingAnotherClientsRefreshTokenRevealsNothing(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := v1Start(t, b)
+		_, username, password := f.newUser(t)
+		rt := f.signIn(t, username, password).Str("refresh_token")
+		if own := f.form(t, "/oidc/token/introspection", f.client, url.Values{"token": {rt}}); own.JSON["active"] != true {
+			t.Fatalf("own refresh token: %s", own)
+		}
+		other := f.CreateClient("auth:execute")
+		res := f.form(t, "/oidc/token/introspection", other, url.Values{"token": {rt}})
+		if res.Status != http.StatusOK || res.JSON["active"] != false || len(res.JSON) != 1 {
+			t.Fatalf("another client's refresh token: %s", res)
+		}
+	})
+}
+
+// The identification body is optional, also when it arrives chunked and
+// empty (no Content-Length).
+func TestIdentificationAcceptsAnEmptyChunkedBody(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := expStart(t, b)
+		x := f.begin(t, "Register", false)
+		req, err := x.request(http.MethodPost, "/api/experience/identification", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Body, req.ContentLength = io.NopCloser(strings.NewReader("")), -1
+		res := f.Do(req)
+		// No profile yet: the documented 422, not a 400 about the body.
+		expWantAPI(t, res, http.StatusUnprocessableEntity, "user.missing_profile")
 	})
 }

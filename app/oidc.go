@@ -116,14 +116,15 @@ func (a *App) introspect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := a.authenticateClient(c, form); err != nil {
+	client, err := a.authenticateClient(c, form)
+	if err != nil {
 		return err
 	}
 	raw := form.Get("token")
 	if raw == "" {
 		return token.OAuthError(token.CodeInvalidRequest, "token is required")
 	}
-	res, err := a.tokens.Introspect(c.Request().Context(), raw, form.Get("token_type_hint"))
+	res, err := a.tokens.Introspect(c.Request().Context(), client, raw, form.Get("token_type_hint"))
 	if err != nil {
 		return err
 	}
@@ -132,6 +133,7 @@ func (a *App) introspect(c echo.Context) error {
 
 // revoke is POST /oidc/token/revocation (RFC 7009).
 func (a *App) revoke(c echo.Context) error {
+	noStore(c)
 	form, err := oauthForm(c)
 	if err != nil {
 		return err

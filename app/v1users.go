@@ -112,8 +112,9 @@ func (a *App) getUser(c echo.Context) error {
 // findUser is GET /v1/users?username=|email=|phone_number=.
 func (a *App) findUser(c echo.Context) error {
 	var id experience.Identifier
-	for param, typ := range map[string]string{"username": experience.IdentifierUsername, "email": experience.IdentifierEmail,
-		"phone_number": experience.IdentifierPhone} {
+	for _, q := range []struct{ param, typ string }{{"username", experience.IdentifierUsername},
+		{"email", experience.IdentifierEmail}, {"phone_number", experience.IdentifierPhone}} {
+		param, typ := q.param, q.typ
 		if v := c.QueryParam(param); v != "" {
 			if id.Type != "" {
 				return fault.Invalid(fault.Detail{Field: param, Message: "give exactly one of username, email, phone_number"})

@@ -440,13 +440,16 @@ func (s *Service) newRefreshFamily(ctx context.Context, g UserGrant, audience st
 	return raw, exp, fam.ID, nil
 }
 
-// introspectRefresh answers RFC 7662 for a refresh token.
-func (s *Service) introspectRefresh(ctx context.Context, raw string) (*Introspection, error) {
+// introspectRefresh answers RFC 7662 for a refresh token. A refresh token
+// is only ever presented by the client it was issued to, so only that
+// client may learn about it: for any other (client non-nil) it is simply
+// inactive, revealing neither its user nor its session.
+func (s *Service) introspectRefresh(ctx context.Context, client *Client, raw string) (*Introspection, error) {
 	v, err := s.findRefresh(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
-	if v == nil || !v.live(s.now()) {
+	if v == nil || !v.live(s.now()) || (client != nil && v.ClientID != client.ID) {
 		return &Introspection{Active: false}, nil
 	}
 	return &Introspection{Active: true, ClientID: v.ClientID, Sub: v.UserID, SessionID: v.SessionID,

@@ -41,7 +41,7 @@ func TestRefreshRotation(t *testing.T) {
 			t.Fatalf("refresh grant = %+v", rg)
 		}
 		// Inspection consumes nothing.
-		if in, _ := s.Introspect(ctx, first.RefreshToken, ""); !in.Active {
+		if in, _ := s.Introspect(ctx, nil, first.RefreshToken, ""); !in.Active {
 			t.Fatal("inspection consumed the token")
 		}
 		if _, err := s.InspectRefreshToken(ctx, client, first.RefreshToken); err != nil {
@@ -55,10 +55,10 @@ func TestRefreshRotation(t *testing.T) {
 		if second == first.RefreshToken || len(second) != 43 || exp.Sub(time.Now().Add(14*24*time.Hour)).Abs() > time.Minute {
 			t.Fatalf("successor %q expiring %v", second, exp)
 		}
-		if in, _ := s.Introspect(ctx, first.RefreshToken, ""); in.Active {
+		if in, _ := s.Introspect(ctx, nil, first.RefreshToken, ""); in.Active {
 			t.Fatal("a rotated token introspects active")
 		}
-		in, err := s.Introspect(ctx, second, "")
+		in, err := s.Introspect(ctx, nil, second, "")
 		if err != nil || !in.Active || in.ClientID != client.ID || in.Sub != g.UserID || in.SessionID != g.SessionID ||
 			in.Scope != "openid email" || in.Exp != exp.Unix() {
 			t.Fatalf("successor introspects as %+v, %v", in, err)
@@ -245,7 +245,7 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 		if _, err := s.InspectRefreshToken(ctx, client, third); !isInvalidGrant(err) || errors.As(err, &reuse) {
 			t.Fatalf("newest token after reuse: %v", err)
 		}
-		if in, _ := s.Introspect(ctx, third, "refresh_token"); in.Active {
+		if in, _ := s.Introspect(ctx, nil, third, "refresh_token"); in.Active {
 			t.Fatal("newest token still introspects active")
 		}
 		// Replaying again reports nothing new (the family is already revoked).
@@ -316,7 +316,7 @@ func TestRefreshRevocationBeatsRotation(t *testing.T) {
 						if raw == "" {
 							continue
 						}
-						if in, _ := s.Introspect(ctx, raw, ""); in.Active {
+						if in, _ := s.Introspect(ctx, nil, raw, ""); in.Active {
 							t.Fatal("a token survived a concurrent revocation")
 						}
 						if _, _, err := rotate(ctx, s, client, raw); err == nil {
@@ -367,7 +367,7 @@ func TestRefreshExpiryBoundedBySession(t *testing.T) {
 		if !out.RefreshExpiresAt.Equal(sessionEnd) {
 			t.Fatalf("refresh expires %v, session %v", out.RefreshExpiresAt, sessionEnd)
 		}
-		in, err := s.Introspect(ctx, out.RefreshToken, "")
+		in, err := s.Introspect(ctx, nil, out.RefreshToken, "")
 		if err != nil || !in.Active || in.Exp != sessionEnd.Unix() {
 			t.Fatalf("introspection = %+v, %v", in, err)
 		}
@@ -418,7 +418,7 @@ func TestRefreshExpiryBoundedBySession(t *testing.T) {
 			if _, err := s.InspectRefreshToken(ctx, client, raw); !isInvalidGrant(err) {
 				t.Fatalf("expired token: %v", err)
 			}
-			if in, _ := s.Introspect(ctx, raw, ""); in.Active {
+			if in, _ := s.Introspect(ctx, nil, raw, ""); in.Active {
 				t.Fatal("expired token introspects active")
 			}
 		}
@@ -433,7 +433,7 @@ func TestRefreshExpiryBoundedBySession(t *testing.T) {
 			t.Fatalf("%d expired families left (%v)", families, err)
 		}
 		s.now = realNow
-		if in, _ := s.Introspect(ctx, out2.RefreshToken, ""); in.Active {
+		if in, _ := s.Introspect(ctx, nil, out2.RefreshToken, ""); in.Active {
 			t.Fatal("a rotated token introspects active")
 		}
 
@@ -456,7 +456,7 @@ func TestRefreshIntrospectionAndRevocation(t *testing.T) {
 		g.Scope = "openid profile email"
 		first := issue(t, s, g)
 
-		in, err := s.Introspect(ctx, first.RefreshToken, "refresh_token")
+		in, err := s.Introspect(ctx, nil, first.RefreshToken, "refresh_token")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,22 +465,22 @@ func TestRefreshIntrospectionAndRevocation(t *testing.T) {
 			t.Fatalf("introspection = %+v", in)
 		}
 		// Hint ignored when wrong; unknown tokens are inactive, not errors.
-		if in, _ := s.Introspect(ctx, first.RefreshToken, "access_token"); !in.Active {
+		if in, _ := s.Introspect(ctx, nil, first.RefreshToken, "access_token"); !in.Active {
 			t.Fatal("wrong hint hid the refresh token")
 		}
-		if in, err := s.Introspect(ctx, "unknown", ""); err != nil || in.Active {
+		if in, err := s.Introspect(ctx, nil, "unknown", ""); err != nil || in.Active {
 			t.Fatalf("unknown token = %+v, %v", in, err)
 		}
 
 		// Rotate twice, then revoke the middle token: the family is gone.
 		second := mustRotate(t, s, client, first.RefreshToken)
-		if in, _ := s.Introspect(ctx, first.RefreshToken, ""); in.Active {
+		if in, _ := s.Introspect(ctx, nil, first.RefreshToken, ""); in.Active {
 			t.Fatal("a rotated token introspects active")
 		}
 		if err := s.Revoke(ctx, other, second, "refresh_token"); !fault.Is(err, CodeUnauthorizedClient) {
 			t.Fatalf("revocation by another client: %v", err)
 		}
-		if in, _ := s.Introspect(ctx, second, ""); !in.Active {
+		if in, _ := s.Introspect(ctx, nil, second, ""); !in.Active {
 			t.Fatal("another client's revocation took effect")
 		}
 		rg, err := s.InspectRefreshToken(ctx, client, second)
@@ -490,7 +490,7 @@ func TestRefreshIntrospectionAndRevocation(t *testing.T) {
 		if err := s.Revoke(ctx, client, first.RefreshToken, ""); err != nil {
 			t.Fatal(err)
 		}
-		if in, _ := s.Introspect(ctx, second, ""); in.Active {
+		if in, _ := s.Introspect(ctx, nil, second, ""); in.Active {
 			t.Fatal("revoking a rotated token left its family active")
 		}
 		if _, err := s.InspectRefreshToken(ctx, client, second); !isInvalidGrant(err) {
@@ -537,7 +537,7 @@ func TestRevokeSessionAndUserTokens(t *testing.T) {
 				t.Fatalf("token of a logged-out session: %v", err)
 			}
 		}
-		if in, _ := s.Introspect(ctx, c.RefreshToken, ""); !in.Active {
+		if in, _ := s.Introspect(ctx, nil, c.RefreshToken, ""); !in.Active {
 			t.Fatal("another session's token was revoked")
 		}
 		if err := s.RevokeUserTokens(ctx, g.UserID); err != nil {
@@ -656,11 +656,11 @@ func TestRefreshLongFamily(t *testing.T) {
 			t.Fatalf("family holds %d tokens, %d unused; want %d and 1", total, live, rotations+1)
 		}
 		for _, i := range []int{0, rotations / 2, rotations - 1} {
-			if in, _ := s.Introspect(ctx, tokens[i], ""); in.Active {
+			if in, _ := s.Introspect(ctx, nil, tokens[i], ""); in.Active {
 				t.Fatalf("rotated token %d introspects active", i)
 			}
 		}
-		if in, _ := s.Introspect(ctx, tokens[rotations], ""); !in.Active {
+		if in, _ := s.Introspect(ctx, nil, tokens[rotations], ""); !in.Active {
 			t.Fatal("newest token inactive")
 		}
 

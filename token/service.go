@@ -337,9 +337,9 @@ type Introspection struct {
 // confused — refresh tokens contain no dots — so token_type_hint is not
 // needed and is ignored (RFC 7662 §2.1: the server extends its search past a
 // wrong hint anyway).
-func (s *Service) Introspect(ctx context.Context, raw, _ string) (*Introspection, error) {
+func (s *Service) Introspect(ctx context.Context, client *Client, raw, _ string) (*Introspection, error) {
 	if !looksLikeJWT(raw) {
-		return s.introspectRefresh(ctx, raw)
+		return s.introspectRefresh(ctx, client, raw)
 	}
 	claims, err := s.VerifyAccessToken(ctx, raw, "")
 	if err != nil {

@@ -180,15 +180,15 @@ func TestUserTokenIntrospectionAndRevocation(t *testing.T) {
 		g := testGrant(client)
 		out := issue(t, s, g)
 
-		in, err := s.Introspect(ctx, out.AccessToken, "")
+		in, err := s.Introspect(ctx, nil, out.AccessToken, "")
 		if err != nil || !in.Active || in.SessionID != g.SessionID || in.Sub != g.UserID || in.ClientID != client.ID {
 			t.Fatalf("introspect user access token = %+v, %v", in, err)
 		}
 		// A wrong hint does not hide the token.
-		if in, err := s.Introspect(ctx, out.AccessToken, "refresh_token"); err != nil || !in.Active {
+		if in, err := s.Introspect(ctx, nil, out.AccessToken, "refresh_token"); err != nil || !in.Active {
 			t.Fatalf("introspect with wrong hint = %+v, %v", in, err)
 		}
-		if in, err := s.Introspect(ctx, out.IDToken, ""); err != nil || in.Active {
+		if in, err := s.Introspect(ctx, nil, out.IDToken, ""); err != nil || in.Active {
 			t.Fatalf("an ID token introspects as %+v, %v", in, err)
 		}
 		if err := s.Revoke(ctx, other, out.AccessToken, ""); !fault.Is(err, CodeUnauthorizedClient) {
@@ -197,7 +197,7 @@ func TestUserTokenIntrospectionAndRevocation(t *testing.T) {
 		if err := s.Revoke(ctx, client, out.AccessToken, "access_token"); err != nil {
 			t.Fatal(err)
 		}
-		if in, _ := s.Introspect(ctx, out.AccessToken, ""); in.Active {
+		if in, _ := s.Introspect(ctx, nil, out.AccessToken, ""); in.Active {
 			t.Fatal("revoked access token still active")
 		}
 		if _, err := s.VerifyUserAccessToken(ctx, out.AccessToken); !fault.Is(err, CodeInvalidClientToken) {
