@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,29 +44,9 @@ func v1Wrap(env *apptest.Env) *v1Fix {
 
 // send is a goroutine-safe JSON request: it never touches a testing.T.
 func (f *v1Fix) send(method, path, bearer string, body any) (*apptest.Response, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, f.URL+path, rd)
+	req, err := f.NewJSONRequest(method, path, bearer, body)
 	if err != nil {
 		return nil, err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	return v1Do(f.HTTP, req)
 }

@@ -256,6 +256,16 @@ func (e *Env) JSON(method, path, bearer string, body any) *Response {
 // to marshal) with an optional Bearer token, for callers that add headers.
 func (e *Env) JSONRequest(method, path, bearer string, body any) *http.Request {
 	e.T.Helper()
+	req, err := e.NewJSONRequest(method, path, bearer, body)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return req
+}
+
+// NewJSONRequest is JSONRequest returning its error instead of failing the
+// test, for goroutines that must not touch a testing.T.
+func (e *Env) NewJSONRequest(method, path, bearer string, body any) (*http.Request, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -266,13 +276,13 @@ func (e *Env) JSONRequest(method, path, bearer string, body any) *http.Request {
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			e.T.Fatal(err)
+			return nil, err
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, e.URL+path, rd)
 	if err != nil {
-		e.T.Fatal(err)
+		return nil, err
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -280,7 +290,7 @@ func (e *Env) JSONRequest(method, path, bearer string, body any) *http.Request {
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	return req
+	return req, nil
 }
 
 // Form posts a form with optional Basic client credentials.
