@@ -101,8 +101,8 @@ func (a *App) routes() {
 	e.POST("/v1/auth/session/authenticate", tokenRoute(a, func() *sessionAuthenticateRequest { return &sessionAuthenticateRequest{} }, a.sessionAuthenticate), execute...)
 	e.POST("/v1/auth/session/logout", a.sessionLogout, execute...)
 	e.POST("/v1/auth/token/refresh", a.tokenRefresh, execute...)
-	e.GET("/v1/auth/users/:user_id/sessions", a.userSessions, execute...)
-	e.DELETE("/v1/auth/users/:user_id/sessions", a.revokeUserSessions, execute...)
+	e.GET("/v1/auth/users/:user_id/sessions", a.userSessions, limit, read)
+	e.DELETE("/v1/auth/users/:user_id/sessions", a.revokeUserSessions, limit, write)
 	mfaRoute := func(factor string) echo.HandlerFunc {
 		return tokenRoute(a, func() *mfaAuthenticateRequest { return &mfaAuthenticateRequest{factor: factor} }, a.mfaAuthenticate)
 	}

@@ -34,7 +34,7 @@ func TestConcurrentBackupRegenerationKeepsOneSet(t *testing.T) {
 	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
 		f := mfaStart(t, b)
 		u := f.user(t)
-		f.totpEnrolled(t, u)
+		f.codesEnrolled(t, u)
 		var binds []func() *apptest.Response
 		for i := 0; i < 4; i++ {
 			x := f.signInTx(t, u)

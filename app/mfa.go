@@ -138,9 +138,9 @@ type bindMFARequest struct {
 func (r *bindMFARequest) validate() []fault.Detail {
 	var f fields
 	switch strings.ToLower(r.Type) {
-	case "totp", "backupcode", "backup_code", "webauthn":
+	case "totp", "backupcode", "backup_code", "webauthn", "emailverificationcode", "email_code", "phoneverificationcode", "phone_code":
 	default:
-		f.add("type", "must be Totp, BackupCode or WebAuthn")
+		f.add("type", "must be Totp, BackupCode, WebAuthn, EmailVerificationCode or PhoneVerificationCode")
 	}
 	f.required("verificationId", r.VerificationID)
 	f.maxLen("verificationId", r.VerificationID, 64)
@@ -189,13 +189,13 @@ func (r *mfaAuthenticateRequest) validate() []fault.Detail {
 
 // mfaAuthenticate decides /v1/auth/{totp,backup-code,otp}/authenticate: a
 // second factor completes a pending session (or steps up an active one).
-func (a *App) mfaAuthenticate(c echo.Context, _ *token.Client, req *mfaAuthenticateRequest) (*experience.SignIn, error) {
+func (a *App) mfaAuthenticate(c echo.Context, client *token.Client, req *mfaAuthenticateRequest) (*experience.SignIn, error) {
 	code := req.Code
 	if req.factor == "otp" {
 		code = req.Passcode
 	}
 	return a.engine.CompleteMFA(c.Request().Context(), experience.MFAChallenge{
-		SessionID: req.SessionID, Factor: req.factor, Code: code, Meta: req.meta(c),
+		SessionID: req.SessionID, Factor: req.factor, Code: code, Meta: req.meta(c, client),
 	})
 }
 

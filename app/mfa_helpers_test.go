@@ -258,14 +258,20 @@ func (f *expFix) wantTokens(t *testing.T, res *apptest.Response, clientID, sid s
 // a ClientAccessToken.
 func (f *expFix) noMFAClient(t testing.TB) (apptest.Client, string) {
 	t.Helper()
-	off := false
+	return f.appClient(t, false, false)
+}
+
+// appClient creates an auth:execute client that enforces MFA or not and
+// takes part in cross-application SSO or not, and returns its token.
+func (f *expFix) appClient(t testing.TB, enforceMFA, sso bool) (apptest.Client, string) {
+	t.Helper()
 	c, secret, err := f.Services.Tokens.Clients.Create(context.Background(), token.NewClient{
-		Name: "no-mfa app", Scopes: []string{token.ScopeAuthExecute}, EnforceMFA: &off})
+		Name: "app", Scopes: []string{token.ScopeAuthExecute}, EnforceMFA: &enforceMFA, SSO: sso})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.EnforceMFA {
-		t.Fatal("client created with EnforceMFA false enforces MFA")
+	if c.EnforceMFA != enforceMFA || c.SSO != sso {
+		t.Fatalf("client created with EnforceMFA %v SSO %v is %v %v", enforceMFA, sso, c.EnforceMFA, c.SSO)
 	}
 	client := apptest.Client{ID: c.ID, Secret: secret}
 	return client, f.ClientToken(client)
@@ -303,4 +309,40 @@ func rawJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// codesEnrolled enrols u's e-mail and phone as second factors (email_code,
+// phone_code) through the Experience API: a code to each address, verified
+// and bound. A user without factors may enrol straight away.
+func (f *expFix) codesEnrolled(t testing.TB, u expUser) {
+	t.Helper()
+	x := f.signInTx(t, u)
+	x.bindCodes(t, u)
+	x.submitTokens(t)
+}
+
+// totpAndCodesEnrolled enrols a TOTP authenticator and then, in the same
+// interaction (the new TOTP proves MFA), u's e-mail and phone as code
+// factors. It returns the TOTP secret.
+func (f *expFix) totpAndCodesEnrolled(t testing.TB, u expUser) string {
+	t.Helper()
+	x := f.signInTx(t, u)
+	id, secret := x.newTOTP(t)
+	expMust(t, x.bind(t, "Totp", id), http.StatusNoContent, "bind totp")
+	x.bindCodes(t, u)
+	x.submitTokens(t)
+	return secret
+}
+
+// bindCodes proves and binds u's e-mail and phone as code factors.
+func (x *expTx) bindCodes(t testing.TB, u expUser) {
+	t.Helper()
+	for _, ch := range []struct{ typ, to, bind string }{{"email", u.Email, "EmailVerificationCode"}, {"phone", u.Phone, "PhoneVerificationCode"}} {
+		id := expVID(t, expMust(t, x.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": ch.typ}),
+			http.StatusOK, "send "+ch.typ+" code"))
+		code := x.f.deliveredCode(t, ch.typ, ch.to)
+		expMust(t, x.post(t, "/verification/mfa-verification-code/verify",
+			map[string]any{"verificationId": id, "code": code, "identifierType": ch.typ}), http.StatusOK, "verify "+ch.typ+" code")
+		expMust(t, x.bind(t, ch.bind, id), http.StatusNoContent, "bind "+ch.bind)
+	}
 }

@@ -20,7 +20,7 @@ func TestMFAOneTimePasscodes(t *testing.T) {
 		t.Run("email", func(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
-			f.totpEnrolled(t, u)
+			f.codesEnrolled(t, u)
 			sid, _ := f.pending(t, u)
 			// Nothing sent yet: no passcode can match.
 			wantError(t, f.v1MFA(t, "otp/authenticate", map[string]any{"session_id": sid, "passcode": "123456"}),
@@ -53,7 +53,7 @@ func TestMFAOneTimePasscodes(t *testing.T) {
 		t.Run("sms", func(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
-			f.totpEnrolled(t, u)
+			f.codesEnrolled(t, u)
 			sid, res := f.pending(t, u)
 			if p := res.Str("phone_number"); p == "" || p == u.Phone || p[len(p)-4:] != u.Phone[len(u.Phone)-4:] {
 				t.Fatalf("masked phone %q for %q", p, u.Phone)
@@ -73,7 +73,7 @@ func TestMFAOneTimePasscodes(t *testing.T) {
 		t.Run("bad input", func(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
-			f.totpEnrolled(t, u)
+			f.codesEnrolled(t, u)
 			sid, _ := f.pending(t, u)
 			wantDetail(t, f.v1MFA(t, "otp/send", map[string]any{"session_id": sid, "channel": "pigeon"}), "channel")
 			wantDetail(t, f.v1MFA(t, "otp/send", map[string]any{"channel": "email"}), "session_id")
@@ -104,7 +104,7 @@ func TestMFAVerificationCodeRoutes(t *testing.T) {
 		t.Run("email completes the sign-in", func(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
-			f.totpEnrolled(t, u)
+			f.codesEnrolled(t, u)
 			x := f.signInTx(t, u)
 			expWantAPI(t, x.post(t, "/submit", nil), http.StatusForbidden, "session.mfa.require_mfa_verification")
 			id := expVID(t, expMust(t, x.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": "email"}),
@@ -130,7 +130,7 @@ func TestMFAVerificationCodeRoutes(t *testing.T) {
 		t.Run("the inbox that signed in is no second factor", func(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
-			secret := f.totpEnrolled(t, u)
+			secret := f.totpAndCodesEnrolled(t, u)
 			x := f.begin(t, "SignIn", false)
 			expMust(t, x.identify(t, x.provenCode(t, "email", u.Email, "")), http.StatusNoContent, "identification by email code")
 			expWantAPI(t, x.post(t, "/submit", nil), http.StatusForbidden, "session.mfa.require_mfa_verification")

@@ -81,7 +81,7 @@ func TestMFAPolicies(t *testing.T) {
 
 		t.Run("code channels follow mfa.factors", func(t *testing.T) {
 			u := f.user(t)
-			f.totpEnrolled(t, u)
+			f.totpAndCodesEnrolled(t, u)
 			x := f.signInTx(t, u)
 			emailID := expVID(t, expMust(t, x.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": "email"}),
 				http.StatusOK, "send email code"))

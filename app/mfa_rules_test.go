@@ -15,7 +15,13 @@ func TestMandatoryMFAOnBackendSignIn(t *testing.T) {
 		f := mfaStart(t, b)
 		f.settings(t, `{"mfa":{"policy":"Mandatory"}}`)
 
-		u := f.user(t)
+		// Unverified addresses are no second factor (issue 8): nothing offered.
+		unverified := f.user(t)
+		wantError(t, f.authenticate(t, unverified.Username, unverified.Password, nil), http.StatusForbidden, "mfa_enrollment_required")
+
+		u := expUser{Username: v1Name("verified"), Email: expEmail("verified"), Phone: expPhone(), Password: v1Password()}
+		u.ID = f.createUser(t, map[string]any{"username": u.Username, "email": u.Email, "phone_number": u.Phone,
+			"email_verified": true, "phone_number_verified": true, "credentials": map[string]any{"password": u.Password}})
 		sid, res := f.pending(t, u)
 		if got := mfaFactors(res); len(got) != 2 || got[0] != "email_code" || got[1] != "phone_code" {
 			t.Fatalf("mfa_factors %v, want the code channels", got)

@@ -82,11 +82,13 @@ func TestMFATOTP(t *testing.T) {
 			if sid3 == sid2 {
 				t.Fatal("a new password sign-in reused the pending session")
 			}
-			// Nor are the other factors: an emailed OTP completes.
-			expMust(t, f.v1MFA(t, "otp/send", map[string]any{"session_id": sid3, "channel": "email"}), http.StatusNoContent, "otp send")
-			c = f.wantTokens(t, f.v1MFA(t, "otp/authenticate", map[string]any{"session_id": sid3,
-				"passcode": f.deliveredCode(t, "email", u.Email)}), f.client.ID, sid3)
-			wantAMR(t, c.AMR, "mfa", "otp", "pwd")
+			// A TOTP-only user has no e-mailed second factor to fall back
+			// on (issue 8: a code to the inbox is a factor only if enrolled).
+			wantError(t, f.v1MFA(t, "otp/send", map[string]any{"session_id": sid3, "channel": "email"}),
+				http.StatusBadRequest, "mfa_factor_not_enrolled")
+			if n := f.mail.Count(u.Email); n != 0 {
+				t.Fatalf("%d messages sent to a TOTP-only user's inbox", n)
+			}
 		})
 
 		t.Run("bad input and unknown sessions", func(t *testing.T) {
@@ -156,33 +158,42 @@ func TestMFATOTP(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
 			secret := f.totpEnrolled(t, u)
-			client, tok := f.noMFAClient(t)
+			// Two apps of one tenant in cross-application SSO: one does not
+			// enforce MFA, one does.
+			client, tok := f.appClient(t, false, true)
+			peer, peerTok := f.appClient(t, true, true)
 			res := f.call(t, http.MethodPost, "/v1/auth/password/authenticate", tok, authBody(u.Username, u.Password, nil))
 			c := f.wantTokens(t, res, client.ID, "")
 			wantAMR(t, c.AMR, "pwd")
 			// The enforcing client still gets mfa_required for the same user.
 			f.pending(t, u)
-			// Nor does that password-only session give the enforcing client
+			// Nor does that password-only session give the enforcing peer
 			// tokens (silent authentication across apps): mfa_required, with
 			// the session to step up; a password into it does not do.
 			sid := res.Str("session_id")
-			sso := f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok, map[string]any{"session_id": sid})
+			sso := f.call(t, http.MethodPost, "/v1/auth/session/authenticate", peerTok, map[string]any{"session_id": sid})
 			wantError(t, sso, http.StatusForbidden, "mfa_required")
 			if sso.Str("session_id") != sid || len(mfaFactors(sso)) != 1 || sso.Str("access_token") != "" {
 				t.Fatalf("session/authenticate of a session without MFA: %s", sso)
 			}
-			wantError(t, f.authenticate(t, u.Username, u.Password, map[string]any{"session_id": sid}), http.StatusForbidden, "mfa_required")
-			wantError(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok, map[string]any{"session_id": sid}),
+			wantError(t, f.call(t, http.MethodPost, "/v1/auth/password/authenticate", peerTok,
+				authBody(u.Username, u.Password, map[string]any{"session_id": sid})), http.StatusForbidden, "mfa_required")
+			wantError(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", peerTok, map[string]any{"session_id": sid}),
 				http.StatusForbidden, "mfa_required")
 			// The app that opened it keeps using it meanwhile.
 			c = f.wantTokens(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", tok, map[string]any{"session_id": sid}), client.ID, sid)
 			wantAMR(t, c.AMR, "pwd")
-			// A second factor steps the session up; then both apps get tokens.
+			// Only the owner steps it up: the peer may not complete its MFA.
+			wantError(t, f.call(t, http.MethodPost, "/v1/auth/totp/authenticate", peerTok, map[string]any{"session_id": sid, "code": totpNext(t, secret)}),
+				http.StatusBadRequest, "session_not_found")
 			step := f.call(t, http.MethodPost, "/v1/auth/totp/authenticate", tok, map[string]any{"session_id": sid, "code": totpNext(t, secret)})
 			c = f.wantTokens(t, step, client.ID, sid)
 			wantAMR(t, c.AMR, "mfa", "pwd", "totp")
-			c = f.wantTokens(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok, map[string]any{"session_id": sid}), f.client.ID, sid)
+			c = f.wantTokens(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", peerTok, map[string]any{"session_id": sid}), peer.ID, sid)
 			wantAMR(t, c.AMR, "mfa", "pwd", "totp")
+			// A client outside SSO never sees it.
+			wantError(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok, map[string]any{"session_id": sid}),
+				http.StatusBadRequest, "session_not_found")
 		})
 
 		t.Run("users API lists and removes factors", func(t *testing.T) {

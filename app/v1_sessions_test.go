@@ -280,8 +280,12 @@ func TestV1Sessions(t *testing.T) {
 			}
 			for _, s := range sessions {
 				m := s.(map[string]any)
-				if m["user_id"] != id || m["state"] != "active" || m["client_id"] != f.client.ID {
+				if m["user_id"] != id || m["state"] != "active" || m["client_id"] != f.client.ID || m["listing_id"] == "" {
 					t.Fatalf("session: %v", m)
+				}
+				// The caller's own sessions come with their ids.
+				if m["session_id"] != a.Str("session_id") && m["session_id"] != b.Str("session_id") {
+					t.Fatalf("own session listed without its id: %v", m)
 				}
 			}
 			if res := f.call(t, http.MethodDelete, "/v1/auth/users/"+id+"/sessions", f.tok, nil); res.Status != http.StatusNoContent {
@@ -295,8 +299,11 @@ func TestV1Sessions(t *testing.T) {
 			f.wantSessionEnded(t, b.Str("session_id"), b.Str("refresh_token"))
 			wantError(t, f.call(t, http.MethodGet, "/v1/auth/users/no-such-user/sessions", f.tok, nil), http.StatusNotFound, "user_not_found")
 			wantError(t, f.call(t, http.MethodDelete, "/v1/auth/users/no-such-user/sessions", f.tok, nil), http.StatusNotFound, "user_not_found")
-			noScope := f.CreateClient("users:read")
+			// Listing needs users:read, ending all needs users:write.
+			noScope := f.CreateClient("auth:execute")
 			wantError(t, f.call(t, http.MethodGet, "/v1/auth/users/"+id+"/sessions", f.ClientToken(noScope), nil),
+				http.StatusForbidden, "insufficient_scope")
+			wantError(t, f.call(t, http.MethodDelete, "/v1/auth/users/"+id+"/sessions", f.ClientToken(f.CreateClient("users:read")), nil),
 				http.StatusForbidden, "insufficient_scope")
 		})
 	})

@@ -41,9 +41,9 @@ func (r *tokenRequest) validateTokenRequest(f *fields) {
 	}
 }
 
-// meta builds the session metadata from the request.
-func (r *tokenRequest) meta(c echo.Context) experience.SessionMeta {
-	m := experience.SessionMeta{ClientID: clientToken(c).ClientID, OrgID: r.OrgID}
+// meta builds the session metadata from the request and its calling client.
+func (r *tokenRequest) meta(c echo.Context, client *token.Client) experience.SessionMeta {
+	m := experience.SessionMeta{ClientID: client.ID, OrgID: r.OrgID, SSO: client.SSO}
 	if r.ClientAttributes != nil {
 		m.IPAddress, m.UserAgent = r.ClientAttributes.IPAddress, r.ClientAttributes.UserAgent
 	}
@@ -88,7 +88,7 @@ func (a *App) passwordAuthenticate(c echo.Context, client *token.Client, req *pa
 		Identifier: experience.Identifier{Type: usernameTypes[req.UsernameType], Value: req.Username},
 		Password:   req.Password,
 		SessionID:  req.SessionID,
-		Meta:       req.meta(c),
+		Meta:       req.meta(c, client),
 		EnforceMFA: client.EnforceMFA,
 	})
 }
@@ -109,7 +109,7 @@ func (r *sessionAuthenticateRequest) validate() []fault.Detail {
 // sessionAuthenticate is POST /v1/auth/session/authenticate: new tokens for
 // a live session, without the user (silent authentication).
 func (a *App) sessionAuthenticate(c echo.Context, client *token.Client, req *sessionAuthenticateRequest) (*experience.SignIn, error) {
-	return a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.OrgID, client.EnforceMFA)
+	return a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.meta(c, client), client.EnforceMFA)
 }
 
 type refreshRequest struct {
@@ -159,23 +159,23 @@ func (a *App) sessionLogout(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if _, err := a.engine.Sessions.Get(ctx, req.SessionID); err != nil {
+	if err := a.engine.EndSession(ctx, req.SessionID, experience.SessionMeta{ClientID: clientToken(c).ClientID}); err != nil {
 		return err
 	}
-	if err := a.endSessions(ctx, "logout", req.SessionID); err != nil {
+	if err := a.tokens.RevokeSessionTokens(ctx, req.SessionID); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
 }
 
-// userSessions is GET /v1/auth/users/:user_id/sessions.
+// userSessions is GET /v1/auth/users/:user_id/sessions (users:read).
 func (a *App) userSessions(c echo.Context) error {
-	ctx := c.Request().Context()
-	user, err := a.engine.Users.Get(ctx, c.Param("user_id"))
+	client, err := a.callingClient(c)
 	if err != nil {
 		return err
 	}
-	sessions, err := a.engine.Sessions.ListUser(ctx, user.ID)
+	sessions, err := a.engine.ListUserSessions(c.Request().Context(), c.Param("user_id"),
+		experience.SessionMeta{ClientID: client.ID, SSO: client.SSO})
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func (r *passwordResetRequest) validate() []fault.Detail {
 // temporary password with the reset token, and sign in.
 func (a *App) passwordReset(c echo.Context, client *token.Client, req *passwordResetRequest) (*experience.SignIn, error) {
 	return a.engine.ResetPassword(c.Request().Context(), experience.PasswordReset{
-		ResetToken: req.ResetToken, NewPassword: req.NewPassword, Meta: req.meta(c), EnforceMFA: client.EnforceMFA,
+		ResetToken: req.ResetToken, NewPassword: req.NewPassword, Meta: req.meta(c, client), EnforceMFA: client.EnforceMFA,
 	})
 }
 

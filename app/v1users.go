@@ -158,7 +158,7 @@ func (a *App) updateUser(c echo.Context) error {
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
-	user, err := a.engine.UpdateUser(c.Request().Context(), c.Param("user_id"), req.profile())
+	user, err := a.engine.UpdateUser(c.Request().Context(), c.Param("user_id"), req.profile(), experience.SessionMeta{ClientID: clientToken(c).ClientID})
 	if err != nil {
 		return err
 	}

@@ -112,6 +112,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		UsernameCaseSensitive: cfg.UsernameCaseSensitive, SettingsCacheTTL: cfg.SettingsCacheTTL,
 		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
 		Sealer: sealer, BackupCodePepper: pepper, WebAuthn: webauthn, TOTPIssuer: cfg.WebAuthnRPName,
+		Clients: tokens.Clients,
 	})
 	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors}, nil
 }

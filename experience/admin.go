@@ -74,9 +74,22 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	return row.user(), nil
 }
 
-// UpdateUser changes a user's profile.
-func (e *Engine) UpdateUser(ctx context.Context, id string, p Profile) (*User, error) {
-	return e.Users.update(ctx, id, p)
+// UpdateUser changes a user's profile; the change and its audit row (the
+// field names, never values) commit together.
+func (e *Engine) UpdateUser(ctx context.Context, id string, p Profile, meta SessionMeta) (*User, error) {
+	var out *User
+	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if out, err = e.Users.updateTx(tx, id, p); err != nil {
+			return err
+		}
+		if fields := p.Fields(); len(fields) > 0 {
+			return e.Audit.record(tx, AuditEvent{Event: EventProfileUpdated, Outcome: OutcomeSuccess, UserID: id,
+				ClientID: meta.ClientID, IPAddress: meta.IPAddress, Data: map[string]any{"via": "users_api", "fields": fields}})
+		}
+		return nil
+	})
+	return out, err
 }
 
 // DeleteUser deletes a user; their sessions go with them. It returns the

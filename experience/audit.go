@@ -28,6 +28,7 @@ const (
 	EventSessionRevoked  = "session.revoked"
 	EventMFABound        = "mfa.bound"
 	EventMFARemoved      = "mfa.removed"
+	EventProfileUpdated  = "user.profile_updated"
 )
 
 // Outcomes.

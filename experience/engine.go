@@ -40,6 +40,17 @@ type Options struct {
 	WebAuthn *credentials.WebAuthn
 	// TOTPIssuer names the service in authenticator apps.
 	TOTPIssuer string
+	// Clients tells which OAuth clients share sessions (cross-application
+	// SSO); nil: no client ever uses another's session.
+	Clients ClientDirectory
+}
+
+// ClientDirectory is what the engine must know of OAuth clients, which it
+// does not own.
+type ClientDirectory interface {
+	// SharesSessions reports whether a client exists and takes part in
+	// cross-application SSO.
+	SharesSessions(ctx context.Context, clientID string) (bool, error)
 }
 
 // Engine is the Experience engine.
@@ -279,7 +290,7 @@ type SignIn struct {
 func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*SignIn, error) {
 	var existing *Session
 	if req.SessionID != "" {
-		s, err := e.Sessions.Get(ctx, req.SessionID)
+		s, err := e.sessionFor(ctx, req.SessionID, req.Meta, true)
 		if err != nil {
 			return nil, err
 		}
@@ -383,12 +394,12 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 // factors can still use: an enabled channel, a connector, and an address.
 func (e *Engine) codeChannels(user *User, settings Settings) []string {
 	var out []string
-	if user.PrimaryEmail != nil && settings.MFA.factorEnabled(FactorEmailCode) {
+	if user.PrimaryEmail != nil && user.EmailVerified && settings.MFA.factorEnabled(FactorEmailCode) {
 		if _, err := e.sender(IdentifierEmail); err == nil {
 			out = append(out, FactorEmailCode)
 		}
 	}
-	if user.PrimaryPhone != nil && settings.MFA.factorEnabled(FactorPhoneCode) {
+	if user.PrimaryPhone != nil && user.PhoneVerified && settings.MFA.factorEnabled(FactorPhoneCode) {
 		if _, err := e.sender(IdentifierPhone); err == nil {
 			out = append(out, FactorPhoneCode)
 		}
@@ -427,11 +438,15 @@ func mfaRequired(user *User, sess *Session, types []string) error {
 // calling application that enforces MFA (enforceMFA), a session opened
 // without MFA (by an application that does not enforce it) of a user with
 // factors answers mfa_required with that session, to be stepped up first.
-func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID, orgID string, enforceMFA bool) (*SignIn, error) {
+func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID string, caller SessionMeta, enforceMFA bool) (*SignIn, error) {
 	signIn, err := e.ActiveSession(ctx, sessionID)
 	if err != nil {
 		return nil, err
 	}
+	if ok, err := e.mayUse(ctx, signIn.Session, caller, true); err != nil || !ok {
+		return nil, orSessionNotFound(err)
+	}
+	orgID := caller.OrgID
 	if enforceMFA && !hasAMR(signIn.Session.AMR, AMRMFA) {
 		settings, err := e.Settings.Get(ctx)
 		if err != nil {
@@ -469,6 +484,103 @@ func (e *Engine) ActiveSession(ctx context.Context, sessionID string) (*SignIn, 
 		return nil, errSuspended
 	}
 	return &SignIn{User: user, Session: sess}, nil
+}
+
+// sessionFor returns a live session (pending or active) that the calling
+// client may use: its own or, to re-authenticate (reauth), one of another
+// SSO client when the caller is one too. Any other session is answered as
+// if it did not exist: a session id is no bearer credential for strangers.
+func (e *Engine) sessionFor(ctx context.Context, id string, caller SessionMeta, reauth bool) (*Session, error) {
+	sess, err := e.Sessions.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := e.mayUse(ctx, sess, caller, reauth); err != nil || !ok {
+		return nil, orSessionNotFound(err)
+	}
+	return sess, nil
+}
+
+// mayUse applies the session ownership rule (see sessionFor).
+func (e *Engine) mayUse(ctx context.Context, sess *Session, caller SessionMeta, reauth bool) (bool, error) {
+	if sess.ClientID == caller.ClientID {
+		return true, nil
+	}
+	if !reauth || !caller.SSO || e.opts.Clients == nil {
+		return false, nil
+	}
+	return e.opts.Clients.SharesSessions(ctx, sess.ClientID)
+}
+
+func orSessionNotFound(err error) error {
+	if err != nil {
+		return err
+	}
+	return errSessionNotFound()
+}
+
+// EndSession logs out a session of the calling client; the caller revokes
+// its tokens.
+func (e *Engine) EndSession(ctx context.Context, sessionID string, caller SessionMeta) error {
+	if _, err := e.sessionFor(ctx, sessionID, caller, false); err != nil {
+		return err
+	}
+	ok, err := e.Sessions.Revoke(ctx, sessionID)
+	if err == nil && ok {
+		e.audit(ctx, AuditEvent{Event: EventSessionRevoked, Outcome: OutcomeSuccess, ClientID: caller.ClientID,
+			Data: map[string]any{"session_id": sessionID, "reason": "logout"}})
+	}
+	return err
+}
+
+// SessionListing is one of a user's live sessions as a management caller
+// may see it. SessionID is set only when the caller could use the session
+// anyway (its own, or an SSO peer's); ListingID always identifies the entry
+// without being usable as a session id.
+type SessionListing struct {
+	ListingID string    `json:"listing_id"`
+	SessionID string    `json:"session_id,omitempty"`
+	UserID    string    `json:"user_id"`
+	ClientID  string    `json:"client_id"`
+	OrgID     string    `json:"org_id,omitempty"`
+	State     string    `json:"state"`
+	AMR       []string  `json:"amr"`
+	AuthTime  time.Time `json:"auth_time"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	IPAddress string    `json:"ip_address,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+}
+
+// ListUserSessions lists a user's live sessions for a management caller.
+func (e *Engine) ListUserSessions(ctx context.Context, userID string, caller SessionMeta) ([]SessionListing, error) {
+	if _, err := e.Users.Get(ctx, userID); err != nil {
+		return nil, err
+	}
+	sessions, err := e.Sessions.ListUser(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	usable := map[string]bool{}
+	out := make([]SessionListing, 0, len(sessions))
+	for _, s := range sessions {
+		ok, seen := usable[s.ClientID]
+		if !seen {
+			if ok, err = e.mayUse(ctx, s, caller, true); err != nil {
+				return nil, err
+			}
+			usable[s.ClientID] = ok
+		}
+		l := SessionListing{ListingID: "lsl_" + credentials.Digest(s.ID)[:24], UserID: s.UserID, ClientID: s.ClientID, OrgID: s.OrgID,
+			State: s.State, AMR: s.AMR, AuthTime: s.AuthTime, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+			ExpiresAt: s.ExpiresAt, IPAddress: s.IPAddress, UserAgent: s.UserAgent}
+		if ok {
+			l.SessionID = s.ID
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // RevokeSession ends a session; the caller revokes its tokens.

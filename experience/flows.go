@@ -616,6 +616,12 @@ func (e *Engine) AddProfile(ctx context.Context, handle, clientID string, p Prof
 		if user, err = e.Users.Get(ctx, in.UserID); err != nil {
 			return err
 		}
+		// Seed 004: in a SignIn, a user with MFA must prove it before
+		// changing anything about the account — else a password alone could
+		// swap the e-mail that receives the MFA codes.
+		if err := e.requireMFAForChange(ctx, in, user); err != nil {
+			return err
+		}
 	}
 	var apply func(*pendingProfile)
 	switch p.Type {
@@ -741,7 +747,11 @@ type SubmitResult struct {
 	SignIn *SignIn
 }
 
-// SubmitInteraction completes an interaction.
+// SubmitInteraction completes an interaction. Every rule (MFA, required
+// profile, uniqueness) is checked before anything is written; then the
+// interaction is claimed (deleted against its version: one interaction, one
+// submit) and the profile changes, the session and the audit rows commit in
+// one transaction, so a refused submit changes nothing.
 func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string, meta SessionMeta) (*SubmitResult, error) {
 	in, err := e.interactions.load(ctx, handle, clientID)
 	if err != nil {
@@ -764,27 +774,36 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 	if err != nil {
 		return nil, err
 	}
-	if user, err = e.applyPendingProfile(ctx, in, user); err != nil {
-		return nil, err
-	}
-	if in.Event == EventRegisterFlow && settings.SignUp.Password && !user.HasPassword {
+	p := in.Profile
+	if in.Event == EventRegisterFlow && settings.SignUp.Password && !user.HasPassword && p.PasswordHash == "" {
 		return nil, fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "A password is required to register.").
 			With("missingProfile", []string{"password"})
 	}
-	amr := interactionAMR(in)
 	if err := e.requireInteractionMFA(ctx, in, user, settings); err != nil {
 		return nil, err
 	}
+	if err := e.checkProfileFree(ctx, p, user); err != nil {
+		return nil, err
+	}
+	amr := interactionAMR(in)
 	var sess *Session
 	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		if err := e.interactions.claimTx(tx, in); err != nil {
+			return err
+		}
 		var err error
+		if user, err = e.applyPendingProfile(ctx, tx, in, user, meta); err != nil {
+			return err
+		}
 		if sess, err = e.Sessions.authenticate(ctx, tx, nil, user.ID, amr, false, meta); err != nil {
 			return err
 		}
-		if err := e.markSignedIn(tx, user, sess, amr, meta); err != nil {
-			return err
+		if p.PasswordHash != "" && in.Event == EventSignInFlow {
+			if err := e.endOtherSessions(ctx, tx, user.ID, sess.ID, settings); err != nil {
+				return err
+			}
 		}
-		return e.interactions.deleteTx(tx, in)
+		return e.markSignedIn(tx, user, sess, amr, meta)
 	})
 	if err != nil {
 		return nil, err
@@ -797,34 +816,85 @@ func (e *Engine) submitForgotPassword(ctx context.Context, in *Interaction, user
 		return nil, fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "Set the new password first (PUT /api/experience/profile/password).").
 			With("missingProfile", []string{"password"})
 	}
-	if err := e.storePassword(ctx, nil, user, in.NewPasswordHash, false); err != nil {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
 		return nil, err
 	}
-	e.audit(ctx, AuditEvent{Event: EventPasswordReset, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: meta.ClientID,
-		IPAddress: meta.IPAddress, Data: map[string]any{"via": "forgot_password"}})
-	if err := e.interactions.delete(ctx, in); err != nil {
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		if err := e.interactions.claimTx(tx, in); err != nil {
+			return err
+		}
+		if err := e.storePassword(ctx, tx, user, in.NewPasswordHash, false); err != nil {
+			return err
+		}
+		if err := e.endOtherSessions(ctx, tx, user.ID, "", settings); err != nil {
+			return err
+		}
+		return e.Audit.record(tx, AuditEvent{Event: EventPasswordReset, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: meta.ClientID,
+			IPAddress: meta.IPAddress, Data: map[string]any{"via": "forgot_password"}})
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &SubmitResult{Event: in.Event}, nil
 }
 
-// applyPendingProfile writes profile data gathered after identification.
-func (e *Engine) applyPendingProfile(ctx context.Context, in *Interaction, user *User) (*User, error) {
+// checkProfileFree refuses pending identifiers another account took since
+// they were added (the database's unique indexes stay the last word).
+func (e *Engine) checkProfileFree(ctx context.Context, p pendingProfile, user *User) error {
+	pairs := []struct {
+		idType string
+		value  *string
+	}{{IdentifierUsername, p.Username}, {IdentifierEmail, p.Email}, {IdentifierPhone, p.Phone}}
+	for _, pair := range pairs {
+		if pair.value == nil {
+			continue
+		}
+		key, err := e.norm.Normalize(Identifier{Type: pair.idType, Value: *pair.value})
+		if err != nil {
+			return err
+		}
+		if err := e.checkFree(ctx, pair.idType, key, user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyPendingProfile writes, inside tx, the profile data gathered after
+// identification, and audits which fields changed (never their values when
+// secret).
+func (e *Engine) applyPendingProfile(ctx context.Context, tx *gorm.DB, in *Interaction, user *User, meta SessionMeta) (*User, error) {
 	p := in.Profile
-	if p.Username == nil && p.Email == nil && p.Phone == nil && p.Name == nil && p.CustomData == nil && p.PasswordHash == "" {
+	changed := p.fields()
+	if len(changed) == 0 {
 		return user, nil
 	}
-	updated, err := e.Users.update(ctx, user.ID, Profile{Username: p.Username, Email: p.Email, Phone: p.Phone, Name: p.Name,
-		CustomData: p.CustomData, EmailVerified: trueOrNil(p.EmailVerified), PhoneVerified: trueOrNil(p.PhoneVerified)})
-	if err != nil {
-		return nil, err
-	}
-	if p.PasswordHash != "" {
-		if err := e.storePassword(ctx, nil, updated, p.PasswordHash, false); err != nil {
+	updated := user
+	if p.Username != nil || p.Email != nil || p.Phone != nil || p.Name != nil || p.CustomData != nil {
+		var err error
+		updated, err = e.Users.updateTx(tx, user.ID, Profile{Username: p.Username, Email: p.Email, Phone: p.Phone, Name: p.Name,
+			CustomData: p.CustomData, EmailVerified: trueOrNil(p.EmailVerified), PhoneVerified: trueOrNil(p.PhoneVerified)})
+		if err != nil {
 			return nil, err
 		}
-		e.audit(ctx, AuditEvent{Event: EventPasswordSet, Outcome: OutcomeSuccess, UserID: user.ID, Data: map[string]any{"via": "experience"}})
-		return e.Users.Get(ctx, user.ID)
+	}
+	if p.PasswordHash != "" {
+		if err := e.storePassword(ctx, tx, updated, p.PasswordHash, false); err != nil {
+			return nil, err
+		}
+		if err := e.Audit.record(tx, AuditEvent{Event: EventPasswordSet, Outcome: OutcomeSuccess, UserID: user.ID,
+			ClientID: meta.ClientID, IPAddress: meta.IPAddress, Data: map[string]any{"via": "experience"}}); err != nil {
+			return nil, err
+		}
+		var err error
+		if updated, err = e.Users.getTx(tx, user.ID); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.Audit.record(tx, AuditEvent{Event: EventProfileUpdated, Outcome: OutcomeSuccess, UserID: user.ID,
+		ClientID: meta.ClientID, IPAddress: meta.IPAddress, Data: map[string]any{"via": "experience", "fields": changed}}); err != nil {
+		return nil, err
 	}
 	return updated, nil
 }

@@ -215,6 +215,36 @@ func (s *Interactions) deleteTx(db *gorm.DB, in *Interaction) error {
 	return nil
 }
 
+// claimTx ends an interaction inside tx if nobody wrote it since it was
+// loaded: of parallel submits of one interaction exactly one claims it, the
+// others find it gone (or changed) and roll back everything they did.
+func (s *Interactions) claimTx(tx *gorm.DB, in *Interaction) error {
+	res := tx.Where("id = ? AND version = ?", in.id, in.version).Delete(&interactionRow{})
+	if res.Error != nil {
+		return fmt.Errorf("experience: claim interaction: %w", res.Error)
+	}
+	if res.RowsAffected == 1 {
+		return nil
+	}
+	var n int64
+	if err := tx.Model(&interactionRow{}).Where("id = ?", in.id).Count(&n).Error; err != nil {
+		return fmt.Errorf("experience: claim interaction: %w", err)
+	}
+	if n > 0 {
+		return errConflict
+	}
+	return errInteractionNotFound()
+}
+
+// fields names the profile fields a pending profile changes.
+func (p pendingProfile) fields() []string {
+	out := Profile{Username: p.Username, Email: p.Email, Phone: p.Phone, Name: p.Name, CustomData: p.CustomData}.Fields()
+	if p.PasswordHash != "" {
+		out = append(out, "password")
+	}
+	return out
+}
+
 // update loads an interaction, applies fn and saves it, retrying a few
 // times when a concurrent request wrote in between. fn must not have side
 // effects beyond changing the interaction, since it may run again.

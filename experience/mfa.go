@@ -42,6 +42,7 @@ const (
 	CodeMFAFactorsExist       = "session.mfa.mfa_factors_exist"
 	CodeFactorNotEnrolled     = "session.mfa.factor_not_enrolled"
 	CodeMFAIdentifierNotBound = "session.mfa.identifier_not_bound"
+	CodeMFAFactorBound        = "user.mfa_factor_already_bound"
 )
 
 // amrOfFactor maps factor types to authentication method references.
@@ -99,6 +100,19 @@ func (e *Engine) markMFA(ctx context.Context, handle, clientID string, rec *Reco
 			in.MFA = map[string]bool{}
 		}
 		in.MFA[factor] = true
+		return nil
+	})
+	return err
+}
+
+// replaceRecord stores a changed record in its interaction.
+func (e *Engine) replaceRecord(ctx context.Context, handle, clientID string, rec *Record) error {
+	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		r := in.record(rec.ID)
+		if r == nil {
+			return errRecordNotFound()
+		}
+		*r = *rec
 		return nil
 	})
 	return err
@@ -345,9 +359,44 @@ func mfaChannelEnabled(s Settings, idType string) error {
 	return nil
 }
 
-// SendMFACode sends a one-time code to the user's bound email or phone.
+// codeFactor is the MFA factor of one-time codes sent to an identifier type.
+func codeFactor(idType string) string {
+	if idType == IdentifierPhone {
+		return FactorPhoneCode
+	}
+	return FactorEmailCode
+}
+
+// codeFactorUsable says whether a one-time code to the user's address of
+// idType proves a second factor: only when the user enrolled that factor,
+// or when the policy makes MFA mandatory for a user without factors and the
+// address was verified before (a code to an address nobody proved owning, or
+// to the inbox of a TOTP-only user, is no second factor).
+func codeFactorUsable(factors []Factor, user *User, idType string, settings Settings) bool {
+	factor := codeFactor(idType)
+	for _, f := range factors {
+		if f.Type == factor {
+			return true
+		}
+	}
+	if len(factors) > 0 || settings.MFA.Policy != PolicyMandatory {
+		return false
+	}
+	if idType == IdentifierPhone {
+		return user.PrimaryPhone != nil && user.PhoneVerified
+	}
+	return user.PrimaryEmail != nil && user.EmailVerified
+}
+
+func errCodeFactorNotEnrolled(idType string) *fault.Error {
+	return fault.New(CodeFactorNotEnrolled, http.StatusBadRequest, "The user has not enrolled %s as a second factor.", codeFactor(idType))
+}
+
+// SendMFACode sends a one-time code to the user's bound email or phone: as
+// a second factor the user enrolled, or as the proof of an address being
+// enrolled as one (when the interaction may add factors).
 func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierType string) (string, error) {
-	_, user, err := e.identifiedInteraction(ctx, handle, clientID)
+	in, user, err := e.identifiedInteraction(ctx, handle, clientID)
 	if err != nil {
 		return "", err
 	}
@@ -361,6 +410,18 @@ func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierTy
 	}
 	if err := mfaChannelEnabled(settings, id.Type); err != nil {
 		return "", err
+	}
+	if _, err := e.sender(id.Type); err != nil {
+		return "", err
+	}
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return "", err
+	}
+	if !codeFactorUsable(factors, user, id.Type, settings) {
+		if err := e.requireMFAForChange(ctx, in, user); err != nil {
+			return "", errCodeFactorNotEnrolled(id.Type)
+		}
 	}
 	issued, err := e.issueCode(ctx, messaging.PurposeMfaVerification, id, id.Value, clientID, true, false, settings)
 	if err != nil {
@@ -410,9 +471,9 @@ func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, 
 	if err := mfaChannelEnabled(settings, want); err != nil {
 		return "", err
 	}
-	factor := FactorEmailCode
-	if want == IdentifierPhone {
-		factor = FactorPhoneCode
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return "", err
 	}
 	if err := e.guardFactor(ctx, user, "otp", func() error {
 		return e.codes.Verify(ctx, rec.CodeID, rec.Identifier.Type, rec.Identifier.Value, code)
@@ -421,7 +482,12 @@ func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, 
 	}
 	verified := *rec
 	verified.Verified = true
-	return recordID, e.markMFA(ctx, handle, clientID, &verified, factor)
+	if !codeFactorUsable(factors, user, want, settings) {
+		// The address is proven, ready to be bound (POST /profile/mfa); it
+		// is not a second factor of this sign-in.
+		return recordID, e.replaceRecord(ctx, handle, clientID, &verified)
+	}
+	return recordID, e.markMFA(ctx, handle, clientID, &verified, codeFactor(want))
 }
 
 // webAuthnUser builds the ceremony user with the user's credentials.
@@ -594,8 +660,28 @@ func factorOfRecord(t string) string {
 		return FactorBackupCode
 	case RecordWebAuthn:
 		return FactorWebAuthn
+	case RecordMFAEmailCode:
+		return FactorEmailCode
+	case RecordMFAPhoneCode:
+		return FactorPhoneCode
 	}
 	return ""
+}
+
+// bindTypeMatches says whether the type named in POST /profile/mfa fits the
+// record: the record's own type, its factor's /v1 name, or the seed's name
+// of the code factors (EmailVerificationCode, PhoneVerificationCode).
+func bindTypeMatches(named, recordType, factor string) bool {
+	if named == "" || strings.EqualFold(named, recordType) || named == factor {
+		return true
+	}
+	switch factor {
+	case FactorEmailCode:
+		return strings.EqualFold(named, RecordEmailCode)
+	case FactorPhoneCode:
+		return strings.EqualFold(named, RecordPhoneCode)
+	}
+	return false
 }
 
 // BindMFA enrolls the factor a verified record proves (POST /profile/mfa).
@@ -616,7 +702,7 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 		return errRecordNotFound()
 	}
 	factor := factorOfRecord(rec.Type)
-	if factor == "" || (factorType != "" && !strings.EqualFold(factorType, rec.Type) && factorType != factor) || !rec.Verified {
+	if factor == "" || !bindTypeMatches(factorType, rec.Type, factor) || !rec.Verified {
 		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The MFA verification record is invalid or not verified.")
 	}
 	settings, err := e.Settings.Get(ctx)
@@ -632,6 +718,11 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 	}
 	if in.Event == EventSignInFlow && len(existing) > 0 && !mfaProven(in) {
 		return fault.New(CodeRequireMFA, http.StatusForbidden, "Verify an existing factor before adding another.")
+	}
+	for _, f := range existing {
+		if (factor == FactorEmailCode || factor == FactorPhoneCode) && f.Type == factor {
+			return fault.New(CodeMFAFactorBound, http.StatusUnprocessableEntity, "The user already uses %s as a second factor.", factor)
+		}
 	}
 	now := e.now()
 	row := factorRow{ID: credentials.RandomID(20), UserID: user.ID, Type: factor, Data: "{}", CreatedAt: now}
@@ -669,6 +760,12 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 		}
 		if others == 0 {
 			return fault.New(CodeBackupCodeAlone, http.StatusUnprocessableEntity, "Backup codes cannot be the only MFA factor.")
+		}
+	case FactorEmailCode, FactorPhoneCode:
+		// The code went to the user's address as it is now; an address
+		// changed since then is not the one that was proven.
+		if rec.UserID != user.ID || rec.Identifier == nil || !user.hasAddress(*rec.Identifier) {
+			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The code record does not prove the user's current address.")
 		}
 	case FactorWebAuthn:
 		if rec.Extra["credential"] == "" {
@@ -803,6 +900,25 @@ func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, use
 	return nil
 }
 
+// requireMFAForChange refuses a change to the account (profile data, a new
+// factor) in a SignIn whose user has MFA but has not proven it in this
+// interaction: the first factor alone may not rewrite where the second one
+// is delivered.
+func (e *Engine) requireMFAForChange(ctx context.Context, in *Interaction, user *User) error {
+	if in.Event != EventSignInFlow || mfaProven(in) {
+		return nil
+	}
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	if len(factors) > 0 {
+		return fault.New(CodeRequireMFA, http.StatusForbidden, "Verify multi-factor authentication before changing the profile.").
+			With("availableFactors", factorTypes(factors))
+	}
+	return nil
+}
+
 // mfaProven reports whether the interaction proved a second factor: one
 // whose method differs from the first factor's. A code sent to the inbox
 // (or phone) that already signed the user in proves nothing more, so a
@@ -852,7 +968,7 @@ type MFAChallenge struct {
 
 // CompleteMFA verifies a factor for a session and activates it.
 func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, error) {
-	sess, err := e.Sessions.Get(ctx, req.SessionID)
+	sess, err := e.sessionFor(ctx, req.SessionID, req.Meta, false)
 	if err != nil {
 		return nil, err
 	}
@@ -897,7 +1013,7 @@ func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, er
 // SendSessionOTP sends a one-time code for a backend session to the user's
 // email or phone ("email" or "sms").
 func (e *Engine) SendSessionOTP(ctx context.Context, sessionID, channel string, meta SessionMeta) error {
-	sess, err := e.Sessions.Get(ctx, sessionID)
+	sess, err := e.sessionFor(ctx, sessionID, meta, false)
 	if err != nil {
 		return err
 	}
@@ -918,6 +1034,17 @@ func (e *Engine) SendSessionOTP(ctx context.Context, sessionID, channel string, 
 	}
 	if err := mfaChannelEnabled(settings, id.Type); err != nil {
 		return err
+	}
+	// Seed 001's order: a channel without a connector is 501 whoever asks.
+	if _, err := e.sender(id.Type); err != nil {
+		return err
+	}
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	if !codeFactorUsable(factors, user, id.Type, settings) {
+		return errCodeFactorNotEnrolled(id.Type)
 	}
 	_, err = e.issueCode(ctx, messaging.PurposeMfaVerification, id, id.Value, "session:"+sess.ID, true, false, settings)
 	return err
@@ -940,6 +1067,15 @@ func (e *Engine) verifySessionOTP(ctx context.Context, user *User, sess *Session
 	}
 	if err := mfaChannelEnabled(settings, row.IdentifierType); err != nil {
 		return err
+	}
+	// Enrolment may have changed since the code was sent (a factor
+	// removed): what counts is now.
+	factors, err := e.Factors.List(ctx, user.ID)
+	if err != nil {
+		return err
+	}
+	if !codeFactorUsable(factors, user, row.IdentifierType, settings) {
+		return errCodeFactorNotEnrolled(row.IdentifierType)
 	}
 	return e.guardFactor(ctx, user, "otp", func() error {
 		return e.codes.Verify(ctx, row.ID, row.IdentifierType, row.Identifier, code)

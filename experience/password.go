@@ -100,14 +100,26 @@ func (e *Engine) SetPassword(ctx context.Context, userID, password string, opts 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.storePassword(ctx, nil, user, encoded, opts.Temporary); err != nil {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if opts.Event == "" {
 		opts.Event = EventPasswordSet
 	}
-	e.audit(ctx, AuditEvent{Event: opts.Event, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: opts.Meta.ClientID,
-		IPAddress: opts.Meta.IPAddress, Data: map[string]any{"temporary": opts.Temporary}})
+	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
+		if err := e.storePassword(ctx, tx, user, encoded, opts.Temporary); err != nil {
+			return err
+		}
+		if err := e.endOtherSessions(ctx, tx, user.ID, "", settings); err != nil {
+			return err
+		}
+		return e.Audit.record(tx, AuditEvent{Event: opts.Event, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: opts.Meta.ClientID,
+			IPAddress: opts.Meta.IPAddress, Data: map[string]any{"temporary": opts.Temporary}})
+	})
+	if err != nil {
+		return nil, err
+	}
 	return e.Users.Get(ctx, userID)
 }
 
@@ -171,6 +183,23 @@ func (e *Engine) storePassword(ctx context.Context, tx *gorm.DB, user *User, enc
 	return e.db.Tx(ctx, write)
 }
 
+// endOtherSessions ends, inside tx, every session of a user whose password
+// just changed, but keep: whoever knew the old password (or held a session
+// opened with it) is out, as the settings' password.revoke_sessions_on_change
+// says (default true). Their refresh tokens die with them: refresh and
+// introspection check the session.
+func (e *Engine) endOtherSessions(ctx context.Context, tx *gorm.DB, userID, keep string, settings Settings) error {
+	if !settings.Password.RevokeSessionsOnChange {
+		return nil
+	}
+	ids, err := e.Sessions.revokeUserTx(tx, userID, keep)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return e.Audit.record(tx, AuditEvent{Event: EventSessionRevoked, Outcome: OutcomeSuccess, UserID: userID,
+		Data: map[string]any{"reason": "password_changed", "sessions": len(ids)}})
+}
+
 // PasswordReset is a backend's request to change an expired or temporary
 // password with the reset token it received.
 type PasswordReset struct {
@@ -213,11 +242,23 @@ func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn,
 	if err != nil {
 		return nil, err
 	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
 	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
 		if err := e.resets.consume(tx, row.Digest); err != nil {
 			return err
 		}
-		return e.storePassword(ctx, tx, user, encoded, false)
+		if err := e.storePassword(ctx, tx, user, encoded, false); err != nil {
+			return err
+		}
+		// The session this reset opens (below) is the only one to survive.
+		if err := e.endOtherSessions(ctx, tx, user.ID, "", settings); err != nil {
+			return err
+		}
+		return e.Audit.record(tx, AuditEvent{Event: EventPasswordReset, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: req.Meta.ClientID,
+			IPAddress: req.Meta.IPAddress, Data: map[string]any{"reason": row.Reason}})
 	})
 	if err != nil {
 		var fe *fault.Error
@@ -226,8 +267,6 @@ func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn,
 		}
 		return nil, fmt.Errorf("experience: reset password: %w", err)
 	}
-	e.audit(ctx, AuditEvent{Event: EventPasswordReset, Outcome: OutcomeSuccess, UserID: user.ID, ClientID: req.Meta.ClientID,
-		IPAddress: req.Meta.IPAddress, Data: map[string]any{"reason": row.Reason}})
 	user, err = e.Users.Get(ctx, user.ID)
 	if err != nil {
 		return nil, err

@@ -132,12 +132,15 @@ func mergeAMR(have []string, add ...string) []string {
 	return out
 }
 
-// SessionMeta describes where an authentication came from.
+// SessionMeta describes where an authentication came from: the calling
+// client and the end user's device.
 type SessionMeta struct {
 	ClientID  string
 	OrgID     string
 	IPAddress string
 	UserAgent string
+	// SSO: the calling client takes part in cross-application SSO.
+	SSO bool
 }
 
 // authenticate records an authentication with methods amr for user. With
@@ -225,15 +228,33 @@ func (s *Sessions) Revoke(ctx context.Context, id string) (bool, error) {
 // RevokeUser ends every session of a user and returns their ids.
 func (s *Sessions) RevokeUser(ctx context.Context, userID string) ([]string, error) {
 	var ids []string
-	now := s.now()
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
-		if err := tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).Pluck("id", &ids).Error; err != nil {
-			return err
-		}
-		return tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID).
-			Updates(map[string]any{"state": SessionRevoked, "revoked_at": now, "updated_at": now}).Error
+		var err error
+		ids, err = s.revokeUserTx(tx, userID, "")
+		return err
 	})
-	if err != nil {
+	return ids, err
+}
+
+// revokeUserTx ends every live session of a user but keep (if any) inside
+// tx and returns the ids it ended.
+func (s *Sessions) revokeUserTx(tx *gorm.DB, userID, keep string) ([]string, error) {
+	var ids []string
+	q := func() *gorm.DB {
+		q := tx.Model(&sessionRow{}).Where("user_id = ? AND revoked_at IS NULL", userID)
+		if keep != "" {
+			q = q.Where("id <> ?", keep)
+		}
+		return q
+	}
+	if err := q().Pluck("id", &ids).Error; err != nil {
+		return nil, fmt.Errorf("experience: revoke user sessions: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	now := s.now()
+	if err := q().Updates(map[string]any{"state": SessionRevoked, "revoked_at": now, "updated_at": now}).Error; err != nil {
 		return nil, fmt.Errorf("experience: revoke user sessions: %w", err)
 	}
 	return ids, nil

@@ -34,6 +34,14 @@ type Settings struct {
 	SignUp         SignUpRequirements   `json:"sign_up"`
 	ForgotPassword ForgotPasswordMethod `json:"forgot_password"`
 	Code           CodePolicy           `json:"verification_code"`
+	Password       PasswordChange       `json:"password"`
+}
+
+// PasswordChange governs what a password change does beyond the hash.
+type PasswordChange struct {
+	// RevokeSessionsOnChange ends the user's other sessions (and so their
+	// refresh tokens) when the password is changed or reset.
+	RevokeSessionsOnChange bool `json:"revoke_sessions_on_change"`
 }
 
 // Sign-in modes.
@@ -134,6 +142,7 @@ func DefaultSettings() Settings {
 		SignUp:         SignUpRequirements{Identifiers: []string{IdentifierUsername}, Password: true, Verify: true},
 		ForgotPassword: ForgotPasswordMethod{Email: true, Phone: true},
 		Code:           DefaultCodePolicy(),
+		Password:       PasswordChange{RevokeSessionsOnChange: true},
 	}
 }
 

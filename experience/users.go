@@ -193,8 +193,13 @@ func (s *Users) FindByIdentifier(ctx context.Context, idType, normalized string)
 
 // Get returns a user by id.
 func (s *Users) Get(ctx context.Context, id string) (*User, error) {
+	return s.getTx(s.db.WithContext(ctx), id)
+}
+
+// getTx is Get through db (a transaction).
+func (s *Users) getTx(db *gorm.DB, id string) (*User, error) {
 	var row userRow
-	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	err := db.Where("id = ?", id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, errUserNotFound()
 	}
@@ -324,24 +329,49 @@ func (s *Users) create(tx *gorm.DB, p Profile, passwordHash string, temporary bo
 func (s *Users) update(ctx context.Context, id string, p Profile) (*User, error) {
 	var out *User
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
-		var row userRow
-		if err := s.db.ForUpdate(tx.Where("id = ?", id)).Take(&row).Error; err != nil {
-			if errors.Is(err, gorm.ErrRecordNotFound) {
-				return errUserNotFound()
-			}
-			return err
-		}
-		if err := s.apply(&row, p); err != nil {
-			return err
-		}
-		row.UpdatedAt = s.now()
-		if err := tx.Select("*").Save(&row).Error; err != nil {
-			return conflict(err, &row)
-		}
-		out = row.user()
-		return nil
+		var err error
+		out, err = s.updateTx(tx, id, p)
+		return err
 	})
 	return out, err
+}
+
+// updateTx applies a profile change inside tx, locking the row.
+func (s *Users) updateTx(tx *gorm.DB, id string, p Profile) (*User, error) {
+	var row userRow
+	if err := s.db.ForUpdate(tx.Where("id = ?", id)).Take(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, errUserNotFound()
+		}
+		return nil, err
+	}
+	if err := s.apply(&row, p); err != nil {
+		return nil, err
+	}
+	row.UpdatedAt = s.now()
+	if err := tx.Select("*").Save(&row).Error; err != nil {
+		return nil, conflict(err, &row)
+	}
+	return row.user(), nil
+}
+
+// Fields names the profile fields a change touches (for the audit log:
+// names only, never values).
+func (p Profile) Fields() []string {
+	var out []string
+	add := func(set bool, name string) {
+		if set {
+			out = append(out, name)
+		}
+	}
+	add(p.Username != nil, "username")
+	add(p.Email != nil, "primary_email")
+	add(p.Phone != nil, "primary_phone")
+	add(p.Name != nil, "name")
+	add(p.CustomData != nil, "custom_data")
+	add(p.EmailVerified != nil, "email_verified")
+	add(p.PhoneVerified != nil, "phone_verified")
+	return out
 }
 
 // setFlags updates boolean account flags.
@@ -382,6 +412,17 @@ func (u *User) Identifiers() []Identifier {
 		out = append(out, Identifier{IdentifierPhone, *u.PrimaryPhone})
 	}
 	return out
+}
+
+// hasAddress reports whether id is the user's current e-mail or phone.
+func (u *User) hasAddress(id Identifier) bool {
+	switch id.Type {
+	case IdentifierEmail:
+		return u.PrimaryEmail != nil && strings.EqualFold(*u.PrimaryEmail, id.Value)
+	case IdentifierPhone:
+		return u.PrimaryPhone != nil && *u.PrimaryPhone == id.Value
+	}
+	return false
 }
 
 // Info is what the password policy's user-info rule compares against.

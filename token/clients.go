@@ -47,7 +47,10 @@ type Client struct {
 	// EnforceMFA: users with MFA factors must complete MFA before this
 	// client gets tokens; when false tokens are issued after the first
 	// factor and the application decides from the amr claim.
-	EnforceMFA      bool      `json:"enforce_mfa"`
+	EnforceMFA bool `json:"enforce_mfa"`
+	// SSO: the client takes part in cross-application single sign-on — it
+	// may re-authenticate sessions of other SSO clients, and they its.
+	SSO             bool      `json:"sso"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at"`
@@ -68,6 +71,7 @@ type clientRow struct {
 	GrantTypes      string
 	Resources       string
 	EnforceMFA      bool `gorm:"column:enforce_mfa"`
+	SSO             bool `gorm:"column:sso"`
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	SecretRotatedAt time.Time
@@ -77,7 +81,7 @@ func (clientRow) TableName() string { return "oauth_clients" }
 
 func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
-		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		SecretRotatedAt: r.SecretRotatedAt, secretDigest: r.SecretDigest}
 }
 
@@ -89,6 +93,8 @@ type NewClient struct {
 	Resources  []string // absolute URIs the client may request as audience
 	// EnforceMFA defaults to true (nil).
 	EnforceMFA *bool
+	// SSO opts the client into cross-application single sign-on.
+	SSO bool
 }
 
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
@@ -132,7 +138,7 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	now := s.now()
 	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: credentials.Digest(secret),
 		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
-		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
+		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}
@@ -179,6 +185,17 @@ func (s *Clients) cached(ctx context.Context, id string) (*Client, error) {
 
 // Lookup returns a live client by id through the cache, or nil if unknown.
 func (s *Clients) Lookup(ctx context.Context, id string) (*Client, error) { return s.cached(ctx, id) }
+
+// SharesSessions reports whether a client exists and takes part in
+// cross-application SSO (the Experience engine asks it before letting one
+// client use another's session).
+func (s *Clients) SharesSessions(ctx context.Context, id string) (bool, error) {
+	c, err := s.cached(ctx, id)
+	if err != nil || c == nil {
+		return false, err
+	}
+	return c.SSO, nil
+}
 
 func (s *Clients) forget(id string) {
 	s.mu.Lock()

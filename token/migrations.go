@@ -85,5 +85,8 @@ ALTER TABLE oauth_clients ADD COLUMN enforce_mfa BOOLEAN NOT NULL DEFAULT TRUE;
 		{ID: "token/0006_family_id_claims", SQL: `
 ALTER TABLE refresh_families ADD COLUMN id_claims TEXT NOT NULL DEFAULT '';
 `},
+		{ID: "token/0007_client_sso", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN sso BOOLEAN NOT NULL DEFAULT FALSE;
+`},
 	}
 }

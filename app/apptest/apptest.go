@@ -194,7 +194,16 @@ func (e *Env) CreateClient(scopes ...string) Client {
 // CreateClientWith registers a client allowed the given resources.
 func (e *Env) CreateClientWith(resources []string, scopes ...string) Client {
 	e.T.Helper()
-	c, secret, err := e.Services.Tokens.Clients.Create(context.Background(), newClient(scopes, resources))
+	return e.CreateClientFrom(newClient(scopes, resources))
+}
+
+// CreateClientFrom registers the client nc describes.
+func (e *Env) CreateClientFrom(nc token.NewClient) Client {
+	e.T.Helper()
+	if nc.Name == "" {
+		nc.Name = "test client"
+	}
+	c, secret, err := e.Services.Tokens.Clients.Create(context.Background(), nc)
 	if err != nil {
 		e.T.Fatalf("create client: %v", err)
 	}

@@ -25,7 +25,7 @@ func (c *cli) clientCmd() *cobra.Command {
 
 	var name, scopes string
 	var grants, resources []string
-	var enforceMFA bool
+	var enforceMFA, sso bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a client and print its secret (shown once)",
@@ -33,7 +33,7 @@ func (c *cli) clientCmd() *cobra.Command {
 		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			client, secret, err := svc.Tokens.Clients.Create(ctxOf(cmd), token.NewClient{
 				Name: name, Scopes: strings.Fields(strings.ReplaceAll(scopes, ",", " ")), GrantTypes: splitList(grants), Resources: splitList(resources),
-				EnforceMFA: &enforceMFA,
+				EnforceMFA: &enforceMFA, SSO: sso,
 			})
 			if err != nil {
 				return err
@@ -49,6 +49,7 @@ func (c *cli) clientCmd() *cobra.Command {
 	create.Flags().StringSliceVar(&grants, "grant-types", nil, "grant types (default client_credentials,refresh_token)")
 	create.Flags().StringSliceVar(&resources, "resource", nil, "resource URI the client may request as audience (repeatable)")
 	create.Flags().BoolVar(&enforceMFA, "enforce-mfa", true, "users with MFA factors must complete MFA before tokens are issued (false: issue tokens after the password and let the app check amr)")
+	create.Flags().BoolVar(&sso, "sso", false, "cross-application single sign-on: this client may re-authenticate (session/authenticate) sessions created by other --sso clients, and they its")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{
