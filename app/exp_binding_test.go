@@ -6,9 +6,11 @@ package app_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/latch-dev/latch/app/apptest"
+	"github.com/latch-dev/latch/token"
 )
 
 // expRoutes are calls of every interaction route with a valid body.
@@ -53,7 +55,7 @@ func TestExperienceInteractionBinding(t *testing.T) {
 				// Client B, with a perfectly good token, presents A's handle
 				// (in A's cookie jar, or in the header).
 				other := f.ClientToken(f.CreateClient("auth:execute"))
-				bx := &expTx{f: f, tok: other, hc: a.hc, cookie: cookie, handle: a.handle}
+				bx := &expTx{f: f, tok: other, hc: a.hc, cookie: cookie, handle: a.handle, bearerAlways: true}
 				for _, r := range expRoutes(u) {
 					expWantAPI(t, bx.call(t, r.method, r.path, r.body), http.StatusNotFound, "session.not_found")
 				}
@@ -119,21 +121,71 @@ func TestExperienceInteractionBinding(t *testing.T) {
 				}
 			}
 		})
-		t.Run("NoToken", func(t *testing.T) {
+		t.Run("HandleAlone", func(t *testing.T) {
 			t.Parallel()
 			u := f.user(t)
 			x := f.begin(t, "SignIn", false)
-			anon := &expTx{f: f, hc: f.HTTP, handle: x.handle}
-			for _, r := range expRoutes(u) {
-				expWantAPI(t, anon.call(t, r.method, r.path, r.body), http.StatusUnauthorized, "auth.invalid_client_token")
+			// The handle alone authorises: a sign-in from start to tokens
+			// with no Bearer after init (expTx sends it only there).
+			expMust(t, x.identify(t, x.passwordRecord(t, "username", u.Username, u.Password)), http.StatusNoContent, "identify")
+			if claims := x.submitTokens(t); claims["sub"] != u.ID || claims["aud"] != f.client.ID {
+				t.Fatalf("tokens of a handle-only interaction: %v", claims)
 			}
-			noScope := &expTx{f: f, tok: f.ClientToken(f.CreateClient("users:read")), hc: f.HTTP, handle: x.handle}
+			// A Bearer sent as well must be the owner's: another client's
+			// is told the interaction does not exist, a broken one is 401.
+			y := f.begin(t, "SignIn", false)
+			foreign := &expTx{f: f, tok: f.ClientToken(f.CreateClient("auth:execute")), hc: f.HTTP, handle: y.handle, bearerAlways: true}
+			broken := &expTx{f: f, tok: "garbage", hc: f.HTTP, handle: y.handle, bearerAlways: true}
+			owner := &expTx{f: f, tok: f.tok, hc: f.HTTP, handle: y.handle, bearerAlways: true}
 			for _, r := range expRoutes(u) {
-				expWantAPI(t, noScope.call(t, r.method, r.path, r.body), http.StatusForbidden, "auth.insufficient_scope")
+				expWantAPI(t, foreign.call(t, r.method, r.path, r.body), http.StatusNotFound, "session.not_found")
+				expWantAPI(t, broken.call(t, r.method, r.path, r.body), http.StatusUnauthorized, "auth.invalid_client_token")
 			}
-			if recs := x.records(t); len(recs) != 0 {
+			if recs := y.records(t); len(recs) != 0 {
 				t.Fatalf("refused calls stored records: %v", recs)
 			}
+			expMust(t, owner.post(t, "/verification/password", map[string]any{"identifier": expIdent("username", u.Username), "password": u.Password}),
+				http.StatusOK, "owner's Bearer")
+		})
+		t.Run("BrowserSafety", func(t *testing.T) {
+			t.Parallel()
+			u := f.user(t)
+			x := f.begin(t, "SignIn", true)
+			send := func(ct, origin, body string) *apptest.Response {
+				t.Helper()
+				req, _ := http.NewRequest(http.MethodPost, f.URL+"/api/experience/verification/password", strings.NewReader(body))
+				if ct != "" {
+					req.Header.Set("Content-Type", ct)
+				}
+				if origin != "" {
+					req.Header.Set("Origin", origin)
+				}
+				res, err := v1Do(x.hc, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res
+			}
+			good := `{"identifier":{"type":"username","value":"` + u.Username + `"},"password":"` + u.Password + `"}`
+			// A cross-site form post carries the cookie but cannot send JSON.
+			form := "identifier=" + u.Username + "&password=" + u.Password
+			expWantAPI(t, send("application/x-www-form-urlencoded", "https://evil.example", form), http.StatusUnsupportedMediaType, "guard.content_type_not_allowed")
+			expWantAPI(t, send("text/plain", "", good), http.StatusUnsupportedMediaType, "guard.content_type_not_allowed")
+			// JSON from a foreign origin (a CORS-less fetch would be blocked
+			// from reading, not from sending): refused.
+			expWantAPI(t, send("application/json", "https://evil.example", good), http.StatusForbidden, "guard.origin_not_allowed")
+			if recs := x.records(t); len(recs) != 0 {
+				t.Fatalf("refused browser calls stored records: %v", recs)
+			}
+			// The issuer's own origin, and no Origin at all, pass.
+			expMust(t, send("application/json", strings.TrimSuffix(f.URL, "/"), good), http.StatusOK, "same origin")
+			expMust(t, send("application/json", "", good), http.StatusOK, "no origin")
+			// An origin the client allows passes too.
+			app := f.CreateClientFrom(token.NewClient{Scopes: []string{"auth:execute"}, AllowedOrigins: []string{"https://app.example.com"}})
+			z := f.beginAs(t, f.ClientToken(app), "SignIn", true)
+			x = z
+			expMust(t, send("application/json", "https://app.example.com", good), http.StatusOK, "allowed origin")
+			expWantAPI(t, send("application/json", "https://other.example.com", good), http.StatusForbidden, "guard.origin_not_allowed")
 		})
 	})
 }

@@ -96,6 +96,8 @@ type expTx struct {
 	hc     *http.Client
 	cookie bool
 	handle string
+	// bearerAlways sends tok on every call, not only on init.
+	bearerAlways bool
 }
 
 // begin runs PUT /api/experience for event with the fixture's client.
@@ -183,10 +185,13 @@ func (x *expTx) request(method, path string, body any) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if raw != nil {
+	// As a sign-in page does: JSON on every state-changing call (the cookie
+	// alone authorises only those), and the ClientAccessToken only to start
+	// an interaction (seed 004: no authorization on the later calls).
+	if raw != nil || (method != http.MethodGet && method != http.MethodHead) {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if x.tok != "" {
+	if x.tok != "" && (x.bearerAlways || (method == http.MethodPut && path == "/api/experience")) {
 		req.Header.Set("Authorization", "Bearer "+x.tok)
 	}
 	if !x.cookie && x.handle != "" {

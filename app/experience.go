@@ -33,7 +33,7 @@ func interactionHandle(c echo.Context) string {
 
 // experienceMeta is the session metadata of an Experience API call.
 func experienceMeta(c echo.Context) experience.SessionMeta {
-	return experience.SessionMeta{ClientID: clientToken(c).ClientID, IPAddress: c.RealIP(), UserAgent: c.Request().UserAgent()}
+	return experience.SessionMeta{ClientID: interactionClient(c), IPAddress: c.RealIP(), UserAgent: c.Request().UserAgent()}
 }
 
 // step is what every Experience API call acts on: the request's context,
@@ -46,7 +46,7 @@ type step struct {
 }
 
 func stepOf(c echo.Context) step {
-	return step{ctx: c.Request().Context(), handle: interactionHandle(c), client: clientToken(c).ClientID, meta: experienceMeta(c)}
+	return step{ctx: c.Request().Context(), handle: interactionHandle(c), client: interactionClient(c), meta: experienceMeta(c)}
 }
 
 // recordID is a step's answer that is a verification record's id.
@@ -274,7 +274,7 @@ func (a *App) identify(c echo.Context) error {
 			return err
 		}
 	}
-	created, err := a.engine.Identify(c.Request().Context(), interactionHandle(c), clientToken(c).ClientID, req.VerificationID, experienceMeta(c))
+	created, err := a.engine.Identify(c.Request().Context(), interactionHandle(c), interactionClient(c), req.VerificationID, experienceMeta(c))
 	if err != nil {
 		return err
 	}
@@ -340,9 +340,13 @@ func (a *App) resetProfilePassword(x step, req *resetPasswordBody) (any, error) 
 
 // submitInteraction is POST /api/experience/submit.
 func (a *App) submitInteraction(c echo.Context) error {
-	client, err := a.callingClient(c)
+	// The tokens go to the interaction's client, whoever holds the handle.
+	client, err := a.tokens.Clients.Lookup(c.Request().Context(), interactionClient(c))
 	if err != nil {
 		return err
+	}
+	if client == nil {
+		return experience.ErrInteractionNotFound()
 	}
 	res, err := a.engine.SubmitInteraction(c.Request().Context(), interactionHandle(c), client.ID, experienceMeta(c))
 	if err != nil {

@@ -56,6 +56,22 @@ func (e *Engine) StartInteraction(ctx context.Context, clientID, event string) (
 	return e.interactions.create(ctx, clientID, event)
 }
 
+// InteractionClient returns the client a live interaction belongs to: the
+// handle alone authorises Experience API calls (seed 004), and the client
+// stored with the interaction is the one they act for. A caller that also
+// names a client (a Bearer token) must name the owner; any other is told
+// the interaction does not exist.
+func (e *Engine) InteractionClient(ctx context.Context, handle, clientID string) (string, error) {
+	owner, err := e.interactions.owner(ctx, handle)
+	if err != nil {
+		return "", err
+	}
+	if clientID != "" && clientID != owner {
+		return "", errInteractionNotFound()
+	}
+	return owner, nil
+}
+
 // EndInteraction deletes the interaction behind handle if it is clientID's
 // (re-initialising clears the previous interaction, seed 004); an unknown
 // handle or another client's interaction is left alone.

@@ -51,6 +51,10 @@ const (
 	CodeInteractionConflict     = "session.interaction_conflict"
 )
 
+// ErrInteractionNotFound is the answer for an unknown, expired or foreign
+// interaction.
+func ErrInteractionNotFound() *fault.Error { return errInteractionNotFound() }
+
 func errInteractionNotFound() *fault.Error {
 	return fault.New(CodeInteractionNotFound, http.StatusNotFound, "The interaction does not exist or has expired; start a new one.")
 }
@@ -154,6 +158,22 @@ func (s *Interactions) create(ctx context.Context, clientID, event string) (stri
 	}
 	s.db.WithContext(ctx).Where("expires_at < ?", now).Delete(&interactionRow{})
 	return handle, nil
+}
+
+// owner returns the client of the live interaction behind a handle.
+func (s *Interactions) owner(ctx context.Context, handle string) (string, error) {
+	if handle == "" || len(handle) > 128 {
+		return "", errInteractionNotFound()
+	}
+	var row interactionRow
+	err := s.db.WithContext(ctx).Select("client_id", "expires_at").Where("id = ?", credentials.Digest(handle)).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && !s.now().Before(row.ExpiresAt)) {
+		return "", errInteractionNotFound()
+	}
+	if err != nil {
+		return "", fmt.Errorf("experience: load interaction: %w", err)
+	}
+	return row.ClientID, nil
 }
 
 // load returns the interaction behind a handle for its own client.

@@ -50,7 +50,10 @@ type Client struct {
 	EnforceMFA bool `json:"enforce_mfa"`
 	// SSO: the client takes part in cross-application single sign-on — it
 	// may re-authenticate sessions of other SSO clients, and they its.
-	SSO             bool      `json:"sso"`
+	SSO bool `json:"sso"`
+	// AllowedOrigins are the browser origins (besides the issuer's own)
+	// from which the Experience API accepts cookie-authorised calls.
+	AllowedOrigins  []string  `json:"allowed_origins"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at"`
@@ -72,6 +75,7 @@ type clientRow struct {
 	Resources       string
 	EnforceMFA      bool `gorm:"column:enforce_mfa"`
 	SSO             bool `gorm:"column:sso"`
+	AllowedOrigins  string
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	SecretRotatedAt time.Time
@@ -81,7 +85,7 @@ func (clientRow) TableName() string { return "oauth_clients" }
 
 func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
-		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		SecretRotatedAt: r.SecretRotatedAt, secretDigest: r.SecretDigest}
 }
 
@@ -95,6 +99,9 @@ type NewClient struct {
 	EnforceMFA *bool
 	// SSO opts the client into cross-application single sign-on.
 	SSO bool
+	// AllowedOrigins are browser origins (scheme://host[:port]) allowed to
+	// drive the Experience API with the interaction cookie.
+	AllowedOrigins []string
 }
 
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
@@ -134,11 +141,15 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	if err := validateClientLists(in.Scopes, in.GrantTypes, in.Resources); err != nil {
 		return nil, "", err
 	}
+	origins, err := normalizeOrigins(in.AllowedOrigins)
+	if err != nil {
+		return nil, "", err
+	}
 	secret := clientSecretPrefix + credentials.RandomToken(32)
 	now := s.now()
 	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: credentials.Digest(secret),
 		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
-		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
+		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, AllowedOrigins: join(origins), CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}
@@ -338,4 +349,25 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// normalizeOrigins checks browser origins: an absolute http(s) URL with a
+// host and nothing after it (RFC 6454), kept in its serialised form.
+func normalizeOrigins(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for i, o := range in {
+		u, err := url.Parse(strings.TrimSpace(o))
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fault.Invalid(fault.Detail{Field: fmt.Sprintf("allowed_origins[%d]", i),
+				Message: "must be an origin such as https://app.example.com"})
+		}
+		out = append(out, strings.ToLower(u.Scheme+"://"+u.Host))
+	}
+	return out, nil
+}
+
+// AllowsOrigin reports whether the client lists a browser origin.
+func (c *Client) AllowsOrigin(origin string) bool {
+	return contains(c.AllowedOrigins, strings.ToLower(origin))
 }

@@ -88,5 +88,8 @@ ALTER TABLE refresh_families ADD COLUMN id_claims TEXT NOT NULL DEFAULT '';
 		{ID: "token/0007_client_sso", SQL: `
 ALTER TABLE oauth_clients ADD COLUMN sso BOOLEAN NOT NULL DEFAULT FALSE;
 `},
+		{ID: "token/0008_client_allowed_origins", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '';
+`},
 	}
 }
