@@ -59,6 +59,7 @@ var v1Codes = map[string]struct {
 	experience.CodeLocked:                {"auth_locked", http.StatusForbidden},
 	experience.CodeMFARequired:           {"mfa_required", http.StatusForbidden},
 	experience.CodeMissingMFA:            {"mfa_enrollment_required", http.StatusForbidden},
+	experience.CodeMethodNotEnabled:      {"sign_in_method_not_enabled", http.StatusForbidden},
 	experience.CodeResetTokenInvalid:     {"invalid_reset_token", http.StatusBadRequest},
 	experience.CodePasswordRejected:      {"password_policy_violation", http.StatusBadRequest},
 	experience.CodeSamePassword:          {"password_policy_violation", http.StatusBadRequest},

@@ -139,10 +139,12 @@ func TestExperienceErrorRows(t *testing.T) {
 			y := f.begin(t, "Register", false)
 			dup1, dup2 := v1Name("dup"), v1Name("dup")
 			expMust(t, y.post(t, "/profile", map[string]any{"type": "username", "value": dup1}), http.StatusNoContent, "username")
+			expMust(t, y.post(t, "/profile", map[string]any{"type": "password", "value": v1Password()}), http.StatusNoContent, "password")
 			id := y.provenCode(t, "email", u.Email, "")
 			expWantAPI(t, y.identify(t, id), http.StatusUnprocessableEntity, "user.email_already_in_use")
 			z := f.begin(t, "Register", false)
 			expMust(t, z.post(t, "/profile", map[string]any{"type": "username", "value": dup2}), http.StatusNoContent, "username")
+			expMust(t, z.post(t, "/profile", map[string]any{"type": "password", "value": v1Password()}), http.StatusNoContent, "password")
 			id = z.provenCode(t, "phone", u.Phone, "")
 			expWantAPI(t, z.identify(t, id), http.StatusUnprocessableEntity, "user.phone_already_in_use")
 			for _, name := range []string{taken, dup1, dup2} {
@@ -175,16 +177,21 @@ func TestExperienceErrorRows(t *testing.T) {
 			x := f.begin(t, "ForgotPassword", false)
 			expMust(t, x.identify(t, x.provenCode(t, "email", u.Email, "")), http.StatusNoContent, "identify")
 			expWantAPI(t, x.post(t, "/submit", nil), http.StatusUnprocessableEntity, "user.missing_profile")
-			// A registration without the password that sign-up requires.
+			// A registration without the password that sign-up requires is
+			// refused at identification, and leaves no account behind.
 			r := f.begin(t, "Register", false)
-			expMust(t, r.post(t, "/profile", map[string]any{"type": "username", "value": v1Name("nopw")}), http.StatusNoContent, "username")
-			expMust(t, r.identify(t, r.provenCode(t, "email", expEmail("nopw"), "")), http.StatusCreated, "register")
-			res := r.post(t, "/submit", nil)
+			nopw := v1Name("nopw")
+			expMust(t, r.post(t, "/profile", map[string]any{"type": "username", "value": nopw}), http.StatusNoContent, "username")
+			res := r.identify(t, r.provenCode(t, "email", expEmail("nopw"), ""))
 			expWantAPI(t, res, http.StatusUnprocessableEntity, "user.missing_profile")
+			if n := f.count(t, "SELECT COUNT(*) FROM users WHERE username = ?", nopw); n != 0 {
+				t.Fatalf("a refused registration created %d users", n)
+			}
 			if d, _ := res.JSON["data"].(map[string]any); d == nil || len(d["missingProfile"].([]any)) != 1 {
 				t.Fatalf("missing profile data: %s", res)
 			}
 			expMust(t, r.post(t, "/profile", map[string]any{"type": "password", "value": v1Password()}), http.StatusNoContent, "password")
+			expMust(t, r.identify(t, ""), http.StatusCreated, "register with the password")
 			r.submitTokens(t)
 			// A user suspended after identification cannot finish signing in.
 			v := f.user(t)

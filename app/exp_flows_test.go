@@ -72,9 +72,11 @@ func flowRegisterEmail(t *testing.T, f *expFix, cookie bool) {
 		t.Fatalf("registration mail: from %q, code %q", mail.From, mail.Code)
 	}
 	expMust(t, x.verifyCode(t, "email", email, id, mail.Code), http.StatusOK, "verify")
-	expMust(t, x.identify(t, id), http.StatusCreated, "identification")
-	// Then the password, as profile data of the identified new user.
+	// The password sign-up requires comes before identification creates
+	// the account (issue 9: no account is created without it).
+	expWantAPI(t, x.identify(t, id), http.StatusUnprocessableEntity, "user.missing_profile")
 	expMust(t, x.post(t, "/profile", map[string]any{"type": "password", "value": password}), http.StatusNoContent, "profile password")
+	expMust(t, x.identify(t, id), http.StatusCreated, "identification")
 	claims := x.submitTokens(t)
 	finished(t, x)
 	if got := f.expSignIn(t, "email", email, password); got != claims["sub"] {
@@ -195,4 +197,101 @@ func flowSwitchKeepsRecords(t *testing.T, f *expFix, cookie bool) {
 	if sub := x.submitTokens(t)["sub"]; sub != u.ID {
 		t.Fatalf("signed in as %v, want %s", sub, u.ID)
 	}
+}
+
+// Seed 004's sign-in page path for a new address: a SignIn code goes out
+// (registration is open), identification says user.user_not_exist, the page
+// switches to Register and finishes there with the same record. In SignIn-only
+// mode such a code is created but never sent.
+func TestSignInCodeThenRegister(t *testing.T) {
+	t.Parallel()
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		t.Parallel()
+		f := expStart(t, b)
+		f.settings(t, `{"sign_up":{"identifiers":["email"],"password":false,"verify":true}}`)
+		addr := expEmail("newcomer")
+		x := f.begin(t, "SignIn", true)
+		id := x.sendCode(t, "email", addr, "")
+		code := f.deliveredCode(t, "email", addr)
+		expMust(t, x.verifyCode(t, "email", addr, id, code), http.StatusOK, "verify")
+		expWantAPI(t, x.identify(t, id), http.StatusNotFound, "user.user_not_exist")
+		expMust(t, x.call(t, http.MethodPut, "/api/experience/interaction-event", map[string]any{"interactionEvent": "Register"}),
+			http.StatusNoContent, "switch to Register")
+		expMust(t, x.identify(t, id), http.StatusCreated, "register")
+		claims := x.submitTokens(t)
+		if n := f.count(t, "SELECT COUNT(*) FROM users WHERE id = ? AND primary_email = ? AND email_verified", claims["sub"], addr); n != 1 {
+			t.Fatalf("registered user with the verified address: %d rows", n)
+		}
+
+		f.settings(t, `{"sign_in_mode":"SignIn"}`)
+		ghost := expEmail("ghost")
+		y := f.begin(t, "SignIn", false)
+		y.sendCode(t, "email", ghost, "")
+		known := f.user(t)
+		y.sendCode(t, "email", known.Email, "")
+		f.deliveredCode(t, "email", known.Email) // delivered after the answer: give the other one time to show up
+		if n := f.mail.Count(ghost); n != 0 {
+			t.Fatalf("SignIn-only mode mailed %d codes to an unknown address", n)
+		}
+	})
+}
+
+// /v1 password sign-in follows the same settings as the Experience API:
+// a Register-only deployment, or a disabled password method, refuses it
+// before the password is even checked.
+func TestV1PasswordSignInFollowsSettings(t *testing.T) {
+	t.Parallel()
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		t.Parallel()
+		f := expStart(t, b)
+		u := f.user(t)
+		f.settings(t, `{"sign_in":{"methods":[{"identifier":"username","password":false},{"identifier":"email","password":true,"verification_code":true},{"identifier":"phone","password":true,"verification_code":true}]}}`)
+		wantError(t, f.authenticate(t, u.Username, u.Password, nil), http.StatusForbidden, "sign_in_method_not_enabled")
+		wantError(t, f.authenticate(t, u.Username, "wrong password 1234", nil), http.StatusForbidden, "sign_in_method_not_enabled")
+		res := f.authenticate(t, u.Email, u.Password, map[string]any{"username_type": "email"})
+		if res.Status != http.StatusOK {
+			t.Fatalf("e-mail password sign-in: %s", res)
+		}
+		f.settings(t, `{"sign_in_mode":"Register"}`)
+		wantError(t, f.authenticate(t, u.Email, u.Password, map[string]any{"username_type": "email"}), http.StatusForbidden, "sign_in_method_not_enabled")
+	})
+}
+
+// One interaction, one submit: of 20 parallel submits of one interaction —
+// sent to one server, or spread over two replicas — exactly one signs in;
+// the others are told the interaction is gone, and only one session exists.
+func TestParallelSubmitsOneSession(t *testing.T) {
+	t.Parallel()
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		t.Parallel()
+		f := expStart(t, b)
+		replica := f.Replica()
+		for _, spread := range []bool{false, true} {
+			u := f.user(t)
+			x := f.signInTx(t, u)
+			res := expParallel(t, 20, func(i int) (*apptest.Response, error) {
+				req, err := x.request(http.MethodPost, "/api/experience/submit", nil)
+				if err != nil {
+					return nil, err
+				}
+				if spread && i%2 == 1 {
+					req.URL.Host = strings.TrimPrefix(replica.URL, "http://")
+				}
+				return v1Do(x.hc, req)
+			})
+			won := 0
+			for _, r := range res {
+				switch {
+				case r.Status == http.StatusOK:
+					won++
+				case r.Status == http.StatusNotFound && r.Str("code") == "session.not_found":
+				default:
+					t.Fatalf("parallel submit answered %s", r)
+				}
+			}
+			if n := f.count(t, "SELECT COUNT(*) FROM sessions WHERE user_id = ?", u.ID); won != 1 || n != 1 {
+				t.Fatalf("spread=%v: %d submits won, %d sessions; want 1 and 1", spread, won, n)
+			}
+		}
+	})
 }

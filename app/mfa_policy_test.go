@@ -120,7 +120,7 @@ func TestMFAPolicies(t *testing.T) {
 			x := f.signInTx(t, u)
 			res := x.post(t, "/submit", nil)
 			expWantAPI(t, res, http.StatusUnprocessableEntity, "user.missing_mfa")
-			if got := strs(dataOf(t, res)["availableFactors"]); !slices.Contains(got, "totp") {
+			if got := strs(dataOf(t, res)["availableFactors"]); !slices.Contains(got, "Totp") {
 				t.Fatalf("availableFactors %v", got)
 			}
 			expWantAPI(t, x.post(t, "/profile/mfa/mfa-skipped", nil), http.StatusUnprocessableEntity, "session.mfa.mfa_policy_not_user_controlled")
@@ -184,7 +184,7 @@ func TestMFAPolicies(t *testing.T) {
 				x := f.signInTx(t, u)
 				res := x.post(t, "/submit", nil)
 				expWantAPI(t, res, http.StatusForbidden, "session.mfa.require_mfa_verification")
-				if got := strs(dataOf(t, res)["availableFactors"]); len(got) != 1 || got[0] != "totp" {
+				if got := strs(dataOf(t, res)["availableFactors"]); len(got) != 1 || got[0] != "Totp" {
 					t.Fatalf("%s: availableFactors %v", p, got)
 				}
 				skip := x.post(t, "/profile/mfa/mfa-skipped", nil)

@@ -104,7 +104,7 @@ func TestMFAWebAuthn(t *testing.T) {
 			y := f.signInTx(t, u)
 			sub := y.post(t, "/submit", nil)
 			expWantAPI(t, sub, http.StatusForbidden, "session.mfa.require_mfa_verification")
-			if got := strs(dataOf(t, sub)["availableFactors"]); len(got) != 1 || got[0] != "webauthn" {
+			if got := strs(dataOf(t, sub)["availableFactors"]); len(got) != 1 || got[0] != "WebAuthn" {
 				t.Fatalf("availableFactors %v", got)
 			}
 			// A new registration refuses the key already registered.

@@ -296,6 +296,11 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		}
 		existing = s
 	}
+	// One engine, one set of rules: the sign-in mode and the enabled
+	// methods bind /v1 as they bind the Experience API's identification.
+	if err := e.passwordSignInAllowed(ctx, req.Identifier.Type); err != nil {
+		return nil, err
+	}
 	user, key, err := e.verifyPassword(ctx, req.Identifier, req.Password, req.Meta)
 	if user != nil && err != nil {
 		// A right password that may not sign in as is: the attempt
@@ -318,6 +323,21 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		return nil, errSessionNotFound()
 	}
 	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, key)
+}
+
+// passwordSignInAllowed refuses a password sign-in the settings close:
+// SignIn interactions off (Register-only mode) or password sign-in disabled
+// for the identifier type. It depends on settings alone, so it is checked
+// before the password and reveals nothing about any account.
+func (e *Engine) passwordSignInAllowed(ctx context.Context, idType string) error {
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return err
+	}
+	if !eventOpen(settings, EventSignInFlow) || !settings.SignIn.allows(idType, false) {
+		return fault.New(CodeMethodNotEnabled, http.StatusForbidden, "This sign-in method is not enabled.")
+	}
+	return nil
 }
 
 // offerReset mints a single-use reset token for an expired or temporary

@@ -272,13 +272,9 @@ func (e *Engine) SendVerificationCode(ctx context.Context, handle, clientID stri
 	if err := codeMethodEnabled(settings, purpose, id.Type); err != nil {
 		return "", err
 	}
-	deliver := true
-	if purpose != EventRegisterFlow {
-		user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
-		if err != nil {
-			return "", err
-		}
-		deliver = user != nil
+	deliver, err := e.deliversTo(ctx, in, id.Type, normalized, purpose, settings)
+	if err != nil {
+		return "", err
 	}
 	issued, err := e.issueCode(ctx, purpose, id, normalized, clientID, deliver, purpose != EventRegisterFlow, settings)
 	if err != nil {
@@ -293,6 +289,25 @@ func (e *Engine) SendVerificationCode(ctx context.Context, handle, clientID stri
 		return "", err
 	}
 	return rec.ID, nil
+}
+
+// deliversTo says whether a code for purpose is sent to an address. Any
+// address may register, and in SignInAndRegister mode a sign-in page may
+// send a SignIn code first and switch to Register on user.user_not_exist
+// (seed 004), so those codes always go out; so do codes of an identified
+// interaction binding a new address. Otherwise (ForgotPassword, SignIn-only
+// mode) a code is sent only to an address an account has — and created
+// either way, so the answer tells nothing. The message goes to the address
+// itself, so delivering reveals nothing to the caller.
+func (e *Engine) deliversTo(ctx context.Context, in *Interaction, idType, normalized, purpose string, settings Settings) (bool, error) {
+	switch {
+	case purpose == EventRegisterFlow:
+		return true, nil
+	case purpose == EventSignInFlow && (settings.SignInMode == ModeSignInAndRegister || in.UserID != ""):
+		return true, nil
+	}
+	user, err := e.Users.FindByIdentifier(ctx, idType, normalized)
+	return user != nil, err
 }
 
 // codeMethodEnabled checks the settings allow codes for purpose and type.
@@ -537,6 +552,13 @@ func (e *Engine) register(ctx context.Context, handle string, in *Interaction, r
 	if missing := missingIdentifiers(settings.SignUp, profile); len(missing) > 0 {
 		return fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "The registration lacks a required identifier.").
 			With("missingProfile", missing)
+	}
+	// Seed 004 creates the account here, so everything sign-up requires
+	// must be present first: an account without the password it needs would
+	// hold its username forever and could never sign in.
+	if settings.SignUp.Password && profile.PasswordHash == "" {
+		return fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "A password is required to register.").
+			With("missingProfile", []string{"password"})
 	}
 	var row *userRow
 	err := e.db.Tx(ctx, func(tx *gorm.DB) error {

@@ -868,6 +868,55 @@ func (e *Engine) SkipMFA(ctx context.Context, handle, clientID string) error {
 	return err
 }
 
+// experienceFactorNames are seed 004's names of the factor types, which the
+// Experience API speaks (availableFactors, POST /profile/mfa); /v1 keeps the
+// snake_case forms.
+var experienceFactorNames = map[string]string{
+	FactorTOTP: RecordTOTP, FactorBackupCode: RecordBackupCode, FactorWebAuthn: RecordWebAuthn,
+	FactorEmailCode: RecordEmailCode, FactorPhoneCode: RecordPhoneCode,
+}
+
+func seedFactorNames(types []string) []string {
+	out := make([]string, 0, len(types))
+	for _, t := range types {
+		if n, ok := experienceFactorNames[t]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// enrollableFactors lists the enabled factor types a user without factors
+// can actually bind now: a code factor needs the address and a connector,
+// WebAuthn a configured relying party; backup codes can never be the first
+// factor. Nothing is offered that cannot be completed.
+func (e *Engine) enrollableFactors(user *User, settings Settings) []string {
+	var out []string
+	for _, f := range settings.MFA.Factors {
+		switch f {
+		case FactorBackupCode:
+			continue
+		case FactorWebAuthn:
+			if e.webauthn == nil {
+				continue
+			}
+		case FactorEmailCode, FactorPhoneCode:
+			idType := IdentifierEmail
+			if f == FactorPhoneCode {
+				idType = IdentifierPhone
+			}
+			if _, err := mfaCodeIdentifier(user, idType); err != nil {
+				continue
+			}
+			if _, err := e.sender(idType); err != nil {
+				continue
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // requireInteractionMFA applies the MFA rules at submit: a user with
 // factors must have proven one (SignIn), and the policy may require or
 // suggest enrolling one.
@@ -879,11 +928,11 @@ func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, use
 	if len(factors) > 0 {
 		if in.Event == EventSignInFlow && settings.MFA.Enforce && !mfaProven(in) {
 			return fault.New(CodeRequireMFA, http.StatusForbidden, "Multi-factor authentication is required.").
-				With("availableFactors", factorTypes(factors))
+				With("availableFactors", seedFactorNames(factorTypes(factors)))
 		}
 		return nil
 	}
-	enabled := settings.MFA.Factors
+	enabled := seedFactorNames(e.enrollableFactors(user, settings))
 	switch settings.MFA.Policy {
 	case PolicyMandatory:
 		return fault.New(CodeMissingMFA, http.StatusUnprocessableEntity, "An MFA factor must be bound before continuing.").
@@ -914,7 +963,7 @@ func (e *Engine) requireMFAForChange(ctx context.Context, in *Interaction, user 
 	}
 	if len(factors) > 0 {
 		return fault.New(CodeRequireMFA, http.StatusForbidden, "Verify multi-factor authentication before changing the profile.").
-			With("availableFactors", factorTypes(factors))
+			With("availableFactors", seedFactorNames(factorTypes(factors)))
 	}
 	return nil
 }

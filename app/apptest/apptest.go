@@ -168,6 +168,16 @@ func Start(t testing.TB, b Backend, opts ...Option) *Env {
 		HTTP: srv.Client(), Logs: &logs.buf}
 }
 
+// Replica starts a second Latch server on e's database with e's secret key:
+// its own connection pool, caches and HTTP listener, as another replica
+// behind a load balancer would have.
+func (e *Env) Replica(opts ...Option) *Env {
+	e.T.Helper()
+	base := []Option{With("LATCH_DATABASE_URL", e.Config.DatabaseURL),
+		With("LATCH_SECRET_KEY", base64.StdEncoding.EncodeToString(e.Config.SecretKeyBytes))}
+	return Start(e.T, e.Backend, append(base, opts...)...)
+}
+
 // lockedBuffer is a log sink safe for concurrent handlers.
 type lockedBuffer struct {
 	mu  sync.Mutex
