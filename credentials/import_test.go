@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/alexedwards/argon2id"
+	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/fault"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -435,5 +436,18 @@ func TestImportBudgetConfigurable(t *testing.T) {
 			}()
 			NewHasher(lightParams, nil, WithImportBudget(b))
 		}()
+	}
+}
+
+// The configuration's defaults are the package's.
+func TestImportBudgetConfigDefaults(t *testing.T) {
+	c := config.Default()
+	got := ImportBudget{
+		Argon2MemoryKiB: c.HashImportMaxArgon2MemoryKiB, Argon2Iterations: c.HashImportMaxArgon2Iterations,
+		Argon2Parallelism: c.HashImportMaxArgon2Parallelism, BcryptCost: c.HashImportMaxBcryptCost,
+		ScryptMemoryKiB: c.HashImportMaxScryptMemoryKiB, PBKDF2Iterations: c.HashImportMaxPBKDF2Iterations,
+	}
+	if got != DefaultImportBudget() {
+		t.Fatalf("config defaults %+v, credentials defaults %+v", got, DefaultImportBudget())
 	}
 }
