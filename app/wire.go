@@ -87,7 +87,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 	}
 	hasher := credentials.NewHasher(credentials.Argon2Params{
 		MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism,
-	}, hashGate(cfg))
+	}, hashGate(cfg), credentials.WithImportBudget(importBudget(cfg)))
 	connectors, err := messaging.New(messaging.Config{
 		Env: cfg.Env, SMTPURL: cfg.SMTPURL, SMTPFrom: cfg.SMTPFrom, SMSWebhookURL: cfg.SMSWebhookURL,
 		SMSWebhookSecret: cfg.SMSWebhookSecret, DevConnector: cfg.DevConnector,
@@ -155,4 +155,13 @@ func hashGate(cfg config.Config) *credentials.Gate {
 		return credentials.NewAdaptiveGate(cfg.HashConcurrency, cfg.HashQueue)
 	}
 	return credentials.NewGate(cfg.HashConcurrency, cfg.HashQueue, cfg.HashQueueWait)
+}
+
+// importBudget is the most an imported password hash may cost to verify.
+func importBudget(cfg config.Config) credentials.ImportBudget {
+	return credentials.ImportBudget{
+		Argon2MemoryKiB: cfg.HashImportMaxArgon2MemoryKiB, Argon2Iterations: cfg.HashImportMaxArgon2Iterations,
+		Argon2Parallelism: cfg.HashImportMaxArgon2Parallelism, BcryptCost: cfg.HashImportMaxBcryptCost,
+		ScryptMemoryKiB: cfg.HashImportMaxScryptMemoryKiB, PBKDF2Iterations: cfg.HashImportMaxPBKDF2Iterations,
+	}
 }

@@ -85,6 +85,15 @@ type Config struct {
 	HashQueue         int           `yaml:"hash_queue" env:"LATCH_HASH_QUEUE"`
 	HashQueueWait     time.Duration `yaml:"hash_queue_wait" env:"LATCH_HASH_QUEUE_WAIT"`
 
+	// The import budget: the most an imported password hash may cost to
+	// verify (every sign-in attempt against it pays that, hash-DoS).
+	HashImportMaxArgon2MemoryKiB   uint32 `yaml:"hash_import_max_argon2_memory_kib" env:"LATCH_HASH_IMPORT_MAX_ARGON2_MEMORY_KIB"`
+	HashImportMaxArgon2Iterations  uint32 `yaml:"hash_import_max_argon2_iterations" env:"LATCH_HASH_IMPORT_MAX_ARGON2_ITERATIONS"`
+	HashImportMaxArgon2Parallelism uint8  `yaml:"hash_import_max_argon2_parallelism" env:"LATCH_HASH_IMPORT_MAX_ARGON2_PARALLELISM"`
+	HashImportMaxBcryptCost        int    `yaml:"hash_import_max_bcrypt_cost" env:"LATCH_HASH_IMPORT_MAX_BCRYPT_COST"`
+	HashImportMaxScryptMemoryKiB   uint32 `yaml:"hash_import_max_scrypt_memory_kib" env:"LATCH_HASH_IMPORT_MAX_SCRYPT_MEMORY_KIB"`
+	HashImportMaxPBKDF2Iterations  uint32 `yaml:"hash_import_max_pbkdf2_iterations" env:"LATCH_HASH_IMPORT_MAX_PBKDF2_ITERATIONS"`
+
 	UsernameCaseSensitive bool          `yaml:"username_case_sensitive" env:"LATCH_USERNAME_CASE_SENSITIVE"`
 	SettingsCacheTTL      time.Duration `yaml:"settings_cache_ttl" env:"LATCH_SETTINGS_CACHE_TTL"`
 
@@ -144,6 +153,14 @@ func Default() Config {
 		SettingsCacheTTL:    2 * time.Second,
 		IPRateLimit:         0,
 		IPRateBurst:         20,
+
+		// Import budget (credentials.DefaultImportBudget).
+		HashImportMaxArgon2MemoryKiB:   65536,
+		HashImportMaxArgon2Iterations:  10,
+		HashImportMaxArgon2Parallelism: 4,
+		HashImportMaxBcryptCost:        14,
+		HashImportMaxScryptMemoryKiB:   131072,
+		HashImportMaxPBKDF2Iterations:  1000000,
 	}
 }
 
@@ -370,6 +387,27 @@ func (c *Config) finish() error {
 	}
 	if c.HashQueue < 0 {
 		return bad("LATCH_HASH_QUEUE", "must be 0 (2 × concurrency) or more, got %d", c.HashQueue)
+	}
+	// The import budget stays within the bounds every stored hash must
+	// respect (credentials' Max* constants).
+	budget := []struct {
+		env      string
+		v        uint64
+		min, max uint64
+	}{
+		{"LATCH_HASH_IMPORT_MAX_ARGON2_MEMORY_KIB", uint64(c.HashImportMaxArgon2MemoryKiB), 8, 1 << 20},
+		{"LATCH_HASH_IMPORT_MAX_ARGON2_ITERATIONS", uint64(c.HashImportMaxArgon2Iterations), 1, 64},
+		{"LATCH_HASH_IMPORT_MAX_ARGON2_PARALLELISM", uint64(c.HashImportMaxArgon2Parallelism), 1, 16},
+		{"LATCH_HASH_IMPORT_MAX_SCRYPT_MEMORY_KIB", uint64(c.HashImportMaxScryptMemoryKiB), 1, 1 << 20},
+		{"LATCH_HASH_IMPORT_MAX_PBKDF2_ITERATIONS", uint64(c.HashImportMaxPBKDF2Iterations), 1, 2000000},
+	}
+	for _, b := range budget {
+		if b.v < b.min || b.v > b.max {
+			return bad(b.env, "must be between %d and %d, got %d", b.min, b.max, b.v)
+		}
+	}
+	if c.HashImportMaxBcryptCost < 4 || c.HashImportMaxBcryptCost > 16 {
+		return bad("LATCH_HASH_IMPORT_MAX_BCRYPT_COST", "must be between 4 and 16, got %d", c.HashImportMaxBcryptCost)
 	}
 	if c.PprofAddr != "" {
 		host, _, err := net.SplitHostPort(c.PprofAddr)

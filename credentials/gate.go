@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/latch-dev/latch/fault"
 )
 
@@ -23,33 +25,43 @@ const BusyRetryAfter = time.Second
 // operation whose cost an anonymous caller chooses how often to pay, and each
 // argon2id hash holds tens of MiB of memory; without a gate a burst of
 // sign-ins would start an unbounded number of hashes at once, exhaust memory
-// and make every request slow. The gate lets at most `concurrency` functions
-// run at once, lets at most `queue` callers wait for a slot, and makes each of
-// them wait at most `maxWait`. Everybody else is refused at once with a
-// server.busy error (503 + Retry-After), which keeps the latency of the
+// and make every request slow.
+//
+// The gate is a budget of `concurrency` units, one unit being what one hash
+// with the current parameters holds (its memory and its lanes). Each caller
+// acquires the units its work needs (Do: one; DoWeighted: more for an
+// imported hash with more memory or lanes than the current parameters), so
+// one expensive hash cannot push the memory past the target: it takes the
+// room of several standard ones. A caller needing more than the whole budget
+// is capped at the whole budget and runs alone. At most `queue` further units
+// may wait, each caller at most `maxWait`. Everybody else is refused at once
+// with a server.busy error (503 + Retry-After), which keeps the latency of the
 // admitted requests bounded and the memory flat under any load: the gate
 // never starts goroutines and never stores work, so its footprint is the
 // caller goroutines it lets wait, and those are bounded by `queue`.
 //
-// Slots are handed to waiters in arrival order (a buffered channel hands a
-// freed slot straight to its longest-blocked sender), so a newcomer cannot
-// overtake a caller that is already waiting.
+// Units are handed out in arrival order (golang.org/x/sync/semaphore is
+// FIFO): a newcomer cannot overtake a caller that is already waiting, so a
+// heavy hash waiting for the room it needs is not starved by a stream of
+// light ones.
 type Gate struct {
-	sem         chan struct{}
-	concurrency int
-	queue       int
+	sem         *semaphore.Weighted
+	concurrency int // the budget, in units
+	queue       int // units that may wait beyond the budget
 	maxWait     time.Duration
 	// adaptive bounds each wait by the recent run time instead of maxWait
 	// (which then only caps it): see NewAdaptiveGate.
 	adaptive bool
 
-	// inGate counts callers admitted and not yet done: running plus
-	// waiting. The caller that finishes decrements it itself, so when it
-	// comes straight back its own departure is already counted — a single
-	// counter, unlike a "waiting" count that the woken waiter would only
-	// decrement once the scheduler runs it, which refused callers while the
-	// gate was not full.
+	// inGate counts the units of callers admitted and not yet done:
+	// running plus waiting. The caller that finishes decrements it itself,
+	// so when it comes straight back its own departure is already counted
+	// — a single counter, unlike a "waiting" count that the woken waiter
+	// would only decrement once the scheduler runs it, which refused
+	// callers while the gate was not full.
 	inGate atomic.Int64
+	// callers and running count callers (not units) for Stats.
+	callers, running atomic.Int64
 	// avgNanos is an exponentially weighted moving average of how long fn
 	// runs, used to refuse at admission a caller that could not possibly be
 	// served within maxWait instead of letting it wait maxWait and then fail.
@@ -58,10 +70,10 @@ type Gate struct {
 	mu sync.Mutex // serializes updates of avgNanos
 }
 
-// NewGate returns a gate that runs at most concurrency functions at once
-// (0 or less: runtime.NumCPU()), lets at most queue callers wait (0: twice
-// the concurrency; negative: nobody waits) and makes each wait at most
-// maxWait (0 or less: DefaultGateMaxWait).
+// NewGate returns a gate with a budget of concurrency units — as many
+// standard hashes run at once (0 or less: runtime.NumCPU()) — that lets at
+// most queue units wait (0: twice the concurrency; negative: nobody waits)
+// and makes each wait at most maxWait (0 or less: DefaultGateMaxWait).
 func NewGate(concurrency, queue int, maxWait time.Duration) *Gate {
 	if concurrency <= 0 {
 		concurrency = runtime.NumCPU()
@@ -79,7 +91,7 @@ func NewGate(concurrency, queue int, maxWait time.Duration) *Gate {
 		maxWait = DefaultGateMaxWait
 	}
 	return &Gate{
-		sem:         make(chan struct{}, concurrency),
+		sem:         semaphore.NewWeighted(int64(concurrency)),
 		concurrency: concurrency,
 		queue:       queue,
 		maxWait:     maxWait,
@@ -116,7 +128,8 @@ func (g *Gate) waitBound() time.Duration {
 	return bound
 }
 
-// Limits returns the effective concurrency, queue length and maximum wait.
+// Limits returns the effective budget (concurrency, in units), queue length
+// (in units) and maximum wait.
 func (g *Gate) Limits() (concurrency, queue int, maxWait time.Duration) {
 	return g.concurrency, g.queue, g.maxWait
 }
@@ -128,69 +141,87 @@ func BusyError() *fault.Error {
 		"The server is busy. Please retry shortly.").Retry(BusyRetryAfter)
 }
 
-// Do runs fn once a slot is free and returns nil after fn returns. It returns
-// a server.busy *fault.Error, without running fn, when the queue is full, when
-// the expected wait already exceeds maxWait, or when no slot frees up within
+// Do runs fn, weighing one unit (a hash with the current parameters), once
+// the room is free: DoWeighted(ctx, 1, fn).
+func (g *Gate) Do(ctx context.Context, fn func()) error { return g.DoWeighted(ctx, 1, fn) }
+
+// DoWeighted runs fn once `units` of the budget are free and returns nil
+// after fn returns; units below 1 count as 1 and units above the budget as
+// the whole budget (fn then runs alone). It returns a server.busy
+// *fault.Error, without running fn, when the queue is full, when the expected
+// wait already exceeds maxWait, or when the room does not free up within
 // maxWait; and ctx.Err() when ctx ends first. fn itself is not interrupted by
 // ctx: a hash, once started, finishes.
-func (g *Gate) Do(ctx context.Context, fn func()) error {
+func (g *Gate) DoWeighted(ctx context.Context, units int64, fn func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := g.admit(); err != nil {
+	w := g.clamp(units)
+	if err := g.admit(w); err != nil {
 		return err
 	}
-	defer g.inGate.Add(-1)
-	select {
-	case g.sem <- struct{}{}:
-		// Fast path: a slot is free.
-	default:
-		if err := g.wait(ctx); err != nil {
+	g.callers.Add(1)
+	defer func() {
+		g.inGate.Add(-w)
+		g.callers.Add(-1)
+	}()
+	// Fast path: the room is free and nobody waits before us.
+	if !g.sem.TryAcquire(w) {
+		if err := g.wait(ctx, w); err != nil {
 			return err
 		}
 	}
-	defer func() { <-g.sem }()
+	g.running.Add(1)
+	defer func() {
+		g.running.Add(-1)
+		g.sem.Release(w)
+	}()
 	start := time.Now()
 	fn()
 	g.observe(time.Since(start))
 	return nil
 }
 
-// admit counts the caller in, within concurrency + queue, refusing at once
-// one that could not be served within maxWait.
-func (g *Gate) admit() error {
+// clamp bounds a weight to [1, budget].
+func (g *Gate) clamp(units int64) int64 {
+	return min(max(units, 1), int64(g.concurrency))
+}
+
+// admit counts w units in, within concurrency + queue, refusing at once a
+// caller that could not be served within maxWait.
+func (g *Gate) admit(w int64) error {
 	limit := int64(g.concurrency + g.queue)
 	for {
 		n := g.inGate.Load()
-		if n >= limit {
+		if n+w > limit {
 			return BusyError()
 		}
-		// A caller with `ahead` callers already waiting before it waits at
-		// least about ahead/concurrency full runs; if that is already
-		// beyond maxWait it would only wait to be refused, so refuse it now.
-		if ahead := n - int64(g.concurrency); ahead > 0 {
+		// A caller with `ahead` units already waiting before it (and its
+		// own units beyond the first) waits at least about
+		// ahead/concurrency full runs; if that is already beyond maxWait
+		// it would only wait to be refused, so refuse it now.
+		if ahead := n + w - 1 - int64(g.concurrency); ahead > 0 {
 			if avg := g.avgNanos.Load(); avg > 0 && time.Duration(avg*ahead/int64(g.concurrency)) > g.waitBound() {
 				return BusyError()
 			}
 		}
-		if g.inGate.CompareAndSwap(n, n+1) {
+		if g.inGate.CompareAndSwap(n, n+w) {
 			return nil
 		}
 	}
 }
 
-// wait blocks until a slot is free, at most maxWait.
-func (g *Gate) wait(ctx context.Context) error {
-	timer := time.NewTimer(g.waitBound())
-	defer timer.Stop()
-	select {
-	case g.sem <- struct{}{}:
-		return nil
-	case <-timer.C:
+// wait blocks until w units are free, at most the wait bound.
+func (g *Gate) wait(ctx context.Context, w int64) error {
+	wctx, cancel := context.WithTimeout(ctx, g.waitBound())
+	defer cancel()
+	if err := g.sem.Acquire(wctx, w); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		return BusyError()
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	return nil
 }
 
 // observe folds one run time into the moving average (weight 1/8).
@@ -205,18 +236,19 @@ func (g *Gate) observe(d time.Duration) {
 	g.avgNanos.Store(old + (int64(d)-old)/8)
 }
 
-// Full reports whether a caller arriving now would be refused for want of
-// room. It is a hint, not a reservation: it lets callers skip expensive
+// Full reports whether a one-unit caller arriving now would be refused for
+// want of room. It is a hint, not a reservation: it lets callers skip expensive
 // preparation (database writes) for a request the gate would refuse anyway,
 // so a flood of refusals stays cheap and does not slow the admitted work.
 func (g *Gate) Full() bool {
 	return g.inGate.Load() >= int64(g.concurrency+g.queue)
 }
 
-// Stats returns how many functions are running and how many callers wait.
+// Stats returns how many callers are running and how many wait (callers,
+// whatever their weight).
 func (g *Gate) Stats() (running, waiting int) {
-	running = len(g.sem)
-	waiting = int(g.inGate.Load()) - running
+	running = int(g.running.Load())
+	waiting = int(g.callers.Load()) - running
 	if waiting < 0 {
 		waiting = 0
 	}

@@ -67,21 +67,35 @@ var ErrMalformedHash = errors.New("credentials: malformed stored password hash")
 
 // Hasher creates argon2id password hashes and verifies passwords against
 // hashes of every supported algorithm, running all of that work through an
-// admission gate.
+// admission gate, weighted by what each hash costs (see cost.go).
 type Hasher struct {
 	params Argon2Params
 	gate   *Gate
+	budget ImportBudget
+	// padSalt salts the padding hashes of cheap verifications.
+	padSalt [Argon2SaltLength]byte
 
 	dummyOnce sync.Once
 	dummy     string
 }
 
+// HasherOption configures a Hasher beyond its argon2id parameters.
+type HasherOption func(*Hasher)
+
+// WithImportBudget sets the most an imported hash may cost to verify (zero
+// fields take the defaults of DefaultImportBudget).
+func WithImportBudget(b ImportBudget) HasherOption {
+	return func(h *Hasher) { h.budget = b.withDefaults() }
+}
+
 // NewHasher returns a Hasher with the given parameters (zero fields take the
 // defaults) whose work runs through gate; a nil gate runs work directly,
-// which suits the CLI and tests but not a server. It panics on parameters
-// that fail Validate: the signature has no error because configuration is
-// validated when it is loaded, so reaching here with bad values is a bug.
-func NewHasher(p Argon2Params, gate *Gate) *Hasher {
+// which suits the CLI and tests but not a server. Imports are held to
+// DefaultImportBudget unless WithImportBudget says otherwise. It panics on
+// parameters or a budget that fail Validate: the signature has no error
+// because configuration is validated when it is loaded, so reaching here
+// with bad values is a bug.
+func NewHasher(p Argon2Params, gate *Gate, opts ...HasherOption) *Hasher {
 	if p.MemoryKiB == 0 {
 		p.MemoryKiB = DefaultArgon2MemoryKiB
 	}
@@ -94,7 +108,15 @@ func NewHasher(p Argon2Params, gate *Gate) *Hasher {
 	if err := p.Validate(); err != nil {
 		panic(err.Error())
 	}
-	return &Hasher{params: p, gate: gate}
+	h := &Hasher{params: p, gate: gate, budget: DefaultImportBudget()}
+	for _, o := range opts {
+		o(h)
+	}
+	if err := h.budget.Validate(); err != nil {
+		panic(err.Error())
+	}
+	_, _ = rand.Read(h.padSalt[:]) // crypto/rand.Read never fails on supported platforms
+	return h
 }
 
 // Params returns the parameters new hashes are created with.
@@ -108,7 +130,11 @@ func (h *Hasher) Gate() *Gate { return h.gate }
 // not be admitted.
 func (h *Hasher) Saturated() bool { return h.gate != nil && h.gate.Full() }
 
-func (h *Hasher) run(ctx context.Context, fn func()) error {
+// ImportBudget returns the most an imported hash may cost to verify.
+func (h *Hasher) ImportBudget() ImportBudget { return h.budget }
+
+// run runs fn through the gate, holding units of it.
+func (h *Hasher) run(ctx context.Context, units int64, fn func()) error {
 	if h.gate == nil {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -116,7 +142,7 @@ func (h *Hasher) run(ctx context.Context, fn func()) error {
 		fn()
 		return nil
 	}
-	return h.gate.Do(ctx, fn)
+	return h.gate.DoWeighted(ctx, units, fn)
 }
 
 func (h *Hasher) argon2idParams() *argon2id.Params {
@@ -139,7 +165,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 		encoded string
 		herr    error
 	)
-	if err := h.run(ctx, func() {
+	if err := h.run(ctx, 1, func() {
 		encoded, herr = argon2id.CreateHash(password, h.argon2idParams())
 	}); err != nil {
 		return "", err
@@ -155,26 +181,51 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 // is anything but argon2id with exactly the current parameters and sizes;
 // it is a property of the stored hash, returned whatever ok is, and callers
 // rehash only after a successful verification. The work runs through the
-// gate (a server.busy *fault.Error or ctx.Err() means nothing was checked)
-// and every comparison is constant-time. A stored hash that cannot be parsed
-// or exceeds the import bounds yields an error wrapping ErrMalformedHash and
-// costs no work.
+// gate, holding the share the hash's memory and lanes call for (a
+// server.busy *fault.Error or ctx.Err() means nothing was checked), and
+// every comparison is constant-time.
+//
+// A verification cheaper than one with the current parameters (an imported
+// md5 or bcrypt digest, argon2 with smaller parameters) is padded with an
+// argon2id hash making up the difference, right or wrong password alike, so
+// that imported, not yet upgraded accounts answer as fast as the others and
+// as unknown ones (VerifyDummy): no timing oracle tells them apart.
+//
+// A stored hash that cannot be parsed or exceeds the safe bounds yields an
+// error wrapping ErrMalformedHash and costs no work. The import budget is
+// not applied here: a stored hash above it (imported before it was
+// lowered) still verifies, alone in the gate if it must.
 func (h *Hasher) Verify(ctx context.Context, password, encoded string) (ok, needsRehash bool, err error) {
+	ok, needsRehash, _, err = h.verify(ctx, password, encoded)
+	return ok, needsRehash, err
+}
+
+// verify is Verify, also returning the work done (cost.go units): the sum
+// of the modelled work of each hash it actually computed, so tests can
+// check the padding by construction rather than with a clock.
+func (h *Hasher) verify(ctx context.Context, password, encoded string) (ok, needsRehash bool, work int64, err error) {
 	d, perr := decodeHash(encoded, false)
 	if perr == nil {
 		perr = d.checkBounds()
 	}
 	if perr != nil {
-		return false, false, fmt.Errorf("%w: %s", ErrMalformedHash, perr.msg)
+		return false, false, 0, fmt.Errorf("%w: %s", ErrMalformedHash, perr.msg)
 	}
+	padKiB := h.padMemoryKiB(d.work())
 	var verr error
-	if err := h.run(ctx, func() { ok, verr = d.verify(password) }); err != nil {
-		return false, false, err
+	if err := h.run(ctx, h.gateWeight(d), func() {
+		ok, verr = d.verify(password)
+		work = d.work()
+		if padKiB > 0 {
+			work += h.pad(password, padKiB)
+		}
+	}); err != nil {
+		return false, false, 0, err
 	}
 	if verr != nil {
-		return false, false, fmt.Errorf("%w: %v", ErrMalformedHash, verr)
+		return false, false, work, fmt.Errorf("%w: %v", ErrMalformedHash, verr)
 	}
-	return ok, h.needsRehash(d), nil
+	return ok, h.needsRehash(d), work, nil
 }
 
 func (h *Hasher) needsRehash(d *decodedHash) bool {
@@ -197,6 +248,12 @@ func (h *Hasher) needsRehash(d *decodedHash) bool {
 // costs no hashing (so the first unknown-user request is not slower than
 // the others either). Only gate and context errors are returned.
 func (h *Hasher) VerifyDummy(ctx context.Context, password string) error {
+	_, _, err := h.Verify(ctx, password, h.dummyHash())
+	return err
+}
+
+// dummyHash returns the dummy hash, making it on first use.
+func (h *Hasher) dummyHash() string {
 	h.dummyOnce.Do(func() {
 		salt := make([]byte, Argon2SaltLength)
 		key := make([]byte, Argon2KeyLength)
@@ -205,8 +262,7 @@ func (h *Hasher) VerifyDummy(ctx context.Context, password string) error {
 		h.dummy = fmt.Sprintf("$argon2id$v=19$%s$%s$%s", h.params,
 			base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
 	})
-	_, _, err := h.Verify(ctx, password, h.dummy)
-	return err
+	return h.dummy
 }
 
 // EncodedAlgorithm returns the algorithm of a well-formed stored hash, as

@@ -47,7 +47,7 @@ var ImportAlgorithms = []string{
 // work of every later sign-in attempt against it, which an attacker can
 // trigger at will, so a hash with huge parameters would be a denial-of-
 // service lever (hash-DoS). The bounds sit well above any sane real-world
-// setting. Lower bounds refuse degenerate hashes: a short key would let
+// setting; imports are also held to the stricter, configurable ImportBudget. Lower bounds refuse degenerate hashes: a short key would let
 // random passwords match by chance.
 const (
 	MaxArgon2MemoryKiB   = 1 << 20 // 1 GiB
@@ -74,6 +74,121 @@ const (
 	legacyDigestHint = "a hex digest, or <salt>$<hex digest>"
 )
 
+// ImportBudget is the most an imported hash may cost to verify: stricter than
+// the safe bounds above (which every stored hash must respect), it is what
+// an operator accepts to pay on every sign-in attempt against an imported
+// account until its first sign-in upgrades it. Imports above it are refused
+// with a message naming the bound.
+type ImportBudget struct {
+	Argon2MemoryKiB   uint32 // argon2id and argon2i m
+	Argon2Iterations  uint32 // t
+	Argon2Parallelism uint8  // p
+	BcryptCost        int
+	ScryptMemoryKiB   uint32 // 128·N·r bytes, in KiB
+	PBKDF2Iterations  uint32
+}
+
+// Default import budget: argon2 64 MiB, t ≤ 10, p ≤ 4 (RFC 9106's second
+// recommendation is m=64 MiB, t=3, p=4); bcrypt cost 14 (about a second);
+// scrypt 128 MiB (128·N·r bytes, so N·r ≤ 2^20: N=2^17 with r=8, above
+// passlib's and Django's defaults, twice the argon2 memory); PBKDF2 one
+// million iterations (above OWASP's 600,000 for sha256).
+const (
+	DefaultImportMaxArgon2MemoryKiB   = 64 << 10
+	DefaultImportMaxArgon2Iterations  = 10
+	DefaultImportMaxArgon2Parallelism = 4
+	DefaultImportMaxBcryptCost        = 14
+	DefaultImportMaxScryptMemoryKiB   = 128 << 10
+	DefaultImportMaxPBKDF2Iterations  = 1_000_000
+)
+
+// DefaultImportBudget returns the default import budget.
+func DefaultImportBudget() ImportBudget {
+	return ImportBudget{
+		Argon2MemoryKiB:   DefaultImportMaxArgon2MemoryKiB,
+		Argon2Iterations:  DefaultImportMaxArgon2Iterations,
+		Argon2Parallelism: DefaultImportMaxArgon2Parallelism,
+		BcryptCost:        DefaultImportMaxBcryptCost,
+		ScryptMemoryKiB:   DefaultImportMaxScryptMemoryKiB,
+		PBKDF2Iterations:  DefaultImportMaxPBKDF2Iterations,
+	}
+}
+
+// withDefaults fills zero fields from DefaultImportBudget.
+func (b ImportBudget) withDefaults() ImportBudget {
+	def := DefaultImportBudget()
+	if b.Argon2MemoryKiB == 0 {
+		b.Argon2MemoryKiB = def.Argon2MemoryKiB
+	}
+	if b.Argon2Iterations == 0 {
+		b.Argon2Iterations = def.Argon2Iterations
+	}
+	if b.Argon2Parallelism == 0 {
+		b.Argon2Parallelism = def.Argon2Parallelism
+	}
+	if b.BcryptCost == 0 {
+		b.BcryptCost = def.BcryptCost
+	}
+	if b.ScryptMemoryKiB == 0 {
+		b.ScryptMemoryKiB = def.ScryptMemoryKiB
+	}
+	if b.PBKDF2Iterations == 0 {
+		b.PBKDF2Iterations = def.PBKDF2Iterations
+	}
+	return b
+}
+
+// Validate checks the budget lies within the safe bounds (a budget above
+// them would promise imports that are refused anyway).
+func (b ImportBudget) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("credentials: invalid import budget: "+format, args...)
+	}
+	switch {
+	case b.Argon2MemoryKiB < 8 || b.Argon2MemoryKiB > MaxArgon2MemoryKiB:
+		return bad("argon2 memory %d KiB must be between 8 and %d", b.Argon2MemoryKiB, MaxArgon2MemoryKiB)
+	case b.Argon2Iterations < 1 || b.Argon2Iterations > MaxArgon2Iterations:
+		return bad("argon2 iterations %d must be between 1 and %d", b.Argon2Iterations, MaxArgon2Iterations)
+	case b.Argon2Parallelism < 1 || b.Argon2Parallelism > MaxArgon2Parallelism:
+		return bad("argon2 parallelism %d must be between 1 and %d", b.Argon2Parallelism, MaxArgon2Parallelism)
+	case b.BcryptCost < MinBcryptCost || b.BcryptCost > MaxBcryptCost:
+		return bad("bcrypt cost %d must be between %d and %d", b.BcryptCost, MinBcryptCost, MaxBcryptCost)
+	case b.ScryptMemoryKiB < 1 || b.ScryptMemoryKiB > MaxScryptMemoryBytes>>10:
+		return bad("scrypt memory %d KiB must be between 1 and %d", b.ScryptMemoryKiB, MaxScryptMemoryBytes>>10)
+	case b.PBKDF2Iterations < 1 || b.PBKDF2Iterations > MaxPBKDF2Iterations:
+		return bad("pbkdf2 iterations %d must be between 1 and %d", b.PBKDF2Iterations, MaxPBKDF2Iterations)
+	}
+	return nil
+}
+
+// exceeded names the bound of b that d exceeds, or returns nil.
+func (b ImportBudget) exceeded(d *decodedHash) *parseError {
+	switch d.alg {
+	case AlgArgon2id, AlgArgon2i:
+		switch {
+		case d.memory > b.Argon2MemoryKiB:
+			return digestErr("argon2 memory %d KiB exceeds the limit of %d KiB", d.memory, b.Argon2MemoryKiB)
+		case d.iterations > b.Argon2Iterations:
+			return digestErr("argon2 iterations %d exceed the limit of %d", d.iterations, b.Argon2Iterations)
+		case d.parallelism > b.Argon2Parallelism:
+			return digestErr("argon2 parallelism %d exceeds the limit of %d", d.parallelism, b.Argon2Parallelism)
+		}
+	case AlgBcrypt:
+		if d.cost > b.BcryptCost {
+			return digestErr("bcrypt cost %d exceeds the limit of %d", d.cost, b.BcryptCost)
+		}
+	case AlgPBKDF2SHA256, AlgPBKDF2SHA512:
+		if d.iterations > b.PBKDF2Iterations {
+			return digestErr("pbkdf2 iterations %d exceed the limit of %d", d.iterations, b.PBKDF2Iterations)
+		}
+	case AlgScrypt:
+		if m := scryptMemoryKiB(d.logN, d.r); m > uint64(b.ScryptMemoryKiB) {
+			return digestErr("scrypt memory %d KiB (128·N·r with ln=%d, r=%d) exceeds the limit of %d KiB", m, d.logN, d.r, b.ScryptMemoryKiB)
+		}
+	}
+	return nil
+}
+
 // decodedHash is a parsed password hash of any supported algorithm.
 type decodedHash struct {
 	alg         string
@@ -95,8 +210,9 @@ func digestErr(format string, args ...any) *parseError {
 }
 
 // NormalizeImport validates an imported password hash (password_algorithm
-// and password_digest as sent by an API caller) and returns the encoded
-// string to store, which Hasher.Verify understands and flags for rehashing.
+// and password_digest as sent by an API caller) against the safe bounds and
+// the hasher's import budget, and returns the encoded string to store,
+// which Verify understands and flags for rehashing.
 // Input formats (all documented with examples in docs/password-import.md):
 //
 //	argon2id, argon2i   $argon2id$v=19$m=65536,t=3,p=4$<salt>$<hash>  (PHC, base64)
@@ -106,10 +222,11 @@ func digestErr(format string, args ...any) *parseError {
 //	sha1, sha256, md5   <hex>  or  <salt>$<hex> meaning H(salt || password)
 //
 // Base64 may be standard or passlib's adapted alphabet ('.' for '+'), padded
-// or not. Malformed input and parameters beyond the safe bounds (Max*
-// constants) are refused with a fault.Invalid naming password_digest or
-// password_algorithm; the digest itself is never echoed in a message.
-func NormalizeImport(algorithm, digest string) (string, error) {
+// or not. Malformed input, parameters above the import budget and beyond the
+// safe bounds (Max* constants) are refused with a fault.Invalid naming
+// password_digest or password_algorithm; the digest itself is never echoed
+// in a message.
+func (h *Hasher) NormalizeImport(algorithm, digest string) (string, error) {
 	alg := strings.ToLower(strings.TrimSpace(algorithm))
 	if alg == "" {
 		return "", fault.Invalid(fault.Detail{Field: "password_algorithm", Message: "is required with password_digest"})
@@ -139,6 +256,10 @@ func NormalizeImport(algorithm, digest string) (string, error) {
 		if perr == nil && d.alg != alg {
 			perr = digestErr("is a %s hash, not %s as password_algorithm says", d.alg, alg)
 		}
+	}
+	// The budget first: its message names the bound an operator can change.
+	if perr == nil {
+		perr = h.budget.exceeded(d)
 	}
 	if perr == nil {
 		perr = d.checkBounds()

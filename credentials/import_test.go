@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/alexedwards/argon2id"
+	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/fault"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -24,6 +25,16 @@ import (
 )
 
 const importPassword = "Tr0ub4dor&3 ünïcödé"
+
+// testHasher holds imports to the default budget; boundsHasher's budget is
+// the safe bounds themselves, for the tests of those bounds.
+var (
+	testHasher   = NewHasher(lightParams, nil)
+	boundsHasher = NewHasher(lightParams, nil, WithImportBudget(ImportBudget{
+		Argon2MemoryKiB: MaxArgon2MemoryKiB, Argon2Iterations: MaxArgon2Iterations, Argon2Parallelism: MaxArgon2Parallelism,
+		BcryptCost: MaxBcryptCost, ScryptMemoryKiB: MaxScryptMemoryBytes >> 10, PBKDF2Iterations: MaxPBKDF2Iterations,
+	}))
+)
 
 var (
 	testSalt16 = []byte("0123456789abcdef")
@@ -117,7 +128,7 @@ func TestNormalizeImportVerifies(t *testing.T) {
 	h := NewHasher(lightParams, nil)
 	for _, tt := range importCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
-			enc, err := NormalizeImport(tt.alg, tt.digest)
+			enc, err := testHasher.NormalizeImport(tt.alg, tt.digest)
 			if err != nil {
 				t.Fatalf("NormalizeImport: %v", err)
 			}
@@ -135,7 +146,7 @@ func TestNormalizeImportVerifies(t *testing.T) {
 				}
 			}
 			// The stored form is canonical: importing it again is a no-op.
-			again, err := NormalizeImport(wantAlg, enc)
+			again, err := testHasher.NormalizeImport(wantAlg, enc)
 			if err != nil || again != enc {
 				t.Fatalf("re-import of %q = %q, %v", enc, again, err)
 			}
@@ -157,7 +168,7 @@ func TestNormalizeImportVerifies(t *testing.T) {
 func TestNormalizeImportCurrentArgon2idNeedsNoRehash(t *testing.T) {
 	h := NewHasher(lightParams, nil)
 	src, _ := h.Hash(context.Background(), importPassword)
-	enc, err := NormalizeImport("argon2id", src)
+	enc, err := testHasher.NormalizeImport("argon2id", src)
 	if err != nil || enc != src {
 		t.Fatalf("NormalizeImport = %q, %v; want the input unchanged", enc, err)
 	}
@@ -175,7 +186,7 @@ func TestNormalizeImportCanonicalForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.alg, func(t *testing.T) {
-			got, err := NormalizeImport(tt.alg, tt.digest)
+			got, err := testHasher.NormalizeImport(tt.alg, tt.digest)
 			if err != nil || got != tt.want {
 				t.Fatalf("NormalizeImport = %q, %v; want %q", got, err, tt.want)
 			}
@@ -240,7 +251,7 @@ func TestNormalizeImportRefuses(t *testing.T) {
 		{"pbkdf2 salt too long", "pbkdf2-sha256", "$pbkdf2-sha256$i=1000$" + rawB64(make([]byte, 129)) + "$" + key, "password_digest", "129-byte salt"},
 		// scrypt
 		{"scrypt N above 2^20", "scrypt", scr("ln=21,r=1,p=1"), "password_digest", "ln=21"},
-		{"scrypt memory above 1 GiB", "scrypt", scr("ln=20,r=9,p=1"), "password_digest", "1 GiB"},
+		{"scrypt memory above 1 GiB", "scrypt", scr("ln=20,r=9,p=1"), "password_digest", "limit of 1048576 KiB"},
 		{"scrypt work above 2^24", "scrypt", scr("ln=20,r=8,p=3"), "password_digest", "N·r·p"},
 		{"scrypt r*p too big", "scrypt", scr("ln=15,r=64,p=16"), "password_digest", "N·r·p"},
 		{"scrypt p above 16", "scrypt", scr("ln=10,r=8,p=17"), "password_digest", "p=17"},
@@ -259,7 +270,7 @@ func TestNormalizeImportRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			enc, err := NormalizeImport(tt.alg, tt.digest)
+			enc, err := boundsHasher.NormalizeImport(tt.alg, tt.digest)
 			if err == nil {
 				t.Fatalf("NormalizeImport accepted it: %q", enc)
 			}
@@ -325,7 +336,7 @@ func TestPasswordImportDocExamples(t *testing.T) {
 			if !strings.Contains(string(doc), ex.digest) {
 				t.Fatalf("example %q is not in the doc any more", ex.digest)
 			}
-			enc, err := NormalizeImport(ex.alg, ex.digest)
+			enc, err := testHasher.NormalizeImport(ex.alg, ex.digest)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -333,5 +344,110 @@ func TestPasswordImportDocExamples(t *testing.T) {
 				t.Fatalf("Verify = %v, %v, %v", ok, rehash, err)
 			}
 		})
+	}
+}
+
+// Imports are held to the import budget (default: argon2 64 MiB, t ≤ 10,
+// p ≤ 4; bcrypt 14; scrypt 128 MiB, i.e. N·r ≤ 2^20; pbkdf2 1,000,000): at the bound they
+// are accepted, above it refused naming the bound.
+func TestNormalizeImportBudget(t *testing.T) {
+	salt, key := rawB64(testSalt16), rawB64(make([]byte, 32))
+	argon := func(alg, params string) string { return "$" + alg + "$v=19$" + params + "$" + salt + "$" + key }
+	pbk := func(i int) string { return fmt.Sprintf("$pbkdf2-sha256$i=%d$%s$%s", i, salt, key) }
+	scr := func(params string) string { return "$scrypt$" + params + "$" + salt + "$" + key }
+	bcryptTail := mustBcrypt(t, 4, "$2b$")[7:]
+	bc := func(cost int) string { return fmt.Sprintf("$2b$%02d$%s", cost, bcryptTail) }
+
+	accepted := []struct{ alg, digest string }{
+		{"argon2id", argon("argon2id", "m=65536,t=10,p=4")},
+		{"argon2i", argon("argon2i", "m=65536,t=3,p=4")},
+		{"bcrypt", bc(14)},
+		{"scrypt", scr("ln=17,r=8,p=1")}, // 128 MiB
+		{"scrypt", scr("ln=14,r=64,p=1")},
+		{"pbkdf2-sha256", pbk(1_000_000)},
+	}
+	for _, tt := range accepted {
+		if _, err := testHasher.NormalizeImport(tt.alg, tt.digest); err != nil {
+			t.Errorf("%s at the budget refused: %v", tt.alg, err)
+		}
+	}
+	refused := []struct{ name, alg, digest, msg string }{
+		{"argon2id 1 GiB", "argon2id", argon("argon2id", "m=1048576,t=1,p=1"), "argon2 memory 1048576 KiB exceeds the limit of 65536 KiB"},
+		{"argon2i 1 GiB", "argon2i", argon("argon2i", "m=1048576,t=1,p=1"), "argon2 memory 1048576 KiB exceeds the limit of 65536 KiB"},
+		{"argon2 memory +1", "argon2id", argon("argon2id", "m=65537,t=1,p=1"), "argon2 memory 65537 KiB exceeds the limit of 65536 KiB"},
+		{"argon2 t=11", "argon2id", argon("argon2id", "m=1024,t=11,p=1"), "argon2 iterations 11 exceed the limit of 10"},
+		{"argon2 p=5", "argon2id", argon("argon2id", "m=1024,t=1,p=5"), "argon2 parallelism 5 exceeds the limit of 4"},
+		{"bcrypt 15", "bcrypt", bc(15), "bcrypt cost 15 exceeds the limit of 14"},
+		{"scrypt N=2^21 r=8", "scrypt", scr("ln=21,r=8,p=1"), "scrypt memory 2097152 KiB (128·N·r with ln=21, r=8) exceeds the limit of 131072 KiB"},
+		{"scrypt N=2^18 r=8", "scrypt", scr("ln=18,r=8,p=1"), "scrypt memory 262144 KiB (128·N·r with ln=18, r=8) exceeds the limit of 131072 KiB"},
+		{"scrypt N=2^17 r=9", "scrypt", scr("ln=17,r=9,p=1"), "exceeds the limit of 131072 KiB"},
+		{"pbkdf2 2M", "pbkdf2-sha256", pbk(2_000_000), "pbkdf2 iterations 2000000 exceed the limit of 1000000"},
+		{"pbkdf2 +1", "pbkdf2-sha512", strings.Replace(pbk(1_000_001), "sha256", "sha512", 1), "pbkdf2 iterations 1000001 exceed the limit of 1000000"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := testHasher.NormalizeImport(tt.alg, tt.digest)
+			fe, ok := fault.As(err)
+			if !ok || fe.Status != http.StatusBadRequest || len(fe.Details) != 1 {
+				t.Fatalf("err = %v, want one guard.invalid_input detail", err)
+			}
+			if d := fe.Details[0]; d.Field != "password_digest" || !strings.Contains(d.Message, tt.msg) {
+				t.Fatalf("detail = %+v, want password_digest: %q", d, tt.msg)
+			}
+		})
+	}
+}
+
+// The budget is configurable; zero fields keep their defaults, and a budget
+// beyond the safe bounds is a configuration bug.
+func TestImportBudgetConfigurable(t *testing.T) {
+	h := NewHasher(lightParams, nil, WithImportBudget(ImportBudget{BcryptCost: 10, Argon2MemoryKiB: 1 << 20}))
+	want := DefaultImportBudget()
+	want.BcryptCost, want.Argon2MemoryKiB = 10, 1<<20
+	if got := h.ImportBudget(); got != want {
+		t.Fatalf("budget = %+v, want %+v", got, want)
+	}
+	bcryptTail := mustBcrypt(t, 4, "$2b$")[7:]
+	if _, err := h.NormalizeImport("bcrypt", "$2b$11$"+bcryptTail); err == nil || !strings.Contains(err.Error(), "limit of 10") {
+		t.Fatalf("bcrypt 11 under a budget of 10: %v", err)
+	}
+	huge := "$argon2id$v=19$m=1048576,t=1,p=1$" + rawB64(testSalt16) + "$" + rawB64(make([]byte, 32))
+	if _, err := h.NormalizeImport("argon2id", huge); err != nil {
+		t.Fatalf("1 GiB under a raised budget: %v", err)
+	}
+	bad := []ImportBudget{
+		{Argon2MemoryKiB: MaxArgon2MemoryKiB + 1},
+		{Argon2Iterations: MaxArgon2Iterations + 1},
+		{Argon2Parallelism: MaxArgon2Parallelism + 1},
+		{BcryptCost: MaxBcryptCost + 1},
+		{BcryptCost: 3},
+		{ScryptMemoryKiB: MaxScryptMemoryBytes>>10 + 1},
+		{PBKDF2Iterations: MaxPBKDF2Iterations + 1},
+	}
+	for _, b := range bad {
+		if err := b.withDefaults().Validate(); err == nil {
+			t.Errorf("budget %+v accepted", b)
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("NewHasher accepted budget %+v", b)
+				}
+			}()
+			NewHasher(lightParams, nil, WithImportBudget(b))
+		}()
+	}
+}
+
+// The configuration's defaults are the package's.
+func TestImportBudgetConfigDefaults(t *testing.T) {
+	c := config.Default()
+	got := ImportBudget{
+		Argon2MemoryKiB: c.HashImportMaxArgon2MemoryKiB, Argon2Iterations: c.HashImportMaxArgon2Iterations,
+		Argon2Parallelism: c.HashImportMaxArgon2Parallelism, BcryptCost: c.HashImportMaxBcryptCost,
+		ScryptMemoryKiB: c.HashImportMaxScryptMemoryKiB, PBKDF2Iterations: c.HashImportMaxPBKDF2Iterations,
+	}
+	if got != DefaultImportBudget() {
+		t.Fatalf("config defaults %+v, credentials defaults %+v", got, DefaultImportBudget())
 	}
 }

@@ -33,7 +33,7 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	switch {
 	case in.PasswordDigest != "" || in.PasswordAlgorithm != "":
 		var err error
-		if encoded, err = credentials.NormalizeImport(in.PasswordAlgorithm, in.PasswordDigest); err != nil {
+		if encoded, err = e.hasher.NormalizeImport(in.PasswordAlgorithm, in.PasswordDigest); err != nil {
 			return nil, err
 		}
 	case in.Password != "":

@@ -180,13 +180,6 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 		err = e.hasher.VerifyDummy(ctx, password)
 	} else {
 		ok, needsRehash, err = e.hasher.Verify(ctx, password, user.passwordHash)
-		if err == nil && fastLegacyHash(user.passwordHash) {
-			// An imported md5/sha digest checks in microseconds, an unknown
-			// identifier costs a full argon2id: pad, or the timing would
-			// tell which imported accounts exist (until their first
-			// sign-in upgrades them).
-			err = e.hasher.VerifyDummy(ctx, password)
-		}
 	}
 	if err != nil {
 		// The attempt was never evaluated (e.g. the hashing gate is full):
@@ -625,16 +618,6 @@ func hasAMR(list []string, m string) bool {
 		if v == m {
 			return true
 		}
-	}
-	return false
-}
-
-// fastLegacyHash reports whether an imported hash is far cheaper to check
-// than the current argon2id parameters.
-func fastLegacyHash(encoded string) bool {
-	switch credentials.EncodedAlgorithm(encoded) {
-	case credentials.AlgMD5, credentials.AlgSHA1, credentials.AlgSHA256:
-		return true
 	}
 	return false
 }
