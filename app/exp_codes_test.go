@@ -330,8 +330,8 @@ func TestVerificationCodeSendThrottleAndSilence(t *testing.T) {
 		})
 		t.Run("SentinelSharedWithPasswords", func(t *testing.T) {
 			t.Parallel()
-			// Default lockout: 5 failures. Wrong codes count for the address
-			// like wrong passwords, and then lock its password too.
+			// Default lockout: 5 failures. Wrong codes count for the address's
+			// account like wrong passwords, and then lock its password too.
 			u := f.user(t)
 			x := f.begin(t, "SignIn", false)
 			id := x.sendCode(t, "email", u.Email, "")
@@ -342,8 +342,9 @@ func TestVerificationCodeSendThrottleAndSilence(t *testing.T) {
 			locked := x.post(t, "/verification/password", map[string]any{"identifier": expIdent("email", u.Email), "password": u.Password})
 			expWantAPI(t, locked, http.StatusBadRequest, "session.verification_blocked_too_many_attempts")
 			expWantAPI(t, x.verifyCode(t, "email", u.Email, id, code), http.StatusBadRequest, "session.verification_blocked_too_many_attempts")
-			// Other identifiers of the same user are separate keys.
-			x.passwordRecord(t, "username", u.Username, u.Password)
+			// The pool is the account's, whichever identifier names it.
+			expWantAPI(t, x.post(t, "/verification/password", map[string]any{"identifier": expIdent("username", u.Username), "password": u.Password}),
+				http.StatusBadRequest, "session.verification_blocked_too_many_attempts")
 		})
 	})
 }

@@ -148,7 +148,18 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	if e.hasher.Saturated() {
 		return nil, "", credentials.BusyError()
 	}
-	key := identifierKey(id.Type, normalized)
+	// The user is looked up first so the attempt counts in the account's
+	// one pool, whichever identifier names it (an unknown identifier has a
+	// pool of its own). The reservation stays one atomic upsert on that
+	// key, before any secret is checked: parallel attempts through any
+	// identifier, on any replica, still evaluate at most MaxFailures
+	// passwords per window. Both lookup and reservation run for known and
+	// unknown identifiers alike, so neither timing nor order tells them apart.
+	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
+	if err != nil {
+		return nil, "", err
+	}
+	key := signInKey(id.Type, normalized, user)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {
 		return nil, "", err
@@ -159,10 +170,6 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 		fail.Data["reason"] = "locked"
 		e.audit(ctx, fail)
 		return nil, "", errLocked(verdict.RetryAfter)
-	}
-	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
-	if err != nil {
-		return nil, "", err
 	}
 	ok, needsRehash := false, false
 	if user == nil || !user.HasPassword {

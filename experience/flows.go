@@ -300,7 +300,7 @@ func codeMethodEnabled(s Settings, purpose, idType string) error {
 }
 
 // VerifyVerificationCode checks a code against its record. Failures count
-// in the sentinel pool shared with passwords for that address.
+// in the sentinel pool shared with passwords for that address's account.
 func (e *Engine) VerifyVerificationCode(ctx context.Context, handle, clientID, recordID string, id Identifier, code string) (string, error) {
 	in, err := e.interactions.load(ctx, handle, clientID)
 	if err != nil {
@@ -345,13 +345,20 @@ func (e *Engine) VerifyVerificationCode(ctx context.Context, handle, clientID, r
 	return recordID, nil
 }
 
-// checkCode verifies a code under the identifier's sentinel.
+// checkCode verifies a code under the sentinel pool passwords use for the
+// address: its account's when it has one (a code to the address signs the
+// account in as its password does, so both count against one budget), else
+// the address's own.
 func (e *Engine) checkCode(ctx context.Context, codeID, idType, normalized, code string) error {
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
 		return err
 	}
-	key := identifierKey(idType, normalized)
+	owner, err := e.Users.FindByIdentifier(ctx, idType, normalized)
+	if err != nil {
+		return err
+	}
+	key := signInKey(idType, normalized, owner)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {
 		return err
