@@ -273,14 +273,42 @@ func TestVerificationCodeSendThrottleAndSilence(t *testing.T) {
 			if wait < time.Minute || wait > 10*time.Minute {
 				t.Fatalf("Retry-After %s: the send window is 10 minutes", wait)
 			}
-			// The management API shares the recipient's budget.
-			expWantAPI(t, f.call(t, http.MethodPost, "/api/verification-codes", f.tok, map[string]any{"email": email}),
-				http.StatusTooManyRequests, "request.message_rate_limited")
 			if n := f.mail.Count(email); n != 10 {
 				t.Fatalf("%d mails delivered, want 10", n)
 			}
+			// The budget is per recipient and purpose: the management API's
+			// Generic codes have their own.
+			expMust(t, f.call(t, http.MethodPost, "/api/verification-codes", f.tok, map[string]any{"email": email}),
+				http.StatusNoContent, "management send")
+			f.deliveredCode(t, "email", email)
 			// Other recipients are not affected.
 			x.sendCode(t, "email", expEmail("other"), "")
+		})
+		t.Run("ThrottlePerPurpose", func(t *testing.T) {
+			t.Parallel()
+			// Anyone may ask for ForgotPassword codes to an address; using up
+			// that budget must not block the MFA codes of the address's user,
+			// who has just given the right password.
+			u := f.user(t)
+			f.totpEnrolled(t, u)
+			x := f.begin(t, "ForgotPassword", false)
+			for i := 0; i < 10; i++ {
+				x.sendCode(t, "email", u.Email, "")
+				f.deliveredCode(t, "email", u.Email)
+			}
+			expWantAPI(t, x.post(t, "/verification/verification-code", map[string]any{"identifier": expIdent("email", u.Email)}),
+				http.StatusTooManyRequests, "request.message_rate_limited")
+			sid, _ := f.pending(t, u)
+			expMust(t, f.call(t, http.MethodPost, "/v1/auth/otp/send", f.tok, map[string]any{"session_id": sid, "channel": "email"}),
+				http.StatusNoContent, "MFA passcode send")
+			code := f.deliveredCode(t, "email", u.Email)
+			if res := f.call(t, http.MethodPost, "/v1/auth/otp/authenticate", f.tok, map[string]any{"session_id": sid, "passcode": code}); res.Status != http.StatusOK {
+				t.Fatalf("otp authenticate: %s", res)
+			}
+			y := f.begin(t, "SignIn", false)
+			expMust(t, y.identify(t, y.passwordRecord(t, "email", u.Email, u.Password)), http.StatusNoContent, "identification")
+			expMust(t, y.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": "email"}), http.StatusOK, "MFA code send")
+			f.deliveredCode(t, "email", u.Email)
 		})
 		t.Run("ThrottlePhone", func(t *testing.T) {
 			t.Parallel()

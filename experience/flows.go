@@ -175,7 +175,7 @@ func (e *Engine) codeIdentifier(id Identifier) (string, error) {
 const quietSendTimeout = 2 * time.Minute
 
 // issueCode creates a code for an address and delivers it unless deliver is
-// false, within the per-recipient send limit. When quiet, the answer must
+// false, within the send limit of the recipient and purpose. When quiet, the answer must
 // not reveal whether the address has an account: delivery then runs after
 // the answer and a failure is only logged, so neither the status nor the
 // latency of the answer depends on whether a message was sent.
@@ -186,7 +186,10 @@ func (e *Engine) issueCode(ctx context.Context, purpose string, id Identifier, n
 	}
 	p := settings.Code
 	limit := LockoutPolicy{Enabled: true, MaxFailures: p.SendLimit, WindowSeconds: p.SendWindowSeconds, LockoutSeconds: p.SendWindowSeconds}
-	key := "send:" + id.Type + ":" + normalized
+	// One budget per recipient and purpose: sends of one kind (say,
+	// ForgotPassword, which anyone can ask for) cannot use up another's
+	// (the MFA code of a user who just gave the right password).
+	key := "send:" + purpose + ":" + id.Type + ":" + normalized
 	verdict, err := e.Sentinel.Reserve(ctx, key, limit)
 	if err != nil {
 		return nil, err
