@@ -352,3 +352,36 @@ func TestV1LockoutPoolPerAccount(t *testing.T) {
 		f.signIn(t, username, password)
 	})
 }
+
+// Attempts refused by a lock are counted, not written one row each: a
+// flood against a locked account adds one audit row (per lockout window),
+// whose count says how many attempts there were.
+func TestV1LockedFloodAuditedInPlace(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := v1Start(t, b)
+		_, username, password := f.newUser(t)
+		for i := 0; i < 5; i++ {
+			wantError(t, f.authenticate(t, username, "Wrong-Passw0rd", nil), http.StatusUnauthorized, "auth_invalid_credentials")
+		}
+		before := f.count(t, "SELECT COUNT(*) FROM audit_events")
+		counts := burst(t, []*v1Fix{f}, 25, username, password)
+		for i := 0; i < 25; i++ {
+			wantError(t, f.authenticate(t, username, "Wrong-Passw0rd", nil), http.StatusForbidden, "auth_locked")
+		}
+		if counts[answerLocked] != 25 {
+			t.Fatalf("answers %v on a locked account", counts)
+		}
+		if added := f.count(t, "SELECT COUNT(*) FROM audit_events") - before; added > 1 {
+			t.Fatalf("50 refused attempts added %d audit rows, want at most 1", added)
+		}
+		var refused []map[string]any
+		for _, ev := range f.auditEvents(t, "", "sign_in") {
+			if data, _ := ev["data"].(map[string]any); data["reason"] == "locked" {
+				refused = append(refused, ev)
+			}
+		}
+		if len(refused) != 1 || refused[0]["count"] != float64(50) || refused[0]["last_at"] == nil {
+			t.Fatalf("refused attempts in the audit log: %v, want one event with count 50", refused)
+		}
+	})
+}

@@ -167,8 +167,13 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	fail := AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, ClientID: meta.ClientID, IPAddress: meta.IPAddress,
 		Data: map[string]any{"method": AMRPassword, "identifier_type": id.Type}}
 	if !verdict.Allowed {
+		// Refusals are counted, not written one by one: one row per pool,
+		// lockout window and identifier type, however many attempts come.
 		fail.Data["reason"] = "locked"
-		e.audit(ctx, fail)
+		fold := key + "|" + verdict.Window.UTC().Format(time.RFC3339Nano) + "|" + id.Type
+		if err := e.Audit.RecordRepeated(ctx, fold, fail); err != nil {
+			e.log.ErrorContext(ctx, "audit write failed", slog.String("event", fail.Event), slog.String("error", err.Error()))
+		}
 		return nil, "", errLocked(verdict.RetryAfter)
 	}
 	ok, needsRehash := false, false

@@ -147,5 +147,11 @@ CREATE UNIQUE INDEX mfa_factors_one_totp ON mfa_factors (user_id) WHERE type = '
 		{ID: "experience/0008_mfa_one_backup_set", SQL: `
 CREATE UNIQUE INDEX mfa_factors_one_backup_set ON mfa_factors (user_id) WHERE type = 'backup_code';
 `},
+		// A repeated event (an attempt refused by a lock) is one row whose
+		// count goes up, so a flood cannot grow the table.
+		{ID: "experience/0009_audit_repeats", SQL: `
+ALTER TABLE audit_events ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
+`},
 	}
 }
