@@ -395,12 +395,8 @@ func (e *Engine) AddNewPasswordIdentity(ctx context.Context, handle, clientID st
 	if err != nil {
 		return "", err
 	}
-	existing, err := e.Users.FindByIdentifier(ctx, IdentifierUsername, normalized)
-	if err != nil {
+	if err := e.checkFree(ctx, IdentifierUsername, normalized, nil); err != nil {
 		return "", err
-	}
-	if existing != nil {
-		return "", fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
 	}
 	hash, err := e.newPasswordHash(ctx, password, credentials.UserInfo{Username: id.Value}, nil, CodePasswordRejected)
 	if err != nil {
@@ -689,9 +685,16 @@ func (e *Engine) AddProfile(ctx context.Context, handle, clientID string, p Prof
 	return err
 }
 
-// checkFree refuses an identifier used by another account.
+// checkFree refuses an identifier used by another account (for a username,
+// also one that looks like another account's, or mixes scripts).
 func (e *Engine) checkFree(ctx context.Context, idType, normalized string, self *User) error {
-	other, err := e.Users.FindByIdentifier(ctx, idType, normalized)
+	var other *User
+	var err error
+	if idType == IdentifierUsername {
+		other, err = e.Users.usernameHolder(ctx, normalized)
+	} else {
+		other, err = e.Users.FindByIdentifier(ctx, idType, normalized)
+	}
 	if err != nil {
 		return err
 	}
@@ -704,7 +707,7 @@ func (e *Engine) checkFree(ctx context.Context, idType, normalized string, self 
 	case IdentifierPhone:
 		return fault.New(CodePhoneInUse, http.StatusUnprocessableEntity, "The phone number is already in use.")
 	}
-	return fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
+	return errUsernameTaken()
 }
 
 // ResetPasswordInInteraction sets the new password of a ForgotPassword
