@@ -159,7 +159,7 @@ func (e *Engine) LockStatus(ctx context.Context, user *User) (int64, error) {
 	return e.Sentinel.Locked(ctx, accountKey(user.ID))
 }
 
-// userKey prefixes the per-user sentinel pools (MFA factors).
+// userKey prefixes the per-user sentinel pools (the account, MFA factors).
 func userKey(userID string) string { return "user:" + userID }
 
 // RemoveFactor deletes one of a user's MFA factors (and, for backup codes,
