@@ -63,7 +63,7 @@ func New(d Deps) *App {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
-	e.Use(withRequestID, a.observe, a.recoverPanics, middleware.BodyLimit(d.Config.BodyLimit))
+	e.Use(withRequestID, noStoreByDefault, a.observe, a.recoverPanics, middleware.BodyLimit(d.Config.BodyLimit))
 	a.echo = e
 	a.routes()
 	return a

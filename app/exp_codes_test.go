@@ -273,14 +273,42 @@ func TestVerificationCodeSendThrottleAndSilence(t *testing.T) {
 			if wait < time.Minute || wait > 10*time.Minute {
 				t.Fatalf("Retry-After %s: the send window is 10 minutes", wait)
 			}
-			// The management API shares the recipient's budget.
-			expWantAPI(t, f.call(t, http.MethodPost, "/api/verification-codes", f.tok, map[string]any{"email": email}),
-				http.StatusTooManyRequests, "request.message_rate_limited")
 			if n := f.mail.Count(email); n != 10 {
 				t.Fatalf("%d mails delivered, want 10", n)
 			}
+			// The budget is per recipient and purpose: the management API's
+			// Generic codes have their own.
+			expMust(t, f.call(t, http.MethodPost, "/api/verification-codes", f.tok, map[string]any{"email": email}),
+				http.StatusNoContent, "management send")
+			f.deliveredCode(t, "email", email)
 			// Other recipients are not affected.
 			x.sendCode(t, "email", expEmail("other"), "")
+		})
+		t.Run("ThrottlePerPurpose", func(t *testing.T) {
+			t.Parallel()
+			// Anyone may ask for ForgotPassword codes to an address; using up
+			// that budget must not block the MFA codes of the address's user,
+			// who has just given the right password.
+			u := f.user(t)
+			f.codesEnrolled(t, u)
+			x := f.begin(t, "ForgotPassword", false)
+			for i := 0; i < 10; i++ {
+				x.sendCode(t, "email", u.Email, "")
+				f.deliveredCode(t, "email", u.Email)
+			}
+			expWantAPI(t, x.post(t, "/verification/verification-code", map[string]any{"identifier": expIdent("email", u.Email)}),
+				http.StatusTooManyRequests, "request.message_rate_limited")
+			sid, _ := f.pending(t, u)
+			expMust(t, f.call(t, http.MethodPost, "/v1/auth/otp/send", f.tok, map[string]any{"session_id": sid, "channel": "email"}),
+				http.StatusNoContent, "MFA passcode send")
+			code := f.deliveredCode(t, "email", u.Email)
+			if res := f.call(t, http.MethodPost, "/v1/auth/otp/authenticate", f.tok, map[string]any{"session_id": sid, "passcode": code}); res.Status != http.StatusOK {
+				t.Fatalf("otp authenticate: %s", res)
+			}
+			y := f.begin(t, "SignIn", false)
+			expMust(t, y.identify(t, y.passwordRecord(t, "email", u.Email, u.Password)), http.StatusNoContent, "identification")
+			expMust(t, y.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": "email"}), http.StatusOK, "MFA code send")
+			f.deliveredCode(t, "email", u.Email)
 		})
 		t.Run("ThrottlePhone", func(t *testing.T) {
 			t.Parallel()
@@ -332,8 +360,8 @@ func TestVerificationCodeSendThrottleAndSilence(t *testing.T) {
 		})
 		t.Run("SentinelSharedWithPasswords", func(t *testing.T) {
 			t.Parallel()
-			// Default lockout: 5 failures. Wrong codes count for the address
-			// like wrong passwords, and then lock its password too.
+			// Default lockout: 5 failures. Wrong codes count for the address's
+			// account like wrong passwords, and then lock its password too.
 			u := f.user(t)
 			x := f.begin(t, "SignIn", false)
 			id := x.sendCode(t, "email", u.Email, "")
@@ -344,8 +372,9 @@ func TestVerificationCodeSendThrottleAndSilence(t *testing.T) {
 			locked := x.post(t, "/verification/password", map[string]any{"identifier": expIdent("email", u.Email), "password": u.Password})
 			expWantAPI(t, locked, http.StatusBadRequest, "session.verification_blocked_too_many_attempts")
 			expWantAPI(t, x.verifyCode(t, "email", u.Email, id, code), http.StatusBadRequest, "session.verification_blocked_too_many_attempts")
-			// Other identifiers of the same user are separate keys.
-			x.passwordRecord(t, "username", u.Username, u.Password)
+			// The pool is the account's, whichever identifier names it.
+			expWantAPI(t, x.post(t, "/verification/password", map[string]any{"identifier": expIdent("username", u.Username), "password": u.Password}),
+				http.StatusBadRequest, "session.verification_blocked_too_many_attempts")
 		})
 	})
 }

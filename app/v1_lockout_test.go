@@ -301,3 +301,87 @@ func residentMiB() int64 {
 	}
 	return 0
 }
+
+// The sentinel counts per account, not per identifier type: a user's
+// username, email and phone share one budget of 5 failures, and the lock
+// holds whichever identifier is used next, even with the right password.
+// The Users API reports that pool and unlocks it.
+func TestV1LockoutPoolPerAccount(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := v1Start(t, b)
+		username, email, phone, password := v1Name("pool"), expEmail("pool"), expPhone(), v1Password()
+		id := f.createUser(t, map[string]any{"username": username, "email": email, "phone_number": phone,
+			"credentials": map[string]any{"password": password}})
+		by := func(typ, value, pw string) *apptest.Response {
+			return f.authenticate(t, value, pw, map[string]any{"username_type": typ})
+		}
+		ids := [][2]string{{"username", username}, {"email", email}, {"phone_number", phone}}
+		for _, attempt := range [][2]string{ids[0], ids[0], ids[1], ids[1], ids[2]} {
+			wantError(t, by(attempt[0], attempt[1], "Wrong-Passw0rd"), http.StatusUnauthorized, "auth_invalid_credentials")
+		}
+		for _, ident := range ids {
+			res := by(ident[0], ident[1], password)
+			wantError(t, res, http.StatusForbidden, "auth_locked")
+			retryAfter(t, res)
+		}
+		if n := f.countAudit(t, id, "lockout", ""); n != 1 {
+			t.Errorf("%d lockout audit events, want 1", n)
+		}
+		if u := f.call(t, http.MethodGet, "/v1/users/"+id, f.tok, nil); u.JSON["locked_seconds"] == nil || u.JSON["locked_seconds"].(float64) < 1 {
+			t.Fatalf("locked_seconds after the shared budget ran out: %s", u)
+		}
+		if res := f.call(t, http.MethodPost, "/v1/users/"+id+"/unlock", f.tok, nil); res.Status != http.StatusNoContent {
+			t.Fatalf("unlock: %s", res)
+		}
+		if u := f.call(t, http.MethodGet, "/v1/users/"+id, f.tok, nil); u.JSON["locked_seconds"] != float64(0) {
+			t.Fatalf("locked_seconds after unlock: %s", u)
+		}
+		for _, ident := range ids {
+			if res := by(ident[0], ident[1], password); res.Status != http.StatusOK {
+				t.Fatalf("sign in by %s after unlock: %s", ident[0], res)
+			}
+		}
+		// Unknown identifiers keep pools of their own: failures against one
+		// do not lock another, nor a real account.
+		ghost := v1Name("ghost")
+		for i := 0; i < 5; i++ {
+			wantError(t, f.authenticate(t, ghost, "Wrong-Passw0rd", nil), http.StatusUnauthorized, "auth_invalid_credentials")
+		}
+		wantError(t, f.authenticate(t, ghost, "Wrong-Passw0rd", nil), http.StatusForbidden, "auth_locked")
+		wantError(t, f.authenticate(t, v1Name("ghost"), "Wrong-Passw0rd", nil), http.StatusUnauthorized, "auth_invalid_credentials")
+		f.signIn(t, username, password)
+	})
+}
+
+// Attempts refused by a lock are counted, not written one row each: a
+// flood against a locked account adds one audit row (per lockout window),
+// whose count says how many attempts there were.
+func TestV1LockedFloodAuditedInPlace(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := v1Start(t, b)
+		_, username, password := f.newUser(t)
+		for i := 0; i < 5; i++ {
+			wantError(t, f.authenticate(t, username, "Wrong-Passw0rd", nil), http.StatusUnauthorized, "auth_invalid_credentials")
+		}
+		before := f.count(t, "SELECT COUNT(*) FROM audit_events")
+		counts := burst(t, []*v1Fix{f}, 25, username, password)
+		for i := 0; i < 25; i++ {
+			wantError(t, f.authenticate(t, username, "Wrong-Passw0rd", nil), http.StatusForbidden, "auth_locked")
+		}
+		if counts[answerLocked] != 25 {
+			t.Fatalf("answers %v on a locked account", counts)
+		}
+		if added := f.count(t, "SELECT COUNT(*) FROM audit_events") - before; added > 1 {
+			t.Fatalf("50 refused attempts added %d audit rows, want at most 1", added)
+		}
+		var refused []map[string]any
+		for _, ev := range f.auditEvents(t, "", "sign_in") {
+			if data, _ := ev["data"].(map[string]any); data["reason"] == "locked" {
+				refused = append(refused, ev)
+			}
+		}
+		if len(refused) != 1 || refused[0]["count"] != float64(50) || refused[0]["last_at"] == nil {
+			t.Fatalf("refused attempts in the audit log: %v, want one event with count 50", refused)
+		}
+	})
+}

@@ -140,13 +140,15 @@ func (e *Engine) SetPasswordExpired(ctx context.Context, id string, expired bool
 	return e.Users.setFlags(ctx, id, map[string]any{"password_expired": expired})
 }
 
-// Unlock lifts the sentinel's lock on every identifier of a user.
+// Unlock lifts the sentinel's locks on a user: the account's pool, every MFA
+// factor's, and (left from before pools were per account) any pool of the
+// user's identifiers.
 func (e *Engine) Unlock(ctx context.Context, id string, meta SessionMeta) error {
 	user, err := e.Users.Get(ctx, id)
 	if err != nil {
 		return err
 	}
-	keys := []string{userKey(user.ID)}
+	keys := []string{userKey(user.ID), accountKey(user.ID)}
 	for _, factor := range []string{FactorTOTP, FactorBackupCode, FactorWebAuthn, "otp"} {
 		keys = append(keys, factorKey(user.ID, factor))
 	}
@@ -164,26 +166,13 @@ func (e *Engine) Unlock(ctx context.Context, id string, meta SessionMeta) error 
 	return nil
 }
 
-// LockStatus reports the longest remaining lock on a user's identifiers.
+// LockStatus reports the remaining lock on a user's account pool, the one
+// password sign-in (by any identifier) and codes to their addresses answer to.
 func (e *Engine) LockStatus(ctx context.Context, user *User) (int64, error) {
-	var longest int64
-	for _, ident := range user.Identifiers() {
-		normalized, err := e.norm.Normalize(ident)
-		if err != nil {
-			continue
-		}
-		secs, err := e.Sentinel.Locked(ctx, identifierKey(ident.Type, normalized))
-		if err != nil {
-			return 0, err
-		}
-		if secs > longest {
-			longest = secs
-		}
-	}
-	return longest, nil
+	return e.Sentinel.Locked(ctx, accountKey(user.ID))
 }
 
-// userKey prefixes the per-user sentinel pools (MFA factors).
+// userKey prefixes the per-user sentinel pools (the account, MFA factors).
 func userKey(userID string) string { return "user:" + userID }
 
 // RemoveFactor deletes one of a user's MFA factors (and, for backup codes,

@@ -2,6 +2,8 @@ package experience
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -48,17 +50,24 @@ type AuditEvent struct {
 	ClientID  string         `json:"client_id,omitempty"`
 	IPAddress string         `json:"ip_address,omitempty"`
 	Data      map[string]any `json:"data,omitempty"`
+	// Count is how many times the event happened: 1, except for a repeated
+	// event folded into one row (see RecordRepeated), whose other fields
+	// are those of the first occurrence and LastAt the time of the latest.
+	Count  int        `json:"count"`
+	LastAt *time.Time `json:"last_at,omitempty"`
 }
 
 type auditRow struct {
-	ID        string `gorm:"primaryKey"`
-	CreatedAt time.Time
-	Event     string
-	Outcome   string
-	UserID    string
-	ClientID  string
-	IPAddress string
-	Data      string
+	ID          string `gorm:"primaryKey"`
+	CreatedAt   time.Time
+	Event       string
+	Outcome     string
+	UserID      string
+	ClientID    string
+	IPAddress   string
+	Data        string
+	Occurrences int
+	LastAt      *time.Time
 }
 
 func (auditRow) TableName() string { return "audit_events" }
@@ -77,20 +86,53 @@ func (a *Audit) Record(ctx context.Context, ev AuditEvent) error {
 // record appends an event through db (a transaction, to commit the event
 // with what it records).
 func (a *Audit) record(db *gorm.DB, ev AuditEvent) error {
-	data := "{}"
-	if len(ev.Data) > 0 {
-		raw, err := json.Marshal(ev.Data)
-		if err != nil {
-			return err
-		}
-		data = string(raw)
+	data, err := auditData(ev)
+	if err != nil {
+		return err
 	}
 	row := auditRow{ID: credentials.RandomID(24), CreatedAt: a.now(), Event: ev.Event, Outcome: ev.Outcome,
-		UserID: ev.UserID, ClientID: ev.ClientID, IPAddress: truncate(ev.IPAddress, 64), Data: data}
+		UserID: ev.UserID, ClientID: ev.ClientID, IPAddress: truncate(ev.IPAddress, 64), Data: data, Occurrences: 1}
 	if err := db.Create(&row).Error; err != nil {
 		return fmt.Errorf("experience: audit: %w", err)
 	}
 	return nil
+}
+
+// RecordRepeated records an event that may repeat without bound — an
+// attempt refused because its key is locked — as one row per fold key,
+// whose count goes up in place. A flood of refused attempts then costs one
+// row per lockout window, not one per request. The row keeps the first
+// occurrence's fields; the upsert is atomic, so parallel requests and
+// replicas count every occurrence exactly once.
+func (a *Audit) RecordRepeated(ctx context.Context, fold string, ev AuditEvent) error {
+	data, err := auditData(ev)
+	if err != nil {
+		return err
+	}
+	// The id is derived from the fold key (a hash: the key may hold an
+	// identifier, which stays out of the id).
+	sum := sha256.Sum256([]byte("audit-fold:" + fold))
+	err = a.db.WithContext(ctx).Exec(`
+INSERT INTO audit_events (id, created_at, event, outcome, user_id, client_id, ip_address, data, occurrences, last_at)
+VALUES (@id, @now, @event, @outcome, @user, @client, @ip, @data, 1, NULL)
+ON CONFLICT (id) DO UPDATE SET occurrences = audit_events.occurrences + 1, last_at = @now`,
+		map[string]any{"id": hex.EncodeToString(sum[:12]), "now": a.now(), "event": ev.Event, "outcome": ev.Outcome,
+			"user": ev.UserID, "client": ev.ClientID, "ip": truncate(ev.IPAddress, 64), "data": data}).Error
+	if err != nil {
+		return fmt.Errorf("experience: audit: %w", err)
+	}
+	return nil
+}
+
+func auditData(ev AuditEvent) (string, error) {
+	if len(ev.Data) == 0 {
+		return "{}", nil
+	}
+	raw, err := json.Marshal(ev.Data)
+	if err != nil {
+		return "", err
+	}
+	return string(raw), nil
 }
 
 // AuditFilter narrows a listing.
@@ -119,7 +161,7 @@ func (a *Audit) List(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
 	out := make([]AuditEvent, 0, len(rows))
 	for _, r := range rows {
 		ev := AuditEvent{ID: r.ID, CreatedAt: r.CreatedAt, Event: r.Event, Outcome: r.Outcome, UserID: r.UserID,
-			ClientID: r.ClientID, IPAddress: r.IPAddress}
+			ClientID: r.ClientID, IPAddress: r.IPAddress, Count: r.Occurrences, LastAt: r.LastAt}
 		_ = json.Unmarshal([]byte(r.Data), &ev.Data)
 		out = append(out, ev)
 	}

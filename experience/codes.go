@@ -35,8 +35,8 @@ type CodePolicy struct {
 	ExpirySeconds int `json:"expiry_seconds"`
 	// MaxAttempts bounds the guesses against one code (default 10).
 	MaxAttempts int `json:"max_attempts"`
-	// SendLimit codes may be sent to one recipient per SendWindowSeconds
-	// (default 10 per 600 s); beyond it 429.
+	// SendLimit codes of one purpose may be sent to one recipient per
+	// SendWindowSeconds (default 10 per 600 s); beyond it 429.
 	SendLimit         int `json:"send_limit"`
 	SendWindowSeconds int `json:"send_window_seconds"`
 }

@@ -159,7 +159,18 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	if e.hasher.Saturated() {
 		return nil, "", credentials.BusyError()
 	}
-	key := identifierKey(id.Type, normalized)
+	// The user is looked up first so the attempt counts in the account's
+	// one pool, whichever identifier names it (an unknown identifier has a
+	// pool of its own). The reservation stays one atomic upsert on that
+	// key, before any secret is checked: parallel attempts through any
+	// identifier, on any replica, still evaluate at most MaxFailures
+	// passwords per window. Both lookup and reservation run for known and
+	// unknown identifiers alike, so neither timing nor order tells them apart.
+	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
+	if err != nil {
+		return nil, "", err
+	}
+	key := signInKey(id.Type, normalized, user)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {
 		return nil, "", err
@@ -167,13 +178,14 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	fail := AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, ClientID: meta.ClientID, IPAddress: meta.IPAddress,
 		Data: map[string]any{"method": AMRPassword, "identifier_type": id.Type}}
 	if !verdict.Allowed {
+		// Refusals are counted, not written one by one: one row per pool,
+		// lockout window and identifier type, however many attempts come.
 		fail.Data["reason"] = "locked"
-		e.audit(ctx, fail)
+		fold := key + "|" + verdict.Window.UTC().Format(time.RFC3339Nano) + "|" + id.Type
+		if err := e.Audit.RecordRepeated(ctx, fold, fail); err != nil {
+			e.log.ErrorContext(ctx, "audit write failed", slog.String("event", fail.Event), slog.String("error", err.Error()))
+		}
 		return nil, "", errLocked(verdict.RetryAfter)
-	}
-	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
-	if err != nil {
-		return nil, "", err
 	}
 	ok, needsRehash := false, false
 	if user == nil || !user.HasPassword {

@@ -191,7 +191,7 @@ func (e *Engine) codeIdentifier(id Identifier) (string, error) {
 const quietSendTimeout = 2 * time.Minute
 
 // issueCode creates a code for an address and delivers it unless deliver is
-// false, within the per-recipient send limit. When quiet, the answer must
+// false, within the send limit of the recipient and purpose. When quiet, the answer must
 // not reveal whether the address has an account: delivery then runs after
 // the answer and a failure is only logged, so neither the status nor the
 // latency of the answer depends on whether a message was sent.
@@ -202,7 +202,10 @@ func (e *Engine) issueCode(ctx context.Context, purpose string, id Identifier, n
 	}
 	p := settings.Code
 	limit := LockoutPolicy{Enabled: true, MaxFailures: p.SendLimit, WindowSeconds: p.SendWindowSeconds, LockoutSeconds: p.SendWindowSeconds}
-	key := "send:" + id.Type + ":" + normalized
+	// One budget per recipient and purpose: sends of one kind (say,
+	// ForgotPassword, which anyone can ask for) cannot use up another's
+	// (the MFA code of a user who just gave the right password).
+	key := "send:" + purpose + ":" + id.Type + ":" + normalized
 	verdict, err := e.Sentinel.Reserve(ctx, key, limit)
 	if err != nil {
 		return nil, err
@@ -331,7 +334,7 @@ func codeMethodEnabled(s Settings, purpose, idType string) error {
 }
 
 // VerifyVerificationCode checks a code against its record. Failures count
-// in the sentinel pool shared with passwords for that address.
+// in the sentinel pool shared with passwords for that address's account.
 func (e *Engine) VerifyVerificationCode(ctx context.Context, handle, clientID, recordID string, id Identifier, code string) (string, error) {
 	in, err := e.interactions.load(ctx, handle, clientID)
 	if err != nil {
@@ -376,13 +379,20 @@ func (e *Engine) VerifyVerificationCode(ctx context.Context, handle, clientID, r
 	return recordID, nil
 }
 
-// checkCode verifies a code under the identifier's sentinel.
+// checkCode verifies a code under the sentinel pool passwords use for the
+// address: its account's when it has one (a code to the address signs the
+// account in as its password does, so both count against one budget), else
+// the address's own.
 func (e *Engine) checkCode(ctx context.Context, codeID, idType, normalized, code string) error {
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
 		return err
 	}
-	key := identifierKey(idType, normalized)
+	owner, err := e.Users.FindByIdentifier(ctx, idType, normalized)
+	if err != nil {
+		return err
+	}
+	key := signInKey(idType, normalized, owner)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {
 		return err
@@ -416,12 +426,8 @@ func (e *Engine) AddNewPasswordIdentity(ctx context.Context, handle, clientID st
 	if err != nil {
 		return "", err
 	}
-	existing, err := e.Users.FindByIdentifier(ctx, IdentifierUsername, normalized)
-	if err != nil {
+	if err := e.checkFree(ctx, IdentifierUsername, normalized, nil); err != nil {
 		return "", err
-	}
-	if existing != nil {
-		return "", fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
 	}
 	hash, err := e.newPasswordHash(ctx, password, credentials.UserInfo{Username: id.Value}, nil, CodePasswordRejected)
 	if err != nil {
@@ -723,9 +729,16 @@ func (e *Engine) AddProfile(ctx context.Context, handle, clientID string, p Prof
 	return err
 }
 
-// checkFree refuses an identifier used by another account.
+// checkFree refuses an identifier used by another account (for a username,
+// also one that looks like another account's, or mixes scripts).
 func (e *Engine) checkFree(ctx context.Context, idType, normalized string, self *User) error {
-	other, err := e.Users.FindByIdentifier(ctx, idType, normalized)
+	var other *User
+	var err error
+	if idType == IdentifierUsername {
+		other, err = e.Users.usernameHolder(ctx, normalized)
+	} else {
+		other, err = e.Users.FindByIdentifier(ctx, idType, normalized)
+	}
 	if err != nil {
 		return err
 	}
@@ -738,7 +751,7 @@ func (e *Engine) checkFree(ctx context.Context, idType, normalized string, self 
 	case IdentifierPhone:
 		return fault.New(CodePhoneInUse, http.StatusUnprocessableEntity, "The phone number is already in use.")
 	}
-	return fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
+	return errUsernameTaken()
 }
 
 // ResetPasswordInInteraction sets the new password of a ForgotPassword

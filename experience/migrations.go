@@ -147,5 +147,19 @@ CREATE UNIQUE INDEX mfa_factors_one_totp ON mfa_factors (user_id) WHERE type = '
 		{ID: "experience/0008_mfa_one_backup_set", SQL: `
 CREATE UNIQUE INDEX mfa_factors_one_backup_set ON mfa_factors (user_id) WHERE type = 'backup_code';
 `},
+		// A repeated event (an attempt refused by a lock) is one row whose
+		// count goes up, so a flood cannot grow the table.
+		{ID: "experience/0009_audit_repeats", SQL: `
+ALTER TABLE audit_events ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
+`},
+		// Usernames follow RFC 8265 (PRECIS); each has a look-alike
+		// skeleton (Unicode TR39), unique, so a new username cannot pass
+		// for an existing one. The data step re-derives old keys and
+		// fills the skeletons.
+		{ID: "experience/0010_username_skeleton", SQL: `
+ALTER TABLE users ADD COLUMN username_skeleton TEXT;
+CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
+`, Run: backfillUsernames},
 	}
 }

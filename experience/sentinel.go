@@ -25,8 +25,9 @@ func DefaultLockoutPolicy() LockoutPolicy {
 	return LockoutPolicy{Enabled: true, MaxFailures: 5, WindowSeconds: 900, LockoutSeconds: 900}
 }
 
-// Sentinel counts failed verifications per key (a normalized identifier, or
-// a user and factor) and locks keys that fail too often.
+// Sentinel counts failed verifications per key (an account, an unknown
+// normalized identifier, or a user and factor) and locks keys that fail too
+// often.
 //
 // An attempt is counted *before* the secret is checked (Reserve), in one
 // atomic upsert. So however many attempts run at once, on however many
@@ -45,6 +46,9 @@ type Verdict struct {
 	Allowed    bool
 	Attempt    int   // the attempt's number within the window
 	RetryAfter int64 // seconds until the lock ends, when not allowed
+	// Window is when the key's counting window began: with the key, it
+	// names one lockout cycle (the counter restarts with a new window).
+	Window time.Time
 }
 
 // Reserve counts an attempt for key and says whether it may be evaluated.
@@ -61,6 +65,7 @@ func (s *Sentinel) Reserve(ctx context.Context, key string, p LockoutPolicy) (Ve
 		OR (sentinel_counters.locked_until IS NULL AND sentinel_counters.window_start <= @cutoff))`
 	var out struct {
 		Failures    int
+		WindowStart time.Time
 		LockedUntil *time.Time
 	}
 	err := s.db.WithContext(ctx).Raw(`
@@ -71,13 +76,13 @@ ON CONFLICT (key) DO UPDATE SET
 	window_start = CASE WHEN `+restart+` THEN @now ELSE sentinel_counters.window_start END,
 	locked_until = CASE WHEN `+restart+` THEN NULL ELSE sentinel_counters.locked_until END,
 	updated_at = @now
-RETURNING failures, locked_until`,
+RETURNING failures, window_start, locked_until`,
 		map[string]any{"key": key, "now": now, "cutoff": cutoff}).Scan(&out).Error
 	if err != nil {
 		return Verdict{}, fmt.Errorf("experience: sentinel reserve: %w", err)
 	}
 	if out.LockedUntil != nil && out.LockedUntil.After(now) {
-		return Verdict{Attempt: out.Failures, RetryAfter: ceilSeconds(out.LockedUntil.Sub(now))}, nil
+		return Verdict{Attempt: out.Failures, RetryAfter: ceilSeconds(out.LockedUntil.Sub(now)), Window: out.WindowStart}, nil
 	}
 	if out.Failures > p.MaxFailures {
 		// More attempts are already in flight (or failed) than the limit
@@ -91,9 +96,9 @@ RETURNING failures, locked_until`,
 		if err := s.Release(ctx, key, p); err != nil {
 			return Verdict{}, err
 		}
-		return Verdict{Attempt: out.Failures, RetryAfter: 1}, nil
+		return Verdict{Attempt: out.Failures, RetryAfter: 1, Window: out.WindowStart}, nil
 	}
-	return Verdict{Allowed: true, Attempt: out.Failures}, nil
+	return Verdict{Allowed: true, Attempt: out.Failures, Window: out.WindowStart}, nil
 }
 
 // Fail records that a reserved attempt failed. It reports whether this
@@ -163,9 +168,26 @@ func (s *Sentinel) Locked(ctx context.Context, key string) (int64, error) {
 	return ceilSeconds(current.LockedUntil.Sub(now)), nil
 }
 
-// identifierKey is the sentinel key of a normalized identifier; password and
-// verification-code failures share it.
+// identifierKey is the sentinel key of a normalized identifier that names no
+// account; password and verification-code failures share it.
 func identifierKey(idType, normalized string) string { return "id:" + idType + ":" + normalized }
+
+// accountKey is the one sentinel pool of a user's sign-in secrets: the
+// password, and the verification codes sent to the user's addresses. It is
+// per account, not per identifier: a guess by username, by email or by phone
+// is a guess at the same password, so the limit must hold across them (two
+// failures by username, two by email and one by phone lock all three).
+func accountKey(userID string) string { return userKey(userID) + ":account" }
+
+// signInKey is the sentinel pool of an attempt naming a normalized
+// identifier: its account's when it names a user (as found by the caller),
+// else the identifier's own, so guesses at unknown identifiers still count.
+func signInKey(idType, normalized string, user *User) string {
+	if user != nil {
+		return accountKey(user.ID)
+	}
+	return identifierKey(idType, normalized)
+}
 
 func ceilSeconds(d time.Duration) int64 {
 	s := int64(d / time.Second)

@@ -9,7 +9,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
@@ -61,6 +60,7 @@ type userRow struct {
 	ID                string `gorm:"primaryKey"`
 	Username          *string
 	UsernameKey       *string
+	UsernameSkeleton  *string
 	PrimaryEmail      *string
 	PrimaryPhone      *string
 	EmailVerified     bool
@@ -107,13 +107,7 @@ func (n Normalizer) Normalize(id Identifier) (string, error) {
 	v := strings.TrimSpace(id.Value)
 	switch id.Type {
 	case IdentifierUsername:
-		if err := validUsername(v); err != nil {
-			return "", err
-		}
-		if !n.UsernameCaseSensitive {
-			v = strings.ToLower(v)
-		}
-		return v, nil
+		return n.username(v)
 	case IdentifierEmail:
 		return NormalizeEmail(v)
 	case IdentifierPhone:
@@ -121,18 +115,6 @@ func (n Normalizer) Normalize(id Identifier) (string, error) {
 	default:
 		return "", fault.Invalid(fault.Detail{Field: "identifier.type", Message: "must be username, email or phone"})
 	}
-}
-
-func validUsername(v string) error {
-	if v == "" || utf8.RuneCountInString(v) > 128 {
-		return fault.Invalid(fault.Detail{Field: "username", Message: "must be 1 to 128 characters"})
-	}
-	for _, r := range v {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '@' {
-			return fault.Invalid(fault.Detail{Field: "username", Message: "must not contain spaces, control characters or @"})
-		}
-	}
-	return nil
 }
 
 // NormalizeEmail validates an address and lower-cases it.
@@ -227,14 +209,23 @@ type Profile struct {
 func (s *Users) apply(row *userRow, p Profile) error {
 	if p.Username != nil {
 		if *p.Username == "" {
-			row.Username, row.UsernameKey = nil, nil
+			row.Username, row.UsernameKey, row.UsernameSkeleton = nil, nil, nil
 		} else {
 			key, err := s.norm.Normalize(Identifier{Type: IdentifierUsername, Value: *p.Username})
 			if err != nil {
 				return err
 			}
-			u := strings.TrimSpace(*p.Username)
-			row.Username, row.UsernameKey = &u, &key
+			if err := checkUsernameScripts(key); err != nil {
+				return err
+			}
+			u, err := usernameDisplay(*p.Username)
+			if err != nil {
+				return err
+			}
+			// The skeleton is unique in the table: a look-alike of another
+			// account's username fails to insert like a duplicate.
+			skeleton := usernameSkeleton(key)
+			row.Username, row.UsernameKey, row.UsernameSkeleton = &u, &key, &skeleton
 		}
 	}
 	if p.Email != nil {
@@ -304,6 +295,8 @@ func conflict(err error, row *userRow) error {
 		return fault.New(CodeEmailInUse, http.StatusUnprocessableEntity, "The email address is already in use.")
 	case strings.Contains(msg, "phone"):
 		return fault.New(CodePhoneInUse, http.StatusUnprocessableEntity, "The phone number is already in use.")
+	case strings.Contains(msg, "skeleton"):
+		return errUsernameTaken()
 	default:
 		return fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
 	}

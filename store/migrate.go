@@ -17,6 +17,10 @@ import (
 type Migration struct {
 	ID  string
 	SQL string
+	// Run, when set, runs after SQL in the same transaction: a data step
+	// that needs Go (values computed by a Go function). Like SQL, it must
+	// depend on nothing but the database (no configuration).
+	Run func(tx *gorm.DB) error
 }
 
 var (
@@ -78,6 +82,11 @@ func (db *DB) Migrate(ctx context.Context, sets ...[]Migration) (applied []strin
 					continue
 				}
 				if err := tx.Exec(stmt).Error; err != nil {
+					return fmt.Errorf("migration %s: %w", m.ID, err)
+				}
+			}
+			if m.Run != nil {
+				if err := m.Run(tx); err != nil {
 					return fmt.Errorf("migration %s: %w", m.ID, err)
 				}
 			}

@@ -143,6 +143,36 @@ func TestFailedMigrationAppliesNothing(t *testing.T) {
 	})
 }
 
+// A migration's Go data step runs after its SQL, in the same transaction:
+// its writes are kept with the step, and its failure applies nothing.
+func TestMigrationDataStep(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		ctx := context.Background()
+		db := open(t, apptest.DatabaseURL(t, b))
+		fill := func(tx *gorm.DB) error { return tx.Exec("INSERT INTO filled (id) VALUES ('from go')").Error }
+		failing := []store.Migration{{ID: "test/0001_filled", SQL: `CREATE TABLE filled (id TEXT PRIMARY KEY)`,
+			Run: func(tx *gorm.DB) error {
+				if err := fill(tx); err != nil {
+					return err
+				}
+				return errors.New("data step failed")
+			}}}
+		if _, err := db.Migrate(ctx, failing); err == nil || !strings.Contains(err.Error(), "data step failed") {
+			t.Fatalf("failing data step: err %v", err)
+		}
+		var n int64
+		if err := db.Raw("SELECT COUNT(*) FROM filled").Scan(&n).Error; err == nil {
+			t.Fatal("the step's table exists although its data step failed")
+		}
+		if _, err := db.Migrate(ctx, []store.Migration{{ID: "test/0001_filled", SQL: failing[0].SQL, Run: fill}}); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		if err := db.Raw("SELECT COUNT(*) FROM filled").Scan(&n).Error; err != nil || n != 1 {
+			t.Fatalf("rows from the data step: %d %v", n, err)
+		}
+	})
+}
+
 // Several processes starting at once on one fresh database (one PostgreSQL
 // schema, one SQLite file) all succeed and apply each migration exactly once.
 func TestConcurrentMigrate(t *testing.T) {
