@@ -47,11 +47,13 @@ func TestDefaults(t *testing.T) {
 		"RefreshTokenTTL": {cfg.RefreshTokenTTL, 14 * 24 * time.Hour},
 		"KeyCacheTTL":     {cfg.KeyCacheTTL, 30 * time.Second},
 		"ClientCacheTTL":  {cfg.ClientCacheTTL, 5 * time.Second},
-		"BodyLimit":       {cfg.BodyLimitBytes(), int64(64 << 10)},
-		"Argon2MemoryKiB": {cfg.Argon2MemoryKiB, uint32(19456)},
-		"Argon2Iter":      {cfg.Argon2Iterations, uint32(2)},
-		"Argon2Par":       {cfg.Argon2Parallelism, uint8(1)},
-		"SecretKeyBytes":  {len(cfg.SecretKeyBytes), 32},
+		// Refresh reuse detection is strict unless a grace is configured.
+		"RefreshReuseGrace": {cfg.RefreshReuseGrace, time.Duration(0)},
+		"BodyLimit":         {cfg.BodyLimitBytes(), int64(64 << 10)},
+		"Argon2MemoryKiB":   {cfg.Argon2MemoryKiB, uint32(19456)},
+		"Argon2Iter":        {cfg.Argon2Iterations, uint32(2)},
+		"Argon2Par":         {cfg.Argon2Parallelism, uint8(1)},
+		"SecretKeyBytes":    {len(cfg.SecretKeyBytes), 32},
 	}
 	for name, c := range checks {
 		if !reflect.DeepEqual(c[0], c[1]) {
