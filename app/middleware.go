@@ -117,7 +117,7 @@ func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			raw, ok := bearerToken(c)
 			if !ok {
-				return a.bearerChallenge(c, token.ErrInvalidClientToken("a Bearer ClientAccessToken is required"))
+				return a.bearerRequired(c, token.ErrInvalidClientToken("a Bearer ClientAccessToken is required"))
 			}
 			claims, err := a.tokens.VerifyAccessToken(c.Request().Context(), raw, a.tokens.Options().APIResource)
 			if err != nil {
@@ -140,12 +140,21 @@ func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 	}
 }
 
-// bearerChallenge sets the RFC 6750 challenge on a 401.
+// bearerChallenge sets the RFC 6750 challenge on a 401 for a token that
+// was presented and is not valid.
 func (a *App) bearerChallenge(c echo.Context, err error) error {
 	if fe, ok := fault.As(err); ok && fe.Code == token.CodeInvalidClientToken {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate,
 			fmt.Sprintf(`Bearer realm="latch", error="invalid_token", error_description=%q`, fe.Message))
 	}
+	return err
+}
+
+// bearerRequired sets the RFC 6750 challenge on a 401 for a request that
+// carried no Bearer token at all (none, or another scheme): §3.1 says such
+// a challenge holds no error code, since nothing was wrong with a token.
+func (a *App) bearerRequired(c echo.Context, err error) error {
+	c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="latch"`)
 	return err
 }
 

@@ -250,7 +250,7 @@ func profileClaims(u *experience.User, names []string) map[string]any {
 func (a *App) userinfo(c echo.Context) error {
 	raw, ok := bearerToken(c)
 	if !ok {
-		return a.bearerChallenge(c, token.ErrInvalidClientToken("a Bearer access token is required"))
+		return a.bearerRequired(c, token.ErrInvalidClientToken("a Bearer access token is required"))
 	}
 	ctx := c.Request().Context()
 	claims, err := a.tokens.VerifyUserAccessToken(ctx, raw)

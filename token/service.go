@@ -213,9 +213,13 @@ func (s *Service) sign(ctx context.Context, typ string, claims jwt.Claims) (stri
 	return raw, nil
 }
 
+// errCritical refuses a token whose header lists critical extensions.
+var errCritical = errors.New("token: the header names critical extensions (crit)")
+
 // parse verifies a JWT signed by Latch: exact algorithm allow-list, a
-// published kid whose algorithm matches the header, exp required, iss, and
-// (when audience is not empty) aud.
+// published kid whose algorithm matches the header, no crit header, exp
+// required, iss, and (when audience is not empty) aud. Segments must be
+// canonical base64url, so one signature has one encoding.
 func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audience string) (*jwt.Token, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"ES256", "RS256"}),
@@ -223,11 +227,19 @@ func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audi
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(Leeway),
+		jwt.WithStrictDecoding(),
 	}
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
 	return jwt.NewParser(opts...).ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		// RFC 7515 §4.1.11: a recipient must refuse a JWS naming critical
+		// extensions it does not understand. Latch signs none and
+		// understands none, so any crit (even an empty or malformed one)
+		// is refused — before the signature costs anything.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errCritical
+		}
 		kid, _ := t.Header["kid"].(string)
 		k, err := s.Keys.lookup(ctx, kid)
 		if err != nil {
@@ -275,6 +287,8 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw, audience string) (
 
 func describeJWTError(err error) string {
 	switch {
+	case errors.Is(err, errCritical):
+		return "the token header names critical extensions (crit), which this server does not support"
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "the token has expired"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
@@ -374,8 +388,14 @@ func (s *Service) Revoke(ctx context.Context, client *Client, raw, hint string) 
 	if claims.ClientID != client.ID {
 		return OAuthError(CodeUnauthorizedClient, "the token was not issued to this client")
 	}
-	s.verified.forget(raw)
-	return s.revokeJTI(ctx, claims.ID, claims.ExpiresAt.Time)
+	// Record first, then evict: a verification racing this revocation
+	// either reads the row or meets the cache's tombstone. Eviction goes by
+	// jti, so every encoding of the token is evicted, not only raw.
+	if err := s.revokeJTI(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
+		return err
+	}
+	s.verified.forget(claims.ID, s.now())
+	return nil
 }
 
 func looksLikeJWT(raw string) bool { return strings.Count(raw, ".") == 2 }
