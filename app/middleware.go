@@ -20,6 +20,7 @@ const (
 	headerRequestID = "X-Request-Id"
 	ctxRequestID    = "latch.request_id"
 	ctxClientToken  = "latch.client_token"
+	ctxClient       = "latch.client"
 )
 
 // An incoming X-Request-Id is kept only if it is short and plain, so it can
@@ -111,7 +112,8 @@ func (a *App) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // requireClientToken guards Latch's own APIs: a Bearer ClientAccessToken for
-// Latch's API audience carrying every listed scope.
+// Latch's API audience, of a client that still exists and has not revoked
+// it, carrying every listed scope.
 func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -119,12 +121,9 @@ func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 			if !ok {
 				return a.bearerRequired(c, token.ErrInvalidClientToken("a Bearer ClientAccessToken is required"))
 			}
-			claims, err := a.tokens.VerifyAccessToken(c.Request().Context(), raw, a.tokens.Options().APIResource)
+			claims, client, err := a.tokens.VerifyClientToken(c.Request().Context(), raw, a.tokens.Options().APIResource)
 			if err != nil {
 				return a.bearerChallenge(c, err)
-			}
-			if !claims.IsClientToken() {
-				return a.bearerChallenge(c, token.ErrInvalidClientToken("a ClientAccessToken is required, not a user token"))
 			}
 			for _, sc := range scopes {
 				if !claims.HasScope(sc) {
@@ -135,6 +134,7 @@ func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 				}
 			}
 			c.Set(ctxClientToken, claims)
+			c.Set(ctxClient, client)
 			return next(c)
 		}
 	}

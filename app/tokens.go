@@ -50,12 +50,10 @@ func (a *App) planTokens(client *token.Client, req tokenRequest) (tokenPlan, err
 	return plan, nil
 }
 
-// callingClient returns the client behind the request's ClientAccessToken.
+// callingClient returns the client behind the request's ClientAccessToken,
+// which requireClientToken found alive.
 func (a *App) callingClient(c echo.Context) (*token.Client, error) {
-	client, err := a.tokens.Clients.Lookup(c.Request().Context(), clientToken(c).ClientID)
-	if err != nil {
-		return nil, err
-	}
+	client, _ := c.Get(ctxClient).(*token.Client)
 	if client == nil {
 		return nil, a.bearerChallenge(c, token.ErrInvalidClientToken("the client no longer exists"))
 	}

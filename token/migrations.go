@@ -85,5 +85,10 @@ ALTER TABLE oauth_clients ADD COLUMN enforce_mfa BOOLEAN NOT NULL DEFAULT TRUE;
 		{ID: "token/0006_family_id_claims", SQL: `
 ALTER TABLE refresh_families ADD COLUMN id_claims TEXT NOT NULL DEFAULT '';
 `},
+		// Set by a secret rotation that revokes the client's tokens: those
+		// issued no later than this second are refused.
+		{ID: "token/0007_client_tokens_valid_after", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN tokens_valid_after TIMESTAMP;
+`},
 	}
 }

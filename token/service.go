@@ -285,6 +285,46 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw, audience string) (
 	return claims, nil
 }
 
+// VerifyClientToken verifies a ClientAccessToken for audience: a live access
+// token (VerifyAccessToken) that a client was issued for itself, whose client
+// still exists and has not revoked it (RotateSecret with revokeTokens). It
+// returns the claims and the client. Signature and revocation checks may be
+// cached (Options.VerifyCacheTTL); the client is looked up every time,
+// through the client cache, so a client deleted or rotated by another
+// process is refused within Options.ClientCacheTTL, and at once on the
+// replica that changed it.
+func (s *Service) VerifyClientToken(ctx context.Context, raw, audience string) (*AccessClaims, *Client, error) {
+	claims, err := s.VerifyAccessToken(ctx, raw, audience)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !claims.IsClientToken() {
+		return nil, nil, ErrInvalidClientToken("a ClientAccessToken is required, not a user token")
+	}
+	client, err := s.tokenClient(ctx, claims)
+	if err != nil {
+		return nil, nil, err
+	}
+	return claims, client, nil
+}
+
+// tokenClient returns the client a verified access token was issued to, or
+// ErrInvalidClientToken when that client no longer exists or, for a
+// ClientAccessToken, revoked it since it was issued.
+func (s *Service) tokenClient(ctx context.Context, claims *AccessClaims) (*Client, error) {
+	client, err := s.Clients.Lookup(ctx, claims.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, ErrInvalidClientToken("the client of this token no longer exists")
+	}
+	if claims.IsClientToken() && !client.AcceptsIssuedAt(claims.IssuedAt) {
+		return nil, ErrInvalidClientToken("the token was revoked by a rotation of its client's secret")
+	}
+	return client, nil
+}
+
 func describeJWTError(err error) string {
 	switch {
 	case errors.Is(err, errCritical):
@@ -347,7 +387,10 @@ type Introspection struct {
 
 // Introspect reports whether a token is active (RFC 7662): ClientAccess and
 // user access tokens (JWTs) and refresh tokens (opaque). Anything that is
-// not a live token Latch issued is simply inactive. The two kinds cannot be
+// not a live token Latch issued to a client that still exists (and, for a
+// ClientAccessToken, has not revoked it) is simply inactive. Whether the
+// session of a user's token is alive is not this package's knowledge: the
+// caller checks it for results that carry a SessionID. The two kinds cannot be
 // confused — refresh tokens contain no dots — so token_type_hint is not
 // needed and is ignored (RFC 7662 §2.1: the server extends its search past a
 // wrong hint anyway).
@@ -356,6 +399,9 @@ func (s *Service) Introspect(ctx context.Context, client *Client, raw, _ string)
 		return s.introspectRefresh(ctx, client, raw)
 	}
 	claims, err := s.VerifyAccessToken(ctx, raw, "")
+	if err == nil {
+		_, err = s.tokenClient(ctx, claims)
+	}
 	if err != nil {
 		if _, ok := fault.As(err); ok {
 			return &Introspection{Active: false}, nil
