@@ -114,10 +114,12 @@ type NewClient struct {
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
 // token endpoint is hot, and a deleted or rotated client is refused by every
 // replica within that TTL (and at once by the replica that changed it).
+// Creation, deletion and secret rotation are audited.
 type Clients struct {
 	db       *store.DB
 	cacheTTL time.Duration
 	now      func() time.Time
+	audit    AuditSink
 
 	mu    sync.RWMutex
 	cache map[string]cachedClient
@@ -131,9 +133,10 @@ type cachedClient struct {
 	fetched time.Time
 }
 
-// NewClients returns a client store.
-func NewClients(db *store.DB, cacheTTL time.Duration) *Clients {
-	return &Clients{db: db, cacheTTL: cacheTTL, now: func() time.Time { return time.Now().UTC() },
+// NewClients returns a client store that reports its changes to sink (nil:
+// none).
+func NewClients(db *store.DB, cacheTTL time.Duration, sink AuditSink) *Clients {
+	return &Clients{db: db, cacheTTL: cacheTTL, now: func() time.Time { return time.Now().UTC() }, audit: sink,
 		cache: map[string]cachedClient{}, dummyDigest: credentials.Digest(credentials.RandomToken(32))}
 }
 
@@ -156,7 +159,10 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}
-	return row.client(), secret, nil
+	c := row.client()
+	audit(ctx, s.audit, AuditEvent{Event: EventClientCreated, ClientID: c.ID, Data: map[string]any{
+		"name": c.Name, "scopes": c.Scopes, "grant_types": c.GrantTypes, "resources": c.Resources, "enforce_mfa": c.EnforceMFA}})
+	return c, secret, nil
 }
 
 // Get returns a client by id (uncached).
@@ -251,6 +257,7 @@ func (s *Clients) Delete(ctx context.Context, id string) error {
 	if res.RowsAffected == 0 {
 		return fault.New(fault.CodeNotFound, 404, "client %q not found", id)
 	}
+	audit(ctx, s.audit, AuditEvent{Event: EventClientDeleted, ClientID: id})
 	return nil
 }
 
@@ -277,6 +284,7 @@ func (s *Clients) RotateSecret(ctx context.Context, id string, revokeTokens bool
 	if res.RowsAffected == 0 {
 		return nil, "", fault.New(fault.CodeNotFound, 404, "client %q not found", id)
 	}
+	audit(ctx, s.audit, AuditEvent{Event: EventClientSecretRotated, ClientID: id, Data: map[string]any{"revoke_tokens": revokeTokens}})
 	if revokeTokens {
 		// At most a second, and not cut short by ctx: the rotation has
 		// committed, and returning without the new secret would lock the

@@ -47,6 +47,8 @@ type Options struct {
 	// VerifyCacheTTL is how long a verified access token is trusted without
 	// re-checking its signature and the revocation table (0 disables).
 	VerifyCacheTTL time.Duration
+	// Audit receives key rotations and client changes (nil: not audited).
+	Audit AuditSink
 }
 
 // Service issues and verifies tokens.
@@ -72,8 +74,8 @@ func New(db *store.DB, sealer *credentials.Sealer, opts Options) *Service {
 		db:   db,
 		opts: opts,
 		Keys: NewKeyRing(db, sealer, KeyRingOptions{Alg: opts.SigningAlg, CacheTTL: opts.KeyCacheTTL,
-			PublishWindow: longest + 2*Leeway}),
-		Clients:  NewClients(db, opts.ClientCacheTTL),
+			PublishWindow: longest + 2*Leeway, Audit: opts.Audit}),
+		Clients:  NewClients(db, opts.ClientCacheTTL, opts.Audit),
 		now:      func() time.Time { return time.Now().UTC() },
 		verified: newVerifyCache(opts.VerifyCacheTTL, 100_000),
 	}
