@@ -20,6 +20,7 @@ const (
 	headerRequestID = "X-Request-Id"
 	ctxRequestID    = "latch.request_id"
 	ctxClientToken  = "latch.client_token"
+	ctxClient       = "latch.client"
 )
 
 // An incoming X-Request-Id is kept only if it is short and plain, so it can
@@ -111,20 +112,18 @@ func (a *App) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // requireClientToken guards Latch's own APIs: a Bearer ClientAccessToken for
-// Latch's API audience carrying every listed scope.
+// Latch's API audience, of a client that still exists and has not revoked
+// it, carrying every listed scope.
 func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			raw, ok := bearerToken(c)
 			if !ok {
-				return a.bearerChallenge(c, token.ErrInvalidClientToken("a Bearer ClientAccessToken is required"))
+				return a.bearerRequired(c, token.ErrInvalidClientToken("a Bearer ClientAccessToken is required"))
 			}
-			claims, err := a.tokens.VerifyAccessToken(c.Request().Context(), raw, a.tokens.Options().APIResource)
+			claims, client, err := a.tokens.VerifyClientToken(c.Request().Context(), raw, a.tokens.Options().APIResource)
 			if err != nil {
 				return a.bearerChallenge(c, err)
-			}
-			if !claims.IsClientToken() {
-				return a.bearerChallenge(c, token.ErrInvalidClientToken("a ClientAccessToken is required, not a user token"))
 			}
 			for _, sc := range scopes {
 				if !claims.HasScope(sc) {
@@ -135,17 +134,27 @@ func (a *App) requireClientToken(scopes ...string) echo.MiddlewareFunc {
 				}
 			}
 			c.Set(ctxClientToken, claims)
+			c.Set(ctxClient, client)
 			return next(c)
 		}
 	}
 }
 
-// bearerChallenge sets the RFC 6750 challenge on a 401.
+// bearerChallenge sets the RFC 6750 challenge on a 401 for a token that
+// was presented and is not valid.
 func (a *App) bearerChallenge(c echo.Context, err error) error {
 	if fe, ok := fault.As(err); ok && fe.Code == token.CodeInvalidClientToken {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate,
 			fmt.Sprintf(`Bearer realm="latch", error="invalid_token", error_description=%q`, fe.Message))
 	}
+	return err
+}
+
+// bearerRequired sets the RFC 6750 challenge on a 401 for a request that
+// carried no Bearer token at all (none, or another scheme): §3.1 says such
+// a challenge holds no error code, since nothing was wrong with a token.
+func (a *App) bearerRequired(c echo.Context, err error) error {
+	c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="latch"`)
 	return err
 }
 

@@ -106,6 +106,8 @@ func TestAuthMiddlewareRejectsBadTokens(t *testing.T) {
 			{"no typ", "Bearer " + forge(t, gjwt.SigningMethodES256, key, map[string]any{"kid": kid}, clientClaims(env, c.ID))},
 			{"tampered payload", "Bearer " + parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"`+env.Config.Issuer+`","sub":"x","client_id":"x","aud":"`+env.Config.APIResource+`","exp":9999999999,"jti":"j"}`)) + "." + parts[2]},
 		}
+		// Requests that carry no Bearer token at all.
+		noToken := map[string]bool{"missing token": true, "empty bearer": true, "basic scheme": true}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				req, _ := http.NewRequest(http.MethodGet, env.URL+"/v1/auth/whoami", nil)
@@ -117,7 +119,12 @@ func TestAuthMiddlewareRejectsBadTokens(t *testing.T) {
 					t.Fatalf("got %s, want 401 invalid_client_token", res)
 				}
 				www := res.Header.Get("WWW-Authenticate")
-				if !strings.HasPrefix(www, "Bearer ") || !strings.Contains(www, `error="invalid_token"`) {
+				if noToken[tc.name] {
+					// RFC 6750 §3.1: no credentials, no error code.
+					if www != `Bearer realm="latch"` {
+						t.Fatalf("WWW-Authenticate %q, want a bare Bearer challenge", www)
+					}
+				} else if !strings.HasPrefix(www, "Bearer ") || !strings.Contains(www, `error="invalid_token"`) {
 					t.Fatalf("WWW-Authenticate %q, want a Bearer invalid_token challenge", www)
 				}
 				if !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latch-dev/latch/fault"
 	"github.com/latch-dev/latch/token"
 )
 
@@ -124,9 +125,20 @@ func (a *App) introspect(c echo.Context) error {
 	if raw == "" {
 		return token.OAuthError(token.CodeInvalidRequest, "token is required")
 	}
-	res, err := a.tokens.Introspect(c.Request().Context(), client, raw, form.Get("token_type_hint"))
+	ctx := c.Request().Context()
+	res, err := a.tokens.Introspect(ctx, client, raw, form.Get("token_type_hint"))
 	if err != nil {
 		return err
+	}
+	// A user's token is active only while its session is (the check
+	// userinfo makes); anything else says no more than RFC 7662 §2.2 asks.
+	if res.Active && res.SessionID != "" {
+		if _, err := a.tokenSession(ctx, res.SessionID, res.Sub); err != nil {
+			if _, ok := fault.As(err); !ok {
+				return err
+			}
+			res = &token.Introspection{Active: false}
+		}
 	}
 	return c.JSON(http.StatusOK, res)
 }

@@ -50,12 +50,10 @@ func (a *App) planTokens(client *token.Client, req tokenRequest) (tokenPlan, err
 	return plan, nil
 }
 
-// callingClient returns the client behind the request's ClientAccessToken.
+// callingClient returns the client behind the request's ClientAccessToken,
+// which requireClientToken found alive.
 func (a *App) callingClient(c echo.Context) (*token.Client, error) {
-	client, err := a.tokens.Clients.Lookup(c.Request().Context(), clientToken(c).ClientID)
-	if err != nil {
-		return nil, err
-	}
+	client, _ := c.Get(ctxClient).(*token.Client)
 	if client == nil {
 		return nil, a.bearerChallenge(c, token.ErrInvalidClientToken("the client no longer exists"))
 	}
@@ -246,20 +244,40 @@ func profileClaims(u *experience.User, names []string) map[string]any {
 	return out
 }
 
+// tokenSession returns the sign-in behind a user's token (access or
+// refresh), given its session and subject, while that session lives: a
+// token outlives nothing that ended its session — logout, revocation,
+// refresh-token reuse, the user's suspension or deletion, or whatever else
+// ends sessions. Userinfo and introspection both ask this, so they cannot
+// disagree. An ended session is ErrInvalidClientToken; other errors are
+// internal.
+func (a *App) tokenSession(ctx context.Context, sessionID, subject string) (*experience.SignIn, error) {
+	signIn, err := a.engine.ActiveSession(ctx, sessionID)
+	if err != nil {
+		if _, ok := fault.As(err); !ok {
+			return nil, err
+		}
+	}
+	if err != nil || signIn.User.ID != subject {
+		return nil, token.ErrInvalidClientToken("the session of this token has ended")
+	}
+	return signIn, nil
+}
+
 // userinfo is GET /oidc/me (OIDC Core §5.3) for a user access token.
 func (a *App) userinfo(c echo.Context) error {
 	raw, ok := bearerToken(c)
 	if !ok {
-		return a.bearerChallenge(c, token.ErrInvalidClientToken("a Bearer access token is required"))
+		return a.bearerRequired(c, token.ErrInvalidClientToken("a Bearer access token is required"))
 	}
 	ctx := c.Request().Context()
 	claims, err := a.tokens.VerifyUserAccessToken(ctx, raw)
 	if err != nil {
 		return a.bearerChallenge(c, err)
 	}
-	signIn, err := a.engine.ActiveSession(ctx, claims.SessionID)
-	if err != nil || signIn.User.ID != claims.Subject {
-		return a.bearerChallenge(c, token.ErrInvalidClientToken("the session of this token has ended"))
+	signIn, err := a.tokenSession(ctx, claims.SessionID, claims.Subject)
+	if err != nil {
+		return a.bearerChallenge(c, err)
 	}
 	out := profileClaims(signIn.User, []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at"})
 	out["sub"] = signIn.User.ID

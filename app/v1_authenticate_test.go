@@ -286,7 +286,13 @@ func TestV1PasswordAuthenticate(t *testing.T) {
 					t.Fatal(err)
 				}
 				wantError(t, res, http.StatusUnauthorized, "invalid_client_token")
-				if h := res.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") || !strings.Contains(h, `error="invalid_token"`) {
+				h := res.Header.Get("WWW-Authenticate")
+				if tc.name == "missing" || tc.name == "not bearer" {
+					// No Bearer token sent: RFC 6750 §3.1, no error code.
+					if h != `Bearer realm="latch"` {
+						t.Errorf("%s: WWW-Authenticate %q", tc.name, h)
+					}
+				} else if !strings.HasPrefix(h, "Bearer") || !strings.Contains(h, `error="invalid_token"`) {
 					t.Errorf("%s: WWW-Authenticate %q", tc.name, h)
 				}
 			}

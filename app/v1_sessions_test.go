@@ -36,9 +36,9 @@ func (f *v1Fix) wantSessionEnded(t testing.TB, sid string, refreshTokens ...stri
 // session (RFC 9700 §4.14.2), on /v1 and on the standard token endpoint.
 func TestV1RefreshRotation(t *testing.T) {
 	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
-		// Strict reuse detection: no grace for duplicates (see the "grace"
-		// subtest for the default behaviour).
-		f := v1Start(t, b, apptest.With("LATCH_REFRESH_REUSE_GRACE", "0s"))
+		// The default configuration: strict reuse detection, no grace for
+		// duplicates (the "grace" subtest configures one).
+		f := v1Start(t, b)
 
 		t.Run("rotation and replay", func(t *testing.T) {
 			t.Parallel()

@@ -75,16 +75,6 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		db.Close()
 		return nil, err
 	}
-	tokens := token.New(db, sealer, token.Options{
-		Issuer: cfg.Issuer, APIResource: cfg.APIResource,
-		ClientTokenTTL: cfg.ClientTokenTTL, AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL, RefreshReuseGrace: cfg.RefreshReuseGrace, VerifyCacheTTL: cfg.TokenVerifyCacheTTL, SigningAlg: cfg.SigningAlg,
-		KeyCacheTTL: cfg.KeyCacheTTL, ClientCacheTTL: cfg.ClientCacheTTL,
-	})
-	if err := tokens.Keys.Ensure(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
 	hasher := credentials.NewHasher(credentials.Argon2Params{
 		MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism,
 	}, hashGate(cfg), credentials.WithImportBudget(importBudget(cfg)))
@@ -107,14 +97,54 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		db.Close()
 		return nil, fmt.Errorf("config: LATCH_WEBAUTHN_*: %w", err)
 	}
+	peers := &sessionPeers{}
 	engine := experience.New(db, hasher, log, experience.Options{
 		SessionTTL: cfg.SessionTTL, PendingSessionTTL: cfg.PendingSessionTTL, ResetTokenTTL: cfg.ResetTokenTTL,
 		UsernameCaseSensitive: cfg.UsernameCaseSensitive, SettingsCacheTTL: cfg.SettingsCacheTTL,
 		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
 		Sealer: sealer, BackupCodePepper: pepper, WebAuthn: webauthn, TOTPIssuer: cfg.WebAuthnRPName,
-		Clients: tokens.Clients,
+		Clients: peers,
 	})
+	tokens := token.New(db, sealer, token.Options{
+		Issuer: cfg.Issuer, APIResource: cfg.APIResource,
+		ClientTokenTTL: cfg.ClientTokenTTL, AccessTokenTTL: cfg.AccessTokenTTL, IDTokenTTL: cfg.IDTokenTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL, RefreshReuseGrace: cfg.RefreshReuseGrace, VerifyCacheTTL: cfg.TokenVerifyCacheTTL, SigningAlg: cfg.SigningAlg,
+		KeyCacheTTL: cfg.KeyCacheTTL, ClientCacheTTL: cfg.ClientCacheTTL,
+		Audit: tokenAudit{audit: engine.Audit, log: log},
+	})
+	peers.clients = tokens.Clients
+	if err := tokens.Keys.Ensure(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors}, nil
+}
+
+// tokenAudit writes the token service's events (key rotations, client
+// changes) to the audit log, which the experience package owns: token and
+// experience do not import each other, so app plugs one into the other. The
+// events are the token service's own (it sends them from the operations
+// themselves), so every caller — CLI, scheduler, tests — is audited alike.
+type tokenAudit struct {
+	audit *experience.Audit
+	log   *slog.Logger
+}
+
+func (t tokenAudit) Audit(ctx context.Context, ev token.AuditEvent) {
+	err := t.audit.Record(ctx, experience.AuditEvent{Event: ev.Event, Outcome: experience.OutcomeSuccess,
+		ClientID: ev.ClientID, Data: ev.Data})
+	if err != nil {
+		t.log.ErrorContext(ctx, "audit write failed", slog.String("event", ev.Event), slog.String("error", err.Error()))
+	}
+}
+
+// sessionPeers answers the engine's question about clients from the token
+// service's client store, which is built after the engine (it audits
+// through the engine's log).
+type sessionPeers struct{ clients *token.Clients }
+
+func (p *sessionPeers) SharesSessions(ctx context.Context, clientID string) (bool, error) {
+	return p.clients.SharesSessions(ctx, clientID)
 }
 
 // Close releases the database.

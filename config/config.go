@@ -66,7 +66,9 @@ type Config struct {
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl" env:"LATCH_REFRESH_TOKEN_TTL"`
 	// RefreshReuseGrace: a rotated refresh token presented again within this
 	// window is refused without revoking its family (parallel or retried
-	// refreshes by the legitimate client); later it counts as theft.
+	// refreshes by the legitimate client); later it counts as theft. The
+	// default 0 is strict (RFC 9700 §4.14.2): any replay of a rotated token
+	// ends its family and session.
 	RefreshReuseGrace time.Duration `yaml:"refresh_reuse_grace" env:"LATCH_REFRESH_REUSE_GRACE"`
 	SessionTTL        time.Duration `yaml:"session_ttl" env:"LATCH_SESSION_TTL"`
 	PendingSessionTTL time.Duration `yaml:"pending_session_ttl" env:"LATCH_PENDING_SESSION_TTL"`
@@ -136,7 +138,7 @@ func Default() Config {
 		AccessTokenTTL:      time.Hour,
 		IDTokenTTL:          time.Hour,
 		RefreshTokenTTL:     14 * 24 * time.Hour,
-		RefreshReuseGrace:   2 * time.Second,
+		RefreshReuseGrace:   0,
 		SessionTTL:          14 * 24 * time.Hour,
 		PendingSessionTTL:   10 * time.Minute,
 		ResetTokenTTL:       10 * time.Minute,

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
@@ -57,7 +58,11 @@ type Client struct {
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at"`
-	secretDigest    string
+	// TokensValidAfter is set by a secret rotation that revoked the
+	// client's tokens: ClientAccessTokens issued in that second or earlier
+	// are refused (see AcceptsIssuedAt).
+	TokensValidAfter *time.Time `json:"tokens_valid_after,omitempty"`
+	secretDigest     string
 }
 
 // HasScope reports whether the client was granted scope.
@@ -66,19 +71,34 @@ func (c *Client) HasScope(scope string) bool { return contains(c.Scopes, scope) 
 // HasGrant reports whether the client may use grant type g.
 func (c *Client) HasGrant(g string) bool { return contains(c.GrantTypes, g) }
 
+// AcceptsIssuedAt reports whether a ClientAccessToken issued at iat is still
+// backed by the client: not when a secret rotation with token revocation
+// happened since. iat has whole seconds (RFC 7519 NumericDate), so a token
+// of the rotation's own second may predate it and is refused as well;
+// RotateSecret does not hand out the new secret before the next second, so
+// no token minted with it falls in that second. A token without iat is
+// refused once tokens were revoked.
+func (c *Client) AcceptsIssuedAt(iat *jwt.NumericDate) bool {
+	if c.TokensValidAfter == nil {
+		return true
+	}
+	return iat != nil && iat.Unix() > c.TokensValidAfter.Unix()
+}
+
 type clientRow struct {
-	ID              string `gorm:"primaryKey"`
-	Name            string
-	SecretDigest    string
-	Scopes          string
-	GrantTypes      string
-	Resources       string
-	EnforceMFA      bool `gorm:"column:enforce_mfa"`
-	SSO             bool `gorm:"column:sso"`
-	AllowedOrigins  string
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	SecretRotatedAt time.Time
+	ID               string `gorm:"primaryKey"`
+	Name             string
+	SecretDigest     string
+	Scopes           string
+	GrantTypes       string
+	Resources        string
+	EnforceMFA       bool `gorm:"column:enforce_mfa"`
+	SSO              bool `gorm:"column:sso"`
+	AllowedOrigins   string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+	SecretRotatedAt  time.Time
+	TokensValidAfter *time.Time
 }
 
 func (clientRow) TableName() string { return "oauth_clients" }
@@ -86,7 +106,7 @@ func (clientRow) TableName() string { return "oauth_clients" }
 func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
 		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		SecretRotatedAt: r.SecretRotatedAt, secretDigest: r.SecretDigest}
+		SecretRotatedAt: r.SecretRotatedAt, TokensValidAfter: r.TokensValidAfter, secretDigest: r.SecretDigest}
 }
 
 // NewClient is the input to CreateClient.
@@ -107,10 +127,12 @@ type NewClient struct {
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
 // token endpoint is hot, and a deleted or rotated client is refused by every
 // replica within that TTL (and at once by the replica that changed it).
+// Creation, deletion and secret rotation are audited.
 type Clients struct {
 	db       *store.DB
 	cacheTTL time.Duration
 	now      func() time.Time
+	audit    AuditSink
 
 	mu    sync.RWMutex
 	cache map[string]cachedClient
@@ -124,9 +146,10 @@ type cachedClient struct {
 	fetched time.Time
 }
 
-// NewClients returns a client store.
-func NewClients(db *store.DB, cacheTTL time.Duration) *Clients {
-	return &Clients{db: db, cacheTTL: cacheTTL, now: func() time.Time { return time.Now().UTC() },
+// NewClients returns a client store that reports its changes to sink (nil:
+// none).
+func NewClients(db *store.DB, cacheTTL time.Duration, sink AuditSink) *Clients {
+	return &Clients{db: db, cacheTTL: cacheTTL, now: func() time.Time { return time.Now().UTC() }, audit: sink,
 		cache: map[string]cachedClient{}, dummyDigest: credentials.Digest(credentials.RandomToken(32))}
 }
 
@@ -153,7 +176,10 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}
-	return row.client(), secret, nil
+	c := row.client()
+	audit(ctx, s.audit, AuditEvent{Event: EventClientCreated, ClientID: c.ID, Data: map[string]any{
+		"name": c.Name, "scopes": c.Scopes, "grant_types": c.GrantTypes, "resources": c.Resources, "enforce_mfa": c.EnforceMFA}})
+	return c, secret, nil
 }
 
 // Get returns a client by id (uncached).
@@ -247,7 +273,9 @@ func (s *Clients) List(ctx context.Context) ([]*Client, error) {
 	return out, nil
 }
 
-// Delete removes a client.
+// Delete removes a client. Its secret and every token it holds stop
+// working at once on this replica and within the cache TTL on the others
+// (Service.VerifyClientToken looks the client up for every token).
 func (s *Clients) Delete(ctx context.Context, id string) error {
 	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&clientRow{})
 	if res.Error != nil {
@@ -257,23 +285,39 @@ func (s *Clients) Delete(ctx context.Context, id string) error {
 	if res.RowsAffected == 0 {
 		return fault.New(fault.CodeNotFound, 404, "client %q not found", id)
 	}
+	audit(ctx, s.audit, AuditEvent{Event: EventClientDeleted, ClientID: id})
 	return nil
 }
 
 // RotateSecret replaces a client's secret and returns the new one. The old
 // secret stops working at once on this replica and within the cache TTL on
-// the others.
-func (s *Clients) RotateSecret(ctx context.Context, id string) (*Client, string, error) {
+// the others. ClientAccessTokens already issued stay valid until they
+// expire — unless revokeTokens is set: then every token issued before the
+// rotation is refused (on other replicas within the cache TTL). Because
+// token iat has whole seconds, the rotation's own second is refused too,
+// and with revokeTokens RotateSecret returns only once that second is over,
+// so that no token minted with the new secret is issued within it.
+func (s *Clients) RotateSecret(ctx context.Context, id string, revokeTokens bool) (*Client, string, error) {
 	secret := clientSecretPrefix + credentials.RandomToken(32)
 	now := s.now()
-	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", id).
-		Updates(map[string]any{"secret_digest": credentials.Digest(secret), "secret_rotated_at": now, "updated_at": now})
+	update := map[string]any{"secret_digest": credentials.Digest(secret), "secret_rotated_at": now, "updated_at": now}
+	if revokeTokens {
+		update["tokens_valid_after"] = now
+	}
+	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", id).Updates(update)
 	if res.Error != nil {
 		return nil, "", fmt.Errorf("token: rotate client secret: %w", res.Error)
 	}
 	s.forget(id)
 	if res.RowsAffected == 0 {
 		return nil, "", fault.New(fault.CodeNotFound, 404, "client %q not found", id)
+	}
+	audit(ctx, s.audit, AuditEvent{Event: EventClientSecretRotated, ClientID: id, Data: map[string]any{"revoke_tokens": revokeTokens}})
+	if revokeTokens {
+		// At most a second, and not cut short by ctx: the rotation has
+		// committed, and returning without the new secret would lock the
+		// client out.
+		time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(s.now()))
 	}
 	c, err := s.Get(ctx, id)
 	return c, secret, err

@@ -83,6 +83,7 @@ type KeyRing struct {
 	cacheTTL      time.Duration
 	publishWindow time.Duration
 	now           func() time.Time
+	audit         AuditSink
 
 	mu       sync.RWMutex
 	current  *keySet
@@ -98,12 +99,14 @@ type KeyRingOptions struct {
 	// PublishWindow is how long a retired key stays in JWKS: at least the
 	// longest lifetime of a token it may have signed, plus leeway.
 	PublishWindow time.Duration
+	// Audit receives every rotation (nil: not audited).
+	Audit AuditSink
 }
 
 // NewKeyRing returns a KeyRing. Call Ensure before use.
 func NewKeyRing(db *store.DB, sealer *credentials.Sealer, opts KeyRingOptions) *KeyRing {
 	return &KeyRing{db: db, sealer: sealer, alg: opts.Alg, cacheTTL: opts.CacheTTL,
-		publishWindow: opts.PublishWindow, now: func() time.Time { return time.Now().UTC() }}
+		publishWindow: opts.PublishWindow, now: func() time.Time { return time.Now().UTC() }, audit: opts.Audit}
 }
 
 // lockKeys serialises key management across processes.
@@ -132,12 +135,12 @@ func (r *KeyRing) Ensure(ctx context.Context) error {
 		}
 		now := r.now()
 		if !hasActive {
-			if err := r.insertKey(tx, KeyActive, &now); err != nil {
+			if _, err := r.insertKey(tx, KeyActive, &now); err != nil {
 				return err
 			}
 		}
 		if !hasNext {
-			if err := r.insertKey(tx, KeyNext, nil); err != nil {
+			if _, err := r.insertKey(tx, KeyNext, nil); err != nil {
 				return err
 			}
 		}
@@ -153,10 +156,13 @@ func (r *KeyRing) Ensure(ctx context.Context) error {
 // Rotate makes the next key active, retires the active one and publishes a
 // fresh next key. When olderThan > 0 it only rotates if the active key has
 // been active that long (used by the scheduler, so replicas do not rotate
-// twice). It reports whether a rotation happened.
+// twice). It reports whether a rotation happened; every rotation is audited
+// (trigger "manual", or "scheduled" when olderThan > 0).
 func (r *KeyRing) Rotate(ctx context.Context, olderThan time.Duration) (bool, error) {
 	rotated := false
+	var retiredKid, activeKid string
 	err := r.db.Tx(ctx, func(tx *gorm.DB) error {
+		retiredKid, activeKid = "", ""
 		if err := r.lockKeys(tx); err != nil {
 			return err
 		}
@@ -180,6 +186,7 @@ func (r *KeyRing) Rotate(ctx context.Context, olderThan time.Duration) (bool, er
 			return nil
 		}
 		if active != nil {
+			retiredKid = active.Kid
 			if err := tx.Model(&signingKeyRow{}).Where("kid = ?", active.Kid).
 				Updates(map[string]any{"state": KeyRetired, "retired_at": now}).Error; err != nil {
 				return err
@@ -190,6 +197,7 @@ func (r *KeyRing) Rotate(ctx context.Context, olderThan time.Duration) (bool, er
 				Updates(map[string]any{"state": KeyActive, "activated_at": now}).Error; err != nil {
 				return err
 			}
+			activeKid = next.Kid
 		} else {
 			if next != nil { // the configured algorithm changed: never activate a key of the old one
 				if err := tx.Model(&signingKeyRow{}).Where("kid = ?", next.Kid).
@@ -197,17 +205,26 @@ func (r *KeyRing) Rotate(ctx context.Context, olderThan time.Duration) (bool, er
 					return err
 				}
 			}
-			if err := r.insertKey(tx, KeyActive, &now); err != nil {
+			kid, err := r.insertKey(tx, KeyActive, &now)
+			if err != nil {
 				return err
 			}
+			activeKid = kid
 		}
 		rotated = true
-		return r.insertKey(tx, KeyNext, nil)
+		_, err := r.insertKey(tx, KeyNext, nil)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("token: rotate signing keys: %w", err)
 	}
 	if rotated {
+		trigger := "manual"
+		if olderThan > 0 {
+			trigger = "scheduled"
+		}
+		audit(ctx, r.audit, AuditEvent{Event: EventKeyRotated, Data: map[string]any{
+			"trigger": trigger, "active_kid": activeKid, "retired_kid": retiredKid, "alg": r.alg}})
 		if _, err := r.reload(ctx); err != nil {
 			return true, err
 		}
@@ -242,12 +259,13 @@ func (r *KeyRing) RunRotation(ctx context.Context, interval time.Duration, onErr
 	}
 }
 
-func (r *KeyRing) insertKey(tx *gorm.DB, state string, activatedAt *time.Time) error {
+// insertKey generates and stores a key and returns its kid.
+func (r *KeyRing) insertKey(tx *gorm.DB, state string, activatedAt *time.Time) (string, error) {
 	row, err := r.generate(state, activatedAt)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return tx.Create(row).Error
+	return row.Kid, tx.Create(row).Error
 }
 
 // generate creates a key of the configured algorithm.

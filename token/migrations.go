@@ -85,10 +85,15 @@ ALTER TABLE oauth_clients ADD COLUMN enforce_mfa BOOLEAN NOT NULL DEFAULT TRUE;
 		{ID: "token/0006_family_id_claims", SQL: `
 ALTER TABLE refresh_families ADD COLUMN id_claims TEXT NOT NULL DEFAULT '';
 `},
-		{ID: "token/0007_client_sso", SQL: `
+		// Set by a secret rotation that revokes the client's tokens: those
+		// issued no later than this second are refused.
+		{ID: "token/0007_client_tokens_valid_after", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN tokens_valid_after TIMESTAMP;
+`},
+		{ID: "token/0008_client_sso", SQL: `
 ALTER TABLE oauth_clients ADD COLUMN sso BOOLEAN NOT NULL DEFAULT FALSE;
 `},
-		{ID: "token/0008_client_allowed_origins", SQL: `
+		{ID: "token/0009_client_allowed_origins", SQL: `
 ALTER TABLE oauth_clients ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '';
 `},
 	}

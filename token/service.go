@@ -47,6 +47,8 @@ type Options struct {
 	// VerifyCacheTTL is how long a verified access token is trusted without
 	// re-checking its signature and the revocation table (0 disables).
 	VerifyCacheTTL time.Duration
+	// Audit receives key rotations and client changes (nil: not audited).
+	Audit AuditSink
 }
 
 // Service issues and verifies tokens.
@@ -72,8 +74,8 @@ func New(db *store.DB, sealer *credentials.Sealer, opts Options) *Service {
 		db:   db,
 		opts: opts,
 		Keys: NewKeyRing(db, sealer, KeyRingOptions{Alg: opts.SigningAlg, CacheTTL: opts.KeyCacheTTL,
-			PublishWindow: longest + 2*Leeway}),
-		Clients:  NewClients(db, opts.ClientCacheTTL),
+			PublishWindow: longest + 2*Leeway, Audit: opts.Audit}),
+		Clients:  NewClients(db, opts.ClientCacheTTL, opts.Audit),
 		now:      func() time.Time { return time.Now().UTC() },
 		verified: newVerifyCache(opts.VerifyCacheTTL, 100_000),
 	}
@@ -213,9 +215,13 @@ func (s *Service) sign(ctx context.Context, typ string, claims jwt.Claims) (stri
 	return raw, nil
 }
 
+// errCritical refuses a token whose header lists critical extensions.
+var errCritical = errors.New("token: the header names critical extensions (crit)")
+
 // parse verifies a JWT signed by Latch: exact algorithm allow-list, a
-// published kid whose algorithm matches the header, exp required, iss, and
-// (when audience is not empty) aud.
+// published kid whose algorithm matches the header, no crit header, exp
+// required, iss, and (when audience is not empty) aud. Segments must be
+// canonical base64url, so one signature has one encoding.
 func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audience string) (*jwt.Token, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"ES256", "RS256"}),
@@ -223,11 +229,19 @@ func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audi
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(Leeway),
+		jwt.WithStrictDecoding(),
 	}
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
 	return jwt.NewParser(opts...).ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		// RFC 7515 §4.1.11: a recipient must refuse a JWS naming critical
+		// extensions it does not understand. Latch signs none and
+		// understands none, so any crit (even an empty or malformed one)
+		// is refused — before the signature costs anything.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errCritical
+		}
 		kid, _ := t.Header["kid"].(string)
 		k, err := s.Keys.lookup(ctx, kid)
 		if err != nil {
@@ -273,8 +287,50 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw, audience string) (
 	return claims, nil
 }
 
+// VerifyClientToken verifies a ClientAccessToken for audience: a live access
+// token (VerifyAccessToken) that a client was issued for itself, whose client
+// still exists and has not revoked it (RotateSecret with revokeTokens). It
+// returns the claims and the client. Signature and revocation checks may be
+// cached (Options.VerifyCacheTTL); the client is looked up every time,
+// through the client cache, so a client deleted or rotated by another
+// process is refused within Options.ClientCacheTTL, and at once on the
+// replica that changed it.
+func (s *Service) VerifyClientToken(ctx context.Context, raw, audience string) (*AccessClaims, *Client, error) {
+	claims, err := s.VerifyAccessToken(ctx, raw, audience)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !claims.IsClientToken() {
+		return nil, nil, ErrInvalidClientToken("a ClientAccessToken is required, not a user token")
+	}
+	client, err := s.tokenClient(ctx, claims)
+	if err != nil {
+		return nil, nil, err
+	}
+	return claims, client, nil
+}
+
+// tokenClient returns the client a verified access token was issued to, or
+// ErrInvalidClientToken when that client no longer exists or, for a
+// ClientAccessToken, revoked it since it was issued.
+func (s *Service) tokenClient(ctx context.Context, claims *AccessClaims) (*Client, error) {
+	client, err := s.Clients.Lookup(ctx, claims.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, ErrInvalidClientToken("the client of this token no longer exists")
+	}
+	if claims.IsClientToken() && !client.AcceptsIssuedAt(claims.IssuedAt) {
+		return nil, ErrInvalidClientToken("the token was revoked by a rotation of its client's secret")
+	}
+	return client, nil
+}
+
 func describeJWTError(err error) string {
 	switch {
+	case errors.Is(err, errCritical):
+		return "the token header names critical extensions (crit), which this server does not support"
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "the token has expired"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
@@ -333,7 +389,10 @@ type Introspection struct {
 
 // Introspect reports whether a token is active (RFC 7662): ClientAccess and
 // user access tokens (JWTs) and refresh tokens (opaque). Anything that is
-// not a live token Latch issued is simply inactive. The two kinds cannot be
+// not a live token Latch issued to a client that still exists (and, for a
+// ClientAccessToken, has not revoked it) is simply inactive. Whether the
+// session of a user's token is alive is not this package's knowledge: the
+// caller checks it for results that carry a SessionID. The two kinds cannot be
 // confused — refresh tokens contain no dots — so token_type_hint is not
 // needed and is ignored (RFC 7662 §2.1: the server extends its search past a
 // wrong hint anyway).
@@ -342,6 +401,9 @@ func (s *Service) Introspect(ctx context.Context, client *Client, raw, _ string)
 		return s.introspectRefresh(ctx, client, raw)
 	}
 	claims, err := s.VerifyAccessToken(ctx, raw, "")
+	if err == nil {
+		_, err = s.tokenClient(ctx, claims)
+	}
 	if err != nil {
 		if _, ok := fault.As(err); ok {
 			return &Introspection{Active: false}, nil
@@ -374,8 +436,14 @@ func (s *Service) Revoke(ctx context.Context, client *Client, raw, hint string) 
 	if claims.ClientID != client.ID {
 		return OAuthError(CodeUnauthorizedClient, "the token was not issued to this client")
 	}
-	s.verified.forget(raw)
-	return s.revokeJTI(ctx, claims.ID, claims.ExpiresAt.Time)
+	// Record first, then evict: a verification racing this revocation
+	// either reads the row or meets the cache's tombstone. Eviction goes by
+	// jti, so every encoding of the token is evicted, not only raw.
+	if err := s.revokeJTI(ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
+		return err
+	}
+	s.verified.forget(claims.ID, s.now())
+	return nil
 }
 
 func looksLikeJWT(raw string) bool { return strings.Count(raw, ".") == 2 }

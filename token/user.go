@@ -153,7 +153,9 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 
 // VerifyUserAccessToken verifies a user access token for any audience (for
 // userinfo, GET /oidc/me): it must be a live access token issued on behalf of
-// a user's session, never a ClientAccessToken.
+// a user's session to a client that still exists, never a
+// ClientAccessToken. Whether the session is still alive is the caller's to
+// check.
 func (s *Service) VerifyUserAccessToken(ctx context.Context, raw string) (*AccessClaims, error) {
 	claims, err := s.VerifyAccessToken(ctx, raw, "")
 	if err != nil {
@@ -161,6 +163,9 @@ func (s *Service) VerifyUserAccessToken(ctx context.Context, raw string) (*Acces
 	}
 	if claims.SessionID == "" || claims.Subject == "" || claims.IsClientToken() {
 		return nil, ErrInvalidClientToken("a user access token is required")
+	}
+	if _, err := s.tokenClient(ctx, claims); err != nil {
+		return nil, err
 	}
 	return claims, nil
 }

@@ -75,8 +75,10 @@ func (c *cli) clientCmd() *cobra.Command {
 
 	del := &cobra.Command{
 		Use:   "delete CLIENT_ID",
-		Short: "Delete a client",
-		Args:  cobra.ExactArgs(1),
+		Short: "Delete a client; its secret and tokens stop working",
+		Long: `Delete a client. Its secret and every token it was issued stop working at once
+(on other servers within LATCH_CLIENT_CACHE_TTL).`,
+		Args: cobra.ExactArgs(1),
 		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			if err := svc.Tokens.Clients.Delete(ctxOf(cmd), args[0]); err != nil {
 				return err
@@ -85,20 +87,35 @@ func (c *cli) clientCmd() *cobra.Command {
 		}),
 	}
 
+	var revokeTokens bool
 	rotate := &cobra.Command{
 		Use:   "rotate-secret CLIENT_ID",
 		Short: "Replace a client's secret and print the new one",
-		Args:  cobra.ExactArgs(1),
+		Long: `Replace a client's secret and print the new one (shown once). The old secret
+stops working at once (on other servers within LATCH_CLIENT_CACHE_TTL).
+
+ClientAccessTokens issued before the rotation stay valid until they expire,
+so a planned rotation breaks no running backend. With --revoke-tokens they
+are refused too, on every route (other servers within LATCH_CLIENT_CACHE_TTL):
+use it when the old secret may have leaked. Token iat has whole seconds, so
+the rotation's own second is refused as well; the command waits for that
+second to end before printing the new secret, so tokens minted with it are
+not caught.`,
+		Args: cobra.ExactArgs(1),
 		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
-			client, secret, err := svc.Tokens.Clients.RotateSecret(ctxOf(cmd), args[0])
+			client, secret, err := svc.Tokens.Clients.RotateSecret(ctxOf(cmd), args[0], revokeTokens)
 			if err != nil {
 				return err
 			}
 			return c.print(clientWithSecret{client, secret}, func(w io.Writer) {
 				fmt.Fprintf(w, "client_id:     %s\nclient_secret: %s\n", client.ID, secret)
+				if revokeTokens {
+					fmt.Fprintln(w, "tokens issued before the rotation are refused")
+				}
 			})
 		}),
 	}
+	rotate.Flags().BoolVar(&revokeTokens, "revoke-tokens", false, "also refuse every ClientAccessToken issued before the rotation (default: they stay valid until they expire)")
 	cmd.AddCommand(create, list, del, rotate)
 	return cmd
 }

@@ -735,6 +735,10 @@ func TestE2ESQLite(t *testing.T) {
 	if fresh.status != 200 {
 		t.Fatalf("token with the new secret: %d %s", fresh.status, fresh.body)
 	}
+	// A plain rotation leaves the tokens already issued valid.
+	if res := whoami(t, s.url, quickToken); res.status != 200 {
+		t.Fatalf("token issued before a plain rotate-secret: %d %s", res.status, res.body)
+	}
 
 	// keys list / rotate.
 	var keys []map[string]any
@@ -771,13 +775,36 @@ func TestE2ESQLite(t *testing.T) {
 		t.Fatalf("pre-rotation token refused: %d %s", res.status, res.body)
 	}
 
-	// delete: the client is gone, its tokens requests are refused.
+	// rotate-secret --revoke-tokens: tokens issued before are refused on
+	// every route; one minted right after with the new secret works.
+	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "rotate-secret", clientID, "--revoke-tokens", "--output", "json")), &rotated); err != nil {
+		t.Fatal(err)
+	}
+	newSecret, _ = rotated["client_secret"].(string)
+	eventually(t, 3*time.Second, "tokens issued before rotate-secret --revoke-tokens are refused", func() bool {
+		return whoami(t, s.url, quickToken).status == http.StatusUnauthorized &&
+			whoami(t, s.url, fresh.json["access_token"].(string)).status == http.StatusUnauthorized
+	})
+	last := clientToken(t, s.url, clientID, newSecret)
+	if last.status != 200 {
+		t.Fatalf("token with the newest secret: %d %s", last.status, last.body)
+	}
+	lastToken := last.json["access_token"].(string)
+	if res := whoami(t, s.url, lastToken); res.status != 200 {
+		t.Fatalf("token minted after rotate-secret --revoke-tokens: %d %s", res.status, res.body)
+	}
+
+	// delete: the client is gone, its tokens requests are refused, and so
+	// is every token it holds.
 	var del map[string]any
 	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "delete", clientID, "--output", "json")), &del); err != nil || del["deleted"] != clientID {
 		t.Fatalf("client delete: %v %v", del, err)
 	}
 	eventually(t, 3*time.Second, "the deleted client is refused", func() bool {
 		return clientToken(t, s.url, clientID, newSecret).status == http.StatusUnauthorized
+	})
+	eventually(t, 3*time.Second, "the deleted client's token is refused", func() bool {
+		return whoami(t, s.url, lastToken).status == http.StatusUnauthorized
 	})
 	oneLineError(t, latch(t, vars, "client", "delete", clientID), "not found")
 	oneLineError(t, latch(t, vars, "client", "rotate-secret", "nosuchclient"), "not found")
