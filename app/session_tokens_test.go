@@ -38,6 +38,11 @@ func TestIntrospectionFollowsTheSession(t *testing.T) {
 				}
 				wantError(t, f.refresh(t, s.Str("refresh_token")), http.StatusBadRequest, "invalid_grant")
 			}},
+			{"password change", func(t *testing.T, id string, _ *apptest.Response) {
+				if res := f.call(t, http.MethodPut, "/v1/users/"+id+"/password", f.tok, map[string]any{"password": v1Password()}); res.Status != http.StatusOK {
+					t.Fatalf("replace password: %s", res)
+				}
+			}},
 			{"user deletion", func(t *testing.T, id string, _ *apptest.Response) {
 				if res := f.call(t, http.MethodDelete, "/v1/users/"+id, f.tok, nil); res.Status != http.StatusNoContent {
 					t.Fatalf("delete user: %s", res)
