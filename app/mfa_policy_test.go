@@ -204,3 +204,65 @@ func TestMFAPolicies(t *testing.T) {
 		})
 	})
 }
+
+// Under a Mandatory policy every factor the Experience API offers a user
+// without factors can be bound there and then completes later sign-ins —
+// the code factors included (issue 9: offered email_code could not be bound).
+func TestMandatoryOfferedFactorsCanBeBoundAndUsed(t *testing.T) {
+	t.Parallel()
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		t.Parallel()
+		f := mfaStart(t, b)
+		f.settings(t, `{"mfa":{"policy":"Mandatory"}}`)
+		for _, factor := range []string{"Totp", "EmailVerificationCode", "PhoneVerificationCode"} {
+			u := f.user(t)
+			x := f.signInTx(t, u)
+			res := x.post(t, "/submit", nil)
+			expWantAPI(t, res, http.StatusUnprocessableEntity, "user.missing_mfa")
+			offered := strs(dataOf(t, res)["availableFactors"])
+			if !slices.Contains(offered, factor) || slices.Contains(offered, "BackupCode") || slices.Contains(offered, "totp") {
+				t.Fatalf("availableFactors %v", offered)
+			}
+			typ, to := "email", u.Email
+			if factor == "PhoneVerificationCode" {
+				typ, to = "phone", u.Phone
+			}
+			var secret string
+			if factor == "Totp" {
+				var id string
+				id, secret = x.newTOTP(t)
+				expMust(t, x.bind(t, factor, id), http.StatusNoContent, "bind")
+			} else {
+				id := expVID(t, expMust(t, x.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": typ}), http.StatusOK, "send"))
+				expMust(t, x.post(t, "/verification/mfa-verification-code/verify",
+					map[string]any{"verificationId": id, "code": f.deliveredCode(t, typ, to), "identifierType": typ}), http.StatusOK, "verify")
+				expMust(t, x.bind(t, factor, id), http.StatusNoContent, "bind")
+			}
+			x.submitTokens(t)
+
+			// The next sign-in asks for that factor, and it completes.
+			y := f.signInTx(t, u)
+			res = y.post(t, "/submit", nil)
+			expWantAPI(t, res, http.StatusForbidden, "session.mfa.require_mfa_verification")
+			if got := strs(dataOf(t, res)["availableFactors"]); len(got) != 1 || got[0] != factor {
+				t.Fatalf("availableFactors after binding %s: %v", factor, got)
+			}
+			if factor == "Totp" {
+				expMust(t, y.post(t, "/verification/totp/verify", map[string]any{"code": totpNext(t, secret)}), http.StatusOK, "totp")
+			} else {
+				id := expVID(t, expMust(t, y.post(t, "/verification/mfa-verification-code", map[string]any{"identifierType": typ}), http.StatusOK, "send"))
+				expMust(t, y.post(t, "/verification/mfa-verification-code/verify",
+					map[string]any{"verificationId": id, "code": f.deliveredCode(t, typ, to), "identifierType": typ}), http.StatusOK, "verify")
+			}
+			if amr := strs(y.submitTokens(t)["amr"]); !slices.Contains(amr, "mfa") {
+				t.Fatalf("%s sign-in amr %v", factor, amr)
+			}
+			// And /v1 offers the same factor by its snake_case name.
+			_, pend := f.pending(t, u)
+			want := map[string]string{"Totp": "totp", "EmailVerificationCode": "email_code", "PhoneVerificationCode": "phone_code"}[factor]
+			if got := mfaFactors(pend); len(got) != 1 || got[0] != want {
+				t.Fatalf("/v1 mfa_factors %v, want [%s]", got, want)
+			}
+		}
+	})
+}
