@@ -559,23 +559,12 @@ func (e *Engine) EndSession(ctx context.Context, sessionID string, caller Sessio
 }
 
 // SessionListing is one of a user's live sessions as a management caller
-// may see it. SessionID is set only when the caller could use the session
+// may see it: the session without its id unless the caller could use it
 // anyway (its own, or an SSO peer's); ListingID always identifies the entry
 // without being usable as a session id.
 type SessionListing struct {
-	ListingID string    `json:"listing_id"`
-	SessionID string    `json:"session_id,omitempty"`
-	UserID    string    `json:"user_id"`
-	ClientID  string    `json:"client_id"`
-	OrgID     string    `json:"org_id,omitempty"`
-	State     string    `json:"state"`
-	AMR       []string  `json:"amr"`
-	AuthTime  time.Time `json:"auth_time"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	IPAddress string    `json:"ip_address,omitempty"`
-	UserAgent string    `json:"user_agent,omitempty"`
+	ListingID string `json:"listing_id"`
+	Session
 }
 
 // ListUserSessions lists a user's live sessions for a management caller.
@@ -597,11 +586,9 @@ func (e *Engine) ListUserSessions(ctx context.Context, userID string, caller Ses
 			}
 			usable[s.ClientID] = ok
 		}
-		l := SessionListing{ListingID: "lsl_" + credentials.Digest(s.ID)[:24], UserID: s.UserID, ClientID: s.ClientID, OrgID: s.OrgID,
-			State: s.State, AMR: s.AMR, AuthTime: s.AuthTime, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
-			ExpiresAt: s.ExpiresAt, IPAddress: s.IPAddress, UserAgent: s.UserAgent}
-		if ok {
-			l.SessionID = s.ID
+		l := SessionListing{ListingID: "lsl_" + credentials.Digest(s.ID)[:24], Session: *s}
+		if !ok {
+			l.Session.ID = ""
 		}
 		out = append(out, l)
 	}

@@ -34,7 +34,7 @@ const (
 
 // Session is one user's authentication through Latch.
 type Session struct {
-	ID        string     `json:"session_id"`
+	ID        string     `json:"session_id,omitempty"`
 	UserID    string     `json:"user_id"`
 	ClientID  string     `json:"client_id"`
 	OrgID     string     `json:"org_id,omitempty"`
