@@ -103,7 +103,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		UsernameCaseSensitive: cfg.UsernameCaseSensitive, SettingsCacheTTL: cfg.SettingsCacheTTL,
 		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
 		Sealer: sealer, BackupCodePepper: pepper, WebAuthn: webauthn, TOTPIssuer: cfg.WebAuthnRPName,
-		Clients: peers,
+		Clients: peers, ReservationTTL: cfg.LockoutReservationTTL,
 	})
 	tokens := token.New(db, sealer, token.Options{
 		Issuer: cfg.Issuer, APIResource: cfg.APIResource,

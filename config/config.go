@@ -98,6 +98,10 @@ type Config struct {
 
 	UsernameCaseSensitive bool          `yaml:"username_case_sensitive" env:"LATCH_USERNAME_CASE_SENSITIVE"`
 	SettingsCacheTTL      time.Duration `yaml:"settings_cache_ttl" env:"LATCH_SETTINGS_CACHE_TTL"`
+	// LockoutReservationTTL: an attempt holds its place in the lockout
+	// budget while it is checked; one never settled (a crashed process)
+	// stops counting between half of this and this.
+	LockoutReservationTTL time.Duration `yaml:"lockout_reservation_ttl" env:"LATCH_LOCKOUT_RESERVATION_TTL"`
 
 	// Message connectors for verification codes.
 	SMTPURL          string `yaml:"smtp_url" env:"LATCH_SMTP_URL"`
@@ -155,6 +159,9 @@ func Default() Config {
 		SettingsCacheTTL:    2 * time.Second,
 		IPRateLimit:         0,
 		IPRateBurst:         20,
+
+		// A few hash times, and longer than a request may wait for its hash.
+		LockoutReservationTTL: 10 * time.Second,
 
 		// Import budget (credentials.DefaultImportBudget).
 		HashImportMaxArgon2MemoryKiB:   65536,
@@ -354,6 +361,7 @@ func (c *Config) finish() error {
 		{"LATCH_WRITE_TIMEOUT", c.WriteTimeout, time.Second},
 		{"LATCH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0},
 		{"LATCH_HASH_QUEUE_WAIT", c.HashQueueWait, 0},
+		{"LATCH_LOCKOUT_RESERVATION_TTL", c.LockoutReservationTTL, 100 * time.Millisecond},
 	}
 	for _, d := range durations {
 		if d.d < d.min {

@@ -169,7 +169,11 @@ func (e *Engine) Unlock(ctx context.Context, id string, meta SessionMeta) error 
 // LockStatus reports the remaining lock on a user's account pool, the one
 // password sign-in (by any identifier) and codes to their addresses answer to.
 func (e *Engine) LockStatus(ctx context.Context, user *User) (int64, error) {
-	return e.Sentinel.Locked(ctx, accountKey(user.ID))
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return e.Sentinel.Locked(ctx, accountKey(user.ID), settings.Lockout)
 }
 
 // userKey prefixes the per-user sentinel pools (the account, MFA factors).

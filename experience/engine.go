@@ -43,6 +43,9 @@ type Options struct {
 	// Clients tells which OAuth clients share sessions (cross-application
 	// SSO); nil: no client ever uses another's session.
 	Clients ClientDirectory
+	// ReservationTTL bounds how long an attempt's lockout reservation
+	// counts when it is never settled (0: DefaultReservationTTL).
+	ReservationTTL time.Duration
 }
 
 // ClientDirectory is what the engine must know of OAuth clients, which it
@@ -85,7 +88,7 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
 		Users:    &Users{db: db, norm: norm, now: now},
 		Sessions: &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
-		Sentinel: &Sentinel{db: db, now: now},
+		Sentinel: &Sentinel{db: db, now: now, ttl: opts.ReservationTTL},
 		Settings: &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
 		Audit:    &Audit{db: db, now: now},
 		Factors:  &Factors{db: db, now: now},
@@ -130,34 +133,46 @@ func (e *passwordStateError) Unwrap() error { return e.fe }
 // or temporary. An unknown identifier costs a real hash (no timing oracle)
 // and fails exactly like a wrong password.
 func (e *Engine) VerifyPassword(ctx context.Context, id Identifier, password string, meta SessionMeta) (*User, error) {
-	user, key, err := e.verifyPassword(ctx, id, password, meta)
+	user, res, err := e.verifyPassword(ctx, id, password, meta)
+	defer e.releaseUnsettled(ctx, res)
 	if user == nil {
 		return nil, err
 	}
-	if cerr := e.Sentinel.Clear(ctx, key); cerr != nil {
+	if cerr := e.Sentinel.Clear(ctx, res); cerr != nil {
 		return nil, cerr
 	}
 	return user, err
 }
 
+// releaseUnsettled gives back a reservation that nothing settled (the
+// sign-in failed after the password was checked, e.g. a database error or
+// a cancelled request): only evaluated failures count, and only outcomes
+// that were told.
+func (e *Engine) releaseUnsettled(ctx context.Context, res *Verdict) {
+	if err := e.Sentinel.Release(ctx, res); err != nil {
+		e.log.ErrorContext(ctx, "sentinel release failed", slog.String("error", err.Error()))
+	}
+}
+
 // verifyPassword is VerifyPassword without clearing the sentinel key on
-// success: it returns the key so the caller can clear it in the same
-// transaction as the rest of the sign-in (one commit instead of several on
-// the hot path). A non-nil user means the password was right; err may then
-// still carry the account state (suspended, expired, temporary).
-func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password string, meta SessionMeta) (*User, string, error) {
+// success: it returns the reservation so the caller can clear it in the
+// same transaction as the rest of the sign-in (one commit instead of
+// several on the hot path), or release it if the sign-in fails before. A
+// non-nil user means the password was right; err may then still carry the
+// account state (suspended, expired, temporary).
+func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password string, meta SessionMeta) (*User, *Verdict, error) {
 	normalized, err := e.norm.Normalize(id)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	// Under overload, refuse before any database work: a refusal must be
 	// cheap, or the flood of them slows the requests that were admitted.
 	if e.hasher.Saturated() {
-		return nil, "", credentials.BusyError()
+		return nil, nil, credentials.BusyError()
 	}
 	// The user is looked up first so the attempt counts in the account's
 	// one pool, whichever identifier names it (an unknown identifier has a
@@ -168,12 +183,12 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	// unknown identifiers alike, so neither timing nor order tells them apart.
 	user, err := e.Users.FindByIdentifier(ctx, id.Type, normalized)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	key := signInKey(id.Type, normalized, user)
 	verdict, err := e.Sentinel.Reserve(ctx, key, settings.Lockout)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	fail := AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, ClientID: meta.ClientID, IPAddress: meta.IPAddress,
 		Data: map[string]any{"method": AMRPassword, "identifier_type": id.Type}}
@@ -185,42 +200,55 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 		if err := e.Audit.RecordRepeated(ctx, fold, fail); err != nil {
 			e.log.ErrorContext(ctx, "audit write failed", slog.String("event", fail.Event), slog.String("error", err.Error()))
 		}
-		return nil, "", errLocked(verdict.RetryAfter)
+		return nil, nil, errLocked(verdict.RetryAfter)
 	}
+	// The hash must end while the reservation counts: past its lapse the
+	// outcome could no longer be told (see Sentinel).
+	hctx, cancel := e.Sentinel.Bound(ctx, verdict)
 	ok, needsRehash := false, false
 	if user == nil || !user.HasPassword {
-		err = e.hasher.VerifyDummy(ctx, password)
+		err = e.hasher.VerifyDummy(hctx, password)
 	} else {
-		ok, needsRehash, err = e.hasher.Verify(ctx, password, user.passwordHash)
+		ok, needsRehash, err = e.hasher.Verify(hctx, password, user.passwordHash)
+	}
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		// The client went away during the hash: the outcome is never
+		// told, so the attempt was not evaluated.
+		err = ctx.Err()
 	}
 	if err != nil {
-		// The attempt was never evaluated (e.g. the hashing gate is full):
-		// it must not count against the user.
-		if rerr := e.Sentinel.Release(ctx, key, settings.Lockout); rerr != nil {
-			e.log.ErrorContext(ctx, "sentinel release failed", slog.String("error", rerr.Error()))
+		// The attempt was never evaluated (the hashing gate is full, the
+		// request ended): it must not count against the user. The release
+		// runs on a context of its own, as ctx may have ended.
+		e.releaseUnsettled(ctx, verdict)
+		if ctx.Err() == nil && hctx.Err() != nil {
+			err = credentials.BusyError() // the reservation's time ran out in the queue
 		}
-		return nil, "", err
+		return nil, nil, err
 	}
 	if !ok {
 		if user != nil {
 			fail.UserID = user.ID
 		}
+		locked, err := e.Sentinel.Fail(ctx, verdict)
+		if err != nil {
+			return nil, nil, err
+		}
+		// Audited once counted: no more failures are recorded than the
+		// sentinel evaluated.
 		fail.Data["reason"] = "invalid_credentials"
 		e.audit(ctx, fail)
-		locked, err := e.Sentinel.Fail(ctx, key, verdict, settings.Lockout)
-		if err != nil {
-			return nil, "", err
-		}
 		if locked {
 			e.audit(ctx, AuditEvent{Event: EventLockout, Outcome: OutcomeSuccess, UserID: fail.UserID, ClientID: meta.ClientID,
 				IPAddress: meta.IPAddress, Data: map[string]any{"identifier_type": id.Type, "lockout_seconds": settings.Lockout.LockoutSeconds}})
 		}
-		return nil, "", errInvalidCredentials
+		return nil, nil, errInvalidCredentials
 	}
 	if needsRehash {
 		e.rehash(ctx, user, password)
 	}
-	return user, key, e.accountState(user, settings, meta)
+	return user, verdict, e.accountState(user, settings, meta)
 }
 
 // accountState says whether a user who gave the right password may go on.
@@ -306,11 +334,12 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 	if err := e.passwordSignInAllowed(ctx, req.Identifier.Type); err != nil {
 		return nil, err
 	}
-	user, key, err := e.verifyPassword(ctx, req.Identifier, req.Password, req.Meta)
+	user, res, err := e.verifyPassword(ctx, req.Identifier, req.Password, req.Meta)
+	defer e.releaseUnsettled(ctx, res)
 	if user != nil && err != nil {
 		// A right password that may not sign in as is: the attempt
 		// succeeded as far as the sentinel is concerned.
-		if cerr := e.Sentinel.Clear(ctx, key); cerr != nil {
+		if cerr := e.Sentinel.Clear(ctx, res); cerr != nil {
 			return nil, cerr
 		}
 	}
@@ -322,12 +351,12 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		return nil, err
 	}
 	if existing != nil && existing.UserID != user.ID {
-		if cerr := e.Sentinel.Clear(ctx, key); cerr != nil {
+		if cerr := e.Sentinel.Clear(ctx, res); cerr != nil {
 			return nil, cerr
 		}
 		return nil, errSessionNotFound()
 	}
-	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, key)
+	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, res)
 }
 
 // passwordSignInAllowed refuses a password sign-in the settings close:
@@ -359,9 +388,10 @@ func (e *Engine) offerReset(ctx context.Context, state *passwordStateError, meta
 
 // completeFirstFactor opens the session after a first factor: pending with
 // mfa_required when the user must still prove a second factor, else active.
-// Everything it writes — the sentinel key to clear (if any), the session, the
-// last sign-in time and the audit event — commits in one transaction.
-func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, clearKey string) (*SignIn, error) {
+// Everything it writes — the sentinel reservation to clear (if any), the
+// session, the last sign-in time and the audit event — commits in one
+// transaction.
+func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, res *Verdict) (*SignIn, error) {
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -380,10 +410,8 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 	if needMFA && len(factors) == 0 {
 		offered = e.codeChannels(user, settings)
 		if len(offered) == 0 {
-			if clearKey != "" {
-				if err := e.Sentinel.Clear(ctx, clearKey); err != nil {
-					return nil, err
-				}
+			if err := e.Sentinel.Clear(ctx, res); err != nil {
+				return nil, err
 			}
 			return nil, fault.New(CodeMissingMFA, http.StatusForbidden,
 				"Multi-factor authentication is mandatory and the user has no factor to use; enrol one first.")
@@ -391,10 +419,8 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 	}
 	var sess *Session
 	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
-		if clearKey != "" {
-			if err := e.Sentinel.clear(tx, clearKey); err != nil {
-				return err
-			}
+		if err := e.Sentinel.clear(tx, res); err != nil {
+			return err
 		}
 		var err error
 		if sess, err = e.Sessions.authenticate(ctx, tx, existing, user.ID, amr, needMFA, meta); err != nil {
@@ -409,6 +435,7 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 	if err != nil {
 		return nil, err
 	}
+	res.markSettled()
 	if needMFA {
 		return nil, mfaRequired(user, sess, offered)
 	}

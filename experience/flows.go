@@ -206,13 +206,12 @@ func (e *Engine) issueCode(ctx context.Context, purpose string, id Identifier, n
 	// ForgotPassword, which anyone can ask for) cannot use up another's
 	// (the MFA code of a user who just gave the right password).
 	key := "send:" + purpose + ":" + id.Type + ":" + normalized
-	verdict, err := e.Sentinel.Reserve(ctx, key, limit)
+	allowed, err := e.Sentinel.Take(ctx, key, limit)
 	if err != nil {
 		return nil, err
 	}
-	if !verdict.Allowed {
-		// The send budget never locks: it comes back when its window ends
-		// (the verdict's own RetryAfter would say 1 second).
+	if !allowed {
+		// The send budget never locks: it comes back when its window ends.
 		retry, err := e.Sentinel.WindowRemaining(ctx, key, limit)
 		if err != nil {
 			return nil, err
@@ -400,17 +399,21 @@ func (e *Engine) checkCode(ctx context.Context, codeID, idType, normalized, code
 	if !verdict.Allowed {
 		return errLocked(verdict.RetryAfter)
 	}
+	// Whatever is not settled below (an error, a request that ended) is
+	// given back: it was not evaluated.
+	defer e.releaseUnsettled(ctx, verdict)
 	if err := e.codes.Verify(ctx, codeID, idType, normalized, code); err != nil {
-		if fault.Is(err, CodeCodeMismatch) {
-			if _, ferr := e.Sentinel.Fail(ctx, key, verdict, settings.Lockout); ferr != nil {
+		if fault.Is(err, CodeCodeMismatch) && ctx.Err() == nil {
+			if _, ferr := e.Sentinel.Fail(ctx, verdict); ferr != nil {
 				return ferr
 			}
-		} else if rerr := e.Sentinel.Release(ctx, key, settings.Lockout); rerr != nil {
-			return rerr
 		}
 		return err
 	}
-	return e.Sentinel.Clear(ctx, key)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.Sentinel.Clear(ctx, verdict)
 }
 
 // AddNewPasswordIdentity creates a NewPasswordIdentity record: a username

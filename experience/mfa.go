@@ -222,18 +222,22 @@ func (e *Engine) guardFactor(ctx context.Context, user *User, factor string, che
 	if !verdict.Allowed {
 		return errLocked(verdict.RetryAfter)
 	}
+	// Whatever is not settled below (an error, a request that ended) is
+	// given back: it was not evaluated.
+	defer e.releaseUnsettled(ctx, verdict)
 	if err := check(); err != nil {
 		var fe *fault.Error
-		if errors.As(err, &fe) && fe.Status < 500 {
-			if _, ferr := e.Sentinel.Fail(ctx, key, verdict, settings.Lockout); ferr != nil {
+		if errors.As(err, &fe) && fe.Status < 500 && ctx.Err() == nil {
+			if _, ferr := e.Sentinel.Fail(ctx, verdict); ferr != nil {
 				return ferr
 			}
-		} else if rerr := e.Sentinel.Release(ctx, key, settings.Lockout); rerr != nil {
-			return rerr
 		}
 		return err
 	}
-	return e.Sentinel.Clear(ctx, key)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.Sentinel.Clear(ctx, verdict)
 }
 
 // verifyEnrolledTOTP checks a code against the user's TOTP factor; a time

@@ -161,5 +161,17 @@ ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
 ALTER TABLE users ADD COLUMN username_skeleton TEXT;
 CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
 `, Run: backfillUsernames},
+		// The sentinel counts reservations in flight apart from evaluated
+		// failures, in two time buckets (pending_bucket is the current
+		// one's start in Unix milliseconds, pending_prev the count of the
+		// one before), so a reservation never settled stops counting.
+		// failures now counts evaluated failures only; a row written before
+		// may still count reservations in it, which errs on the safe side
+		// and ends with its window.
+		{ID: "experience/0011_sentinel_reservations", SQL: `
+ALTER TABLE sentinel_counters ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sentinel_counters ADD COLUMN pending_prev INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sentinel_counters ADD COLUMN pending_bucket BIGINT NOT NULL DEFAULT 0;
+`},
 	}
 }
