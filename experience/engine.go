@@ -15,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/directory"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
 	"github.com/latch-dev/latch/store"
@@ -83,7 +84,7 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 	norm := Normalizer{UsernameCaseSensitive: opts.UsernameCaseSensitive}
 	return &Engine{
 		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
-		Users:    &Users{db: db, norm: norm, now: now},
+		Users:    directory.NewUsers(db, norm, now),
 		Sessions: &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
 		Sentinel: &Sentinel{db: db, now: now},
 		Settings: &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
@@ -191,7 +192,7 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	if user == nil || !user.HasPassword {
 		err = e.hasher.VerifyDummy(ctx, password)
 	} else {
-		ok, needsRehash, err = e.hasher.Verify(ctx, password, user.passwordHash)
+		ok, needsRehash, err = e.hasher.Verify(ctx, password, user.PasswordHash())
 	}
 	if err != nil {
 		// The attempt was never evaluated (e.g. the hashing gate is full):
@@ -259,14 +260,14 @@ func (e *Engine) rehash(ctx context.Context, user *User, password string) {
 		e.log.WarnContext(ctx, "password rehash skipped", slog.String("user_id", user.ID), slog.String("error", err.Error()))
 		return
 	}
-	res := e.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND password_hash = ?", user.ID, user.passwordHash).
+	res := e.db.WithContext(ctx).Model(&directory.Row{}).Where("id = ? AND password_hash = ?", user.ID, user.PasswordHash()).
 		Update("password_hash", encoded)
 	if res.Error != nil {
 		e.log.ErrorContext(ctx, "password rehash failed", slog.String("user_id", user.ID), slog.String("error", res.Error.Error()))
 		return
 	}
 	if res.RowsAffected == 1 {
-		user.passwordHash = encoded
+		user.SetPasswordHash(encoded)
 		e.audit(ctx, AuditEvent{Event: EventPasswordRehash, Outcome: OutcomeSuccess, UserID: user.ID})
 	}
 }
@@ -435,7 +436,7 @@ func (e *Engine) codeChannels(user *User, settings Settings) []string {
 // markSignedIn records a completed sign-in through db (a transaction).
 func (e *Engine) markSignedIn(db *gorm.DB, user *User, sess *Session, amr []string, meta SessionMeta) error {
 	now := e.now()
-	if err := db.Model(&userRow{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
+	if err := db.Model(&directory.Row{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
 		return err
 	}
 	user.LastSignInAt = &now

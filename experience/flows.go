@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/directory"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
 )
@@ -566,10 +567,10 @@ func (e *Engine) register(ctx context.Context, handle string, in *Interaction, r
 		return fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "A password is required to register.").
 			With("missingProfile", []string{"password"})
 	}
-	var row *userRow
+	var row *directory.Row
 	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		row, err = e.Users.create(tx, Profile{Username: profile.Username, Email: profile.Email, Phone: profile.Phone,
+		row, err = e.Users.CreateTx(tx, Profile{Username: profile.Username, Email: profile.Email, Phone: profile.Phone,
 			Name: profile.Name, CustomData: profile.CustomData, EmailVerified: boolPtr(profile.EmailVerified),
 			PhoneVerified: boolPtr(profile.PhoneVerified)}, profile.PasswordHash, false)
 		return err
@@ -707,8 +708,8 @@ func (e *Engine) AddProfile(ctx context.Context, handle, clientID string, p Prof
 		}
 		apply = func(pp *pendingProfile) { _ = applyRecordToProfile(pp, rec) }
 	case "extraProfile":
-		probe := &userRow{CustomData: "{}", UsernameKey: new(string)}
-		if err := e.Users.apply(probe, Profile{Name: p.Name, CustomData: p.CustomData}); err != nil {
+		probe := &directory.Row{CustomData: "{}", UsernameKey: new(string)}
+		if err := e.Users.Apply(probe, Profile{Name: p.Name, CustomData: p.CustomData}); err != nil {
 			return err
 		}
 		apply = func(pp *pendingProfile) {
@@ -735,7 +736,7 @@ func (e *Engine) checkFree(ctx context.Context, idType, normalized string, self 
 	var other *User
 	var err error
 	if idType == IdentifierUsername {
-		other, err = e.Users.usernameHolder(ctx, normalized)
+		other, err = e.Users.UsernameHolder(ctx, normalized)
 	} else {
 		other, err = e.Users.FindByIdentifier(ctx, idType, normalized)
 	}
@@ -751,7 +752,7 @@ func (e *Engine) checkFree(ctx context.Context, idType, normalized string, self 
 	case IdentifierPhone:
 		return fault.New(CodePhoneInUse, http.StatusUnprocessableEntity, "The phone number is already in use.")
 	}
-	return errUsernameTaken()
+	return directory.ErrUsernameTaken()
 }
 
 // ResetPasswordInInteraction sets the new password of a ForgotPassword
@@ -772,7 +773,7 @@ func (e *Engine) ResetPasswordInInteraction(ctx context.Context, handle, clientI
 		return err
 	}
 	if user.HasPassword {
-		same, _, err := e.hasher.Verify(ctx, password, user.passwordHash)
+		same, _, err := e.hasher.Verify(ctx, password, user.PasswordHash())
 		if err != nil {
 			return err
 		}
@@ -924,7 +925,7 @@ func (e *Engine) applyPendingProfile(ctx context.Context, tx *gorm.DB, in *Inter
 	updated := user
 	if p.Username != nil || p.Email != nil || p.Phone != nil || p.Name != nil || p.CustomData != nil {
 		var err error
-		updated, err = e.Users.updateTx(tx, user.ID, Profile{Username: p.Username, Email: p.Email, Phone: p.Phone, Name: p.Name,
+		updated, err = e.Users.UpdateTx(tx, user.ID, Profile{Username: p.Username, Email: p.Email, Phone: p.Phone, Name: p.Name,
 			CustomData: p.CustomData, EmailVerified: trueOrNil(p.EmailVerified), PhoneVerified: trueOrNil(p.PhoneVerified)})
 		if err != nil {
 			return nil, err
@@ -939,7 +940,7 @@ func (e *Engine) applyPendingProfile(ctx context.Context, tx *gorm.DB, in *Inter
 			return nil, err
 		}
 		var err error
-		if updated, err = e.Users.getTx(tx, user.ID); err != nil {
+		if updated, err = e.Users.GetTx(tx, user.ID); err != nil {
 			return nil, err
 		}
 	}

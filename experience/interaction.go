@@ -322,24 +322,3 @@ func (in *Interaction) view() *InteractionView {
 	}
 	return v
 }
-
-// MarshalJSON keeps Identifier's JSON shape stable for records and views.
-func (i Identifier) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Type  string `json:"type"`
-		Value string `json:"value"`
-	}{i.Type, i.Value})
-}
-
-// UnmarshalJSON is the inverse of MarshalJSON.
-func (i *Identifier) UnmarshalJSON(b []byte) error {
-	var v struct {
-		Type  string `json:"type"`
-		Value string `json:"value"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	i.Type, i.Value = v.Type, v.Value
-	return nil
-}

@@ -764,7 +764,7 @@ func (e *Engine) BindMFA(ctx context.Context, handle, clientID, factorType, reco
 	case FactorEmailCode, FactorPhoneCode:
 		// The code went to the user's address as it is now; an address
 		// changed since then is not the one that was proven.
-		if rec.UserID != user.ID || rec.Identifier == nil || !user.hasAddress(*rec.Identifier) {
+		if rec.UserID != user.ID || rec.Identifier == nil || !user.HasAddress(*rec.Identifier) {
 			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The code record does not prove the user's current address.")
 		}
 	case FactorWebAuthn:
@@ -858,7 +858,7 @@ func (e *Engine) SkipMFA(ctx context.Context, handle, clientID string) error {
 	if len(factors) > 0 {
 		return fault.New(CodeMFAFactorsExist, http.StatusForbidden, "The user has MFA factors; verify one instead.")
 	}
-	if _, err := e.Users.setFlags(ctx, user.ID, map[string]any{"mfa_skipped": true}); err != nil {
+	if _, err := e.Users.SetFlags(ctx, user.ID, map[string]any{"mfa_skipped": true}); err != nil {
 		return err
 	}
 	_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {

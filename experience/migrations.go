@@ -1,6 +1,9 @@
 package experience
 
-import "github.com/latch-dev/latch/store"
+import (
+	"github.com/latch-dev/latch/experience/directory"
+	"github.com/latch-dev/latch/store"
+)
 
 // Migrations are the experience package's schema steps, in order.
 func Migrations() []store.Migration {
@@ -160,6 +163,6 @@ ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
 		{ID: "experience/0010_username_skeleton", SQL: `
 ALTER TABLE users ADD COLUMN username_skeleton TEXT;
 CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
-`, Run: backfillUsernames},
+`, Run: directory.BackfillUsernames},
 	}
 }
