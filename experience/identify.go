@@ -1,0 +1,182 @@
+package experience
+
+import (
+	"context"
+	"net/http"
+
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/experience/directory"
+	"github.com/latch-dev/latch/fault"
+)
+
+// Identify identifies the interaction's user from a verification record
+// (SignIn, ForgotPassword), or creates the account (Register). It reports
+// whether an account was created.
+func (e *Engine) Identify(ctx context.Context, handle, clientID, recordID string, meta SessionMeta) (bool, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return false, err
+	}
+	settings, err := e.Settings.Get(ctx)
+	if err != nil {
+		return false, err
+	}
+	if !eventOpen(settings, in.Event) {
+		return false, errEventNotEnabled(in.Event)
+	}
+	if in.Event == EventRegisterFlow {
+		return true, e.register(ctx, handle, in, recordID, settings, meta)
+	}
+	if recordID == "" {
+		return false, fault.New(CodeInvalidTarget, http.StatusBadRequest, "verificationId is required to identify a user.")
+	}
+	rec := in.record(recordID)
+	if rec == nil {
+		return false, errRecordNotFound()
+	}
+	if !rec.Verified || rec.Identifier == nil || !identifiesUser(in.Event, rec.Type) {
+		return false, fault.New(CodeVerificationFailed, http.StatusBadRequest, "The verification record is not verified or cannot identify a user.")
+	}
+	if err := methodAllowed(settings, in.Event, rec); err != nil {
+		return false, err
+	}
+	if rec.UserID == "" {
+		return false, fault.New(CodeUserNotExist, http.StatusNotFound, "No account has this identifier.")
+	}
+	user, err := e.Users.Get(ctx, rec.UserID)
+	if err != nil {
+		if fault.Is(err, CodeUserNotFound) {
+			return false, fault.New(CodeUserNotExist, http.StatusNotFound, "No account has this identifier.")
+		}
+		return false, err
+	}
+	if user.Suspended {
+		return false, errSuspended
+	}
+	_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		if in.UserID != "" && in.UserID != user.ID {
+			return fault.New(CodeIdentityConflict, http.StatusConflict, "The interaction already identified another user.")
+		}
+		in.UserID = user.ID
+		return nil
+	})
+	return false, err
+}
+
+// identifiesUser says which records may identify a user in an event.
+func identifiesUser(event, recordType string) bool {
+	switch recordType {
+	case RecordPassword:
+		return event == EventSignInFlow
+	case RecordEmailCode, RecordPhoneCode:
+		return true
+	}
+	return false
+}
+
+// methodAllowed checks the sign-in or recovery method of a record.
+func methodAllowed(s Settings, event string, rec *Record) error {
+	if event == EventForgotPasswordFlow {
+		return codeMethodEnabled(s, event, rec.Identifier.Type)
+	}
+	if !s.SignIn.allows(rec.Identifier.Type, rec.Type != RecordPassword) {
+		return fault.New(CodeMethodNotEnabled, http.StatusForbidden, "This sign-in method is not enabled.")
+	}
+	return nil
+}
+
+// register creates the account of a Register interaction.
+func (e *Engine) register(ctx context.Context, handle string, in *Interaction, recordID string, settings Settings, meta SessionMeta) error {
+	if in.UserID != "" {
+		return fault.New(CodeIdentityConflict, http.StatusConflict, "The interaction already created an account.")
+	}
+	profile := in.Profile
+	if recordID != "" {
+		rec := in.record(recordID)
+		if rec == nil {
+			return errRecordNotFound()
+		}
+		if !rec.Verified || rec.Identifier == nil {
+			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The verification record is not verified.")
+		}
+		if err := applyRecordToProfile(&profile, rec); err != nil {
+			return err
+		}
+	}
+	if missing := missingIdentifiers(settings.SignUp, profile); len(missing) > 0 {
+		return fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "The registration lacks a required identifier.").
+			With("missingProfile", missing)
+	}
+	// Seed 004 creates the account here, so everything sign-up requires
+	// must be present first: an account without the password it needs would
+	// hold its username forever and could never sign in.
+	if settings.SignUp.Password && profile.PasswordHash == "" {
+		return fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "A password is required to register.").
+			With("missingProfile", []string{"password"})
+	}
+	var row *directory.Row
+	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		row, err = e.Users.CreateTx(tx, Profile{Username: profile.Username, Email: profile.Email, Phone: profile.Phone,
+			Name: profile.Name, CustomData: profile.CustomData, EmailVerified: boolPtr(profile.EmailVerified),
+			PhoneVerified: boolPtr(profile.PhoneVerified)}, profile.PasswordHash, false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	e.audit(ctx, AuditEvent{Event: EventUserCreated, Outcome: OutcomeSuccess, UserID: row.ID, ClientID: meta.ClientID,
+		IPAddress: meta.IPAddress, Data: map[string]any{"via": "experience", "password": profile.PasswordHash != ""}})
+	_, err = e.interactions.update(ctx, handle, in.ClientID, func(fresh *Interaction) error {
+		if fresh.UserID != "" {
+			return fault.New(CodeIdentityConflict, http.StatusConflict, "The interaction already created an account.")
+		}
+		fresh.UserID = row.ID
+		fresh.Profile = pendingProfile{}
+		return nil
+	})
+	return err
+}
+
+// applyRecordToProfile copies what a verified record proves into a profile.
+func applyRecordToProfile(p *pendingProfile, rec *Record) error {
+	switch rec.Type {
+	case RecordNewPasswordIdentity:
+		v := rec.Identifier.Value
+		p.Username, p.PasswordHash = &v, rec.PasswordHash
+	case RecordEmailCode:
+		v := rec.Identifier.Value
+		p.Email, p.EmailVerified = &v, true
+	case RecordPhoneCode:
+		v := rec.Identifier.Value
+		p.Phone, p.PhoneVerified = &v, true
+	default:
+		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "This verification record cannot register an account.")
+	}
+	return nil
+}
+
+// missingIdentifiers lists required sign-up identifiers when none is given.
+func missingIdentifiers(req SignUpRequirements, p pendingProfile) []string {
+	if len(req.Identifiers) == 0 {
+		return nil
+	}
+	for _, id := range req.Identifiers {
+		switch id {
+		case IdentifierUsername:
+			if p.Username != nil {
+				return nil
+			}
+		case IdentifierEmail:
+			if p.Email != nil && (p.EmailVerified || !req.Verify) {
+				return nil
+			}
+		case IdentifierPhone:
+			if p.Phone != nil && (p.PhoneVerified || !req.Verify) {
+				return nil
+			}
+		}
+	}
+	return req.Identifiers
+}
