@@ -31,20 +31,22 @@ func (e *Engine) Identify(ctx context.Context, handle, clientID, recordID string
 	if recordID == "" {
 		return false, fault.New(CodeInvalidTarget, http.StatusBadRequest, "verificationId is required to identify a user.")
 	}
-	rec := in.record(recordID)
-	if rec == nil {
+	v := in.record(recordID)
+	if v == nil {
 		return false, errRecordNotFound()
 	}
-	if !rec.Verified || rec.Identifier == nil || !identifiesUser(in.Event, rec.Type) {
+	rec, ok := v.(identifying)
+	proof := v.Proof()
+	if !ok || !v.Verified() || proof.Identifier == nil || !rec.identifies(in.Event) {
 		return false, fault.New(CodeVerificationFailed, http.StatusBadRequest, "The verification record is not verified or cannot identify a user.")
 	}
-	if err := methodAllowed(settings, in.Event, rec); err != nil {
+	if err := methodAllowed(settings, in.Event, proof); err != nil {
 		return false, err
 	}
-	if rec.UserID == "" {
+	if proof.UserID == "" {
 		return false, fault.New(CodeUserNotExist, http.StatusNotFound, "No account has this identifier.")
 	}
-	user, err := e.Users.Get(ctx, rec.UserID)
+	user, err := e.Users.Get(ctx, proof.UserID)
 	if err != nil {
 		if fault.Is(err, CodeUserNotFound) {
 			return false, fault.New(CodeUserNotExist, http.StatusNotFound, "No account has this identifier.")
@@ -64,23 +66,12 @@ func (e *Engine) Identify(ctx context.Context, handle, clientID, recordID string
 	return false, err
 }
 
-// identifiesUser says which records may identify a user in an event.
-func identifiesUser(event, recordType string) bool {
-	switch recordType {
-	case RecordPassword:
-		return event == EventSignInFlow
-	case RecordEmailCode, RecordPhoneCode:
-		return true
-	}
-	return false
-}
-
-// methodAllowed checks the sign-in or recovery method of a record.
-func methodAllowed(s Settings, event string, rec *Record) error {
+// methodAllowed checks the sign-in or recovery method a record proved.
+func methodAllowed(s Settings, event string, p Proof) error {
 	if event == EventForgotPasswordFlow {
-		return codeMethodEnabled(s, event, rec.Identifier.Type)
+		return codeMethodEnabled(s, event, p.Identifier.Type)
 	}
-	if !s.SignIn.allows(rec.Identifier.Type, rec.Type != RecordPassword) {
+	if !s.SignIn.allows(p.Identifier.Type, p.Method != AMRPassword) {
 		return fault.New(CodeMethodNotEnabled, http.StatusForbidden, "This sign-in method is not enabled.")
 	}
 	return nil
@@ -93,16 +84,18 @@ func (e *Engine) register(ctx context.Context, handle string, in *Interaction, r
 	}
 	profile := in.Profile
 	if recordID != "" {
-		rec := in.record(recordID)
-		if rec == nil {
+		v := in.record(recordID)
+		if v == nil {
 			return errRecordNotFound()
 		}
-		if !rec.Verified || rec.Identifier == nil {
+		if !v.Verified() || v.Proof().Identifier == nil {
 			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The verification record is not verified.")
 		}
-		if err := applyRecordToProfile(&profile, rec); err != nil {
-			return err
+		rec, ok := v.(registering)
+		if !ok {
+			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "This verification record cannot register an account.")
 		}
+		rec.applyTo(&profile)
 	}
 	if missing := missingIdentifiers(settings.SignUp, profile); len(missing) > 0 {
 		return fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "The registration lacks a required identifier.").
@@ -137,24 +130,6 @@ func (e *Engine) register(ctx context.Context, handle string, in *Interaction, r
 		return nil
 	})
 	return err
-}
-
-// applyRecordToProfile copies what a verified record proves into a profile.
-func applyRecordToProfile(p *pendingProfile, rec *Record) error {
-	switch rec.Type {
-	case RecordNewPasswordIdentity:
-		v := rec.Identifier.Value
-		p.Username, p.PasswordHash = &v, rec.PasswordHash
-	case RecordEmailCode:
-		v := rec.Identifier.Value
-		p.Email, p.EmailVerified = &v, true
-	case RecordPhoneCode:
-		v := rec.Identifier.Value
-		p.Phone, p.PhoneVerified = &v, true
-	default:
-		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "This verification record cannot register an account.")
-	}
-	return nil
 }
 
 // missingIdentifiers lists required sign-up identifiers when none is given.

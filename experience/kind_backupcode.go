@@ -4,11 +4,52 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/fault"
 )
+
+// RecordBackupCode is a backup-code verification: a new set to bind, or
+// one code of the user's set spent as MFA.
+const RecordBackupCode = "BackupCode"
+
+func init() { registerKind(RecordBackupCode, func() Verification { return &backupCodeRecord{} }) }
+
+type backupCodeRecord struct {
+	record
+	UserID string `json:"user_id"`
+	// Digests are a new set's code digests until it is bound; empty for a
+	// spent code.
+	Digests []string `json:"digests,omitempty"`
+}
+
+func (r *backupCodeRecord) Kind() string   { return RecordBackupCode }
+func (r *backupCodeRecord) factor() string { return FactorBackupCode }
+func (r *backupCodeRecord) forget()        { r.Digests = nil }
+
+// Proof: a spent code is a sign-in method; a new set proves nothing.
+func (r *backupCodeRecord) Proof() Proof {
+	if len(r.Digests) > 0 {
+		return Proof{UserID: r.UserID}
+	}
+	return Proof{UserID: r.UserID, Method: AMRBackupCode}
+}
+
+func (r *backupCodeRecord) enrolment(e *Engine, user *User, existing []Factor) (*enrolment, error) {
+	if len(r.Digests) == 0 {
+		return nil, fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "The record holds no new backup codes.")
+	}
+	others := 0
+	for _, f := range existing {
+		if f.Type != FactorBackupCode {
+			others++
+		}
+	}
+	if others == 0 {
+		return nil, fault.New(CodeBackupCodeAlone, http.StatusUnprocessableEntity, "Backup codes cannot be the only MFA factor.")
+	}
+	return &enrolment{row: e.newFactorRow(user, FactorBackupCode), backupDigests: r.Digests}, nil
+}
 
 // BackupCodes are freshly generated codes, shown once.
 type BackupCodes struct {
@@ -27,8 +68,8 @@ func (e *Engine) GenerateBackupCodes(ctx context.Context, handle, clientID strin
 	for i, c := range codes {
 		digests[i] = credentials.BackupCodeDigest(e.opts.BackupCodePepper, c)
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordBackupCode, UserID: user.ID, Verified: true,
-		Extra: map[string]string{"digests": strings.Join(digests, ",")}}
+	rec := &backupCodeRecord{record: newRecord(), UserID: user.ID, Digests: digests}
+	rec.markVerified()
 	if _, err := e.addRecord(ctx, handle, clientID, rec); err != nil {
 		return nil, err
 	}
@@ -44,7 +85,8 @@ func (e *Engine) VerifyBackupCode(ctx context.Context, handle, clientID, code st
 	if err := e.useBackupCode(ctx, user, code); err != nil {
 		return "", err
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordBackupCode, UserID: user.ID, Verified: true}
+	rec := &backupCodeRecord{record: newRecord(), UserID: user.ID}
+	rec.markVerified()
 	return rec.ID, e.markMFA(ctx, handle, clientID, rec, FactorBackupCode)
 }
 

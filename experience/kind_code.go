@@ -6,10 +6,49 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
 )
+
+// Verification code kinds: a code sent to an e-mail address or phone
+// number proves the address (seed 002).
+const (
+	RecordEmailCode = "EmailVerificationCode"
+	RecordPhoneCode = "PhoneVerificationCode"
+)
+
+func init() {
+	registerKind(RecordEmailCode, func() Verification { return &codeRecord{} })
+	registerKind(RecordPhoneCode, func() Verification { return &codeRecord{} })
+}
+
+type codeRecord struct {
+	record
+	Identifier Identifier `json:"identifier"`
+	CodeID     string     `json:"code_id"`
+	// UserID is the account with this address, found when verified.
+	UserID string `json:"user_id,omitempty"`
+}
+
+func (r *codeRecord) Kind() string { return codeRecordType(r.Identifier.Type) }
+
+func (r *codeRecord) Proof() Proof {
+	id := r.Identifier
+	return Proof{Identifier: &id, UserID: r.UserID, Method: AMROTP, FirstFactor: true}
+}
+
+// identifies: the address's owner, in any event.
+func (r *codeRecord) identifies(string) bool { return true }
+
+// applyTo: a new account gets the address, verified.
+func (r *codeRecord) applyTo(p *pendingProfile) {
+	v := r.Identifier.Value
+	if r.Identifier.Type == IdentifierPhone {
+		p.Phone, p.PhoneVerified = &v, true
+		return
+	}
+	p.Email, p.EmailVerified = &v, true
+}
 
 // codeRecordType maps an identifier type to its code record type.
 func codeRecordType(idType string) string {
@@ -144,15 +183,8 @@ func (e *Engine) SendVerificationCode(ctx context.Context, handle, clientID stri
 	if err != nil {
 		return "", err
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: codeRecordType(id.Type),
-		Identifier: &Identifier{Type: id.Type, Value: normalized}, CodeID: issued.ID}
-	if _, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		in.Records = append(in.Records, rec)
-		return nil
-	}); err != nil {
-		return "", err
-	}
-	return rec.ID, nil
+	rec := &codeRecord{record: newRecord(), Identifier: Identifier{Type: id.Type, Value: normalized}, CodeID: issued.ID}
+	return e.addRecord(ctx, handle, clientID, rec)
 }
 
 // deliversTo says whether a code for purpose is sent to an address. Any
@@ -206,15 +238,15 @@ func (e *Engine) VerifyVerificationCode(ctx context.Context, handle, clientID, r
 	if _, err := e.sender(id.Type); err != nil {
 		return "", err
 	}
-	rec := in.record(recordID)
-	if rec == nil || (rec.Type != RecordEmailCode && rec.Type != RecordPhoneCode) {
+	rec, ok := recordAs[*codeRecord](in, recordID)
+	if !ok {
 		return "", errRecordNotFound()
 	}
 	normalized, err := e.codeIdentifier(id)
 	if err != nil {
 		return "", err
 	}
-	if rec.Identifier == nil || rec.Identifier.Type != id.Type || rec.Identifier.Value != normalized {
+	if rec.Identifier.Type != id.Type || rec.Identifier.Value != normalized {
 		return "", fault.New(CodeVerificationFailed, http.StatusBadRequest, "The identifier does not match the verification record.")
 	}
 	if err := e.checkCode(ctx, rec.CodeID, id.Type, normalized, code); err != nil {
@@ -224,20 +256,11 @@ func (e *Engine) VerifyVerificationCode(ctx context.Context, handle, clientID, r
 	if err != nil {
 		return "", err
 	}
-	if _, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		r := in.record(recordID)
-		if r == nil {
-			return errRecordNotFound()
-		}
-		r.Verified = true
-		if user != nil {
-			r.UserID = user.ID
-		}
-		return nil
-	}); err != nil {
-		return "", err
+	rec.markVerified()
+	if user != nil {
+		rec.UserID = user.ID
 	}
-	return recordID, nil
+	return recordID, e.replaceRecord(ctx, handle, clientID, rec)
 }
 
 // checkCode verifies a code under the sentinel pool passwords use for the

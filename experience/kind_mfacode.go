@@ -5,10 +5,53 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
 )
+
+// MFA verification code kinds (seed 001): a code sent to the identified
+// user's own e-mail or phone, as a second factor they enrolled, or to prove
+// the address they are enrolling as one.
+const (
+	RecordMFAEmailCode = "MfaEmailVerificationCode"
+	RecordMFAPhoneCode = "MfaPhoneVerificationCode"
+)
+
+func init() {
+	registerKind(RecordMFAEmailCode, func() Verification { return &mfaCodeRecord{} })
+	registerKind(RecordMFAPhoneCode, func() Verification { return &mfaCodeRecord{} })
+}
+
+type mfaCodeRecord struct {
+	record
+	UserID     string     `json:"user_id"`
+	Identifier Identifier `json:"identifier"`
+	CodeID     string     `json:"code_id"`
+}
+
+func (r *mfaCodeRecord) Kind() string {
+	if r.Identifier.Type == IdentifierPhone {
+		return RecordMFAPhoneCode
+	}
+	return RecordMFAEmailCode
+}
+
+func (r *mfaCodeRecord) Proof() Proof {
+	id := r.Identifier
+	return Proof{Identifier: &id, UserID: r.UserID, Method: AMROTP}
+}
+
+func (r *mfaCodeRecord) factor() string { return codeFactor(r.Identifier.Type) }
+func (r *mfaCodeRecord) forget()        {}
+
+// enrolment: the code went to the user's address as it is now; an address
+// changed since then is not the one that was proven.
+func (r *mfaCodeRecord) enrolment(e *Engine, user *User, _ []Factor) (*enrolment, error) {
+	if r.UserID != user.ID || !user.HasAddress(r.Identifier) {
+		return nil, fault.New(CodeVerificationFailed, http.StatusBadRequest, "The code record does not prove the user's current address.")
+	}
+	return &enrolment{row: e.newFactorRow(user, r.factor())}, nil
+}
 
 // mfaCodeIdentifier picks the user's bound address for a channel.
 func mfaCodeIdentifier(user *User, identifierType string) (Identifier, error) {
@@ -110,11 +153,7 @@ func (e *Engine) SendMFACode(ctx context.Context, handle, clientID, identifierTy
 	if err != nil {
 		return "", err
 	}
-	typ := RecordMFAEmailCode
-	if id.Type == IdentifierPhone {
-		typ = RecordMFAPhoneCode
-	}
-	return e.addRecord(ctx, handle, clientID, &Record{ID: credentials.RandomID(20), Type: typ, UserID: user.ID, Identifier: &id, CodeID: issued.ID})
+	return e.addRecord(ctx, handle, clientID, &mfaCodeRecord{record: newRecord(), UserID: user.ID, Identifier: id, CodeID: issued.ID})
 }
 
 // VerifyMFACode checks an MFA code sent by SendMFACode.
@@ -136,15 +175,15 @@ func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, 
 	if in.UserID == "" {
 		return "", fault.New(CodeIdentifierNotFound, http.StatusBadRequest, "The interaction has not identified a user yet.")
 	}
-	rec := in.record(recordID)
-	if rec == nil || (rec.Type != RecordMFAEmailCode && rec.Type != RecordMFAPhoneCode) {
+	rec, ok := recordAs[*mfaCodeRecord](in, recordID)
+	if !ok {
 		return "", errRecordNotFound()
 	}
 	user, err := e.identifiedUser(ctx, in)
 	if err != nil {
 		return "", err
 	}
-	if rec.Identifier == nil || rec.Identifier.Type != want || rec.UserID != user.ID {
+	if rec.Identifier.Type != want || rec.UserID != user.ID {
 		return "", fault.New(CodeVerificationFailed, http.StatusBadRequest, "The identifier type does not match the verification record.")
 	}
 	settings, err := e.Settings.Get(ctx)
@@ -163,12 +202,11 @@ func (e *Engine) VerifyMFACode(ctx context.Context, handle, clientID, recordID, 
 	}); err != nil {
 		return "", err
 	}
-	verified := *rec
-	verified.Verified = true
+	rec.markVerified()
 	if !codeFactorUsable(factors, user, want, settings) {
 		// The address is proven, ready to be bound (POST /profile/mfa); it
 		// is not a second factor of this sign-in.
-		return recordID, e.replaceRecord(ctx, handle, clientID, &verified)
+		return recordID, e.replaceRecord(ctx, handle, clientID, rec)
 	}
-	return recordID, e.markMFA(ctx, handle, clientID, &verified, codeFactor(want))
+	return recordID, e.markMFA(ctx, handle, clientID, rec, codeFactor(want))
 }

@@ -8,6 +8,34 @@ import (
 	"github.com/latch-dev/latch/fault"
 )
 
+// RecordNewPasswordIdentity is a new account's username and password,
+// checked (free, and within the password policy) for Register.
+const RecordNewPasswordIdentity = "NewPasswordIdentity"
+
+func init() {
+	registerKind(RecordNewPasswordIdentity, func() Verification { return &newPasswordRecord{} })
+}
+
+type newPasswordRecord struct {
+	record
+	Identifier Identifier `json:"identifier"`
+	// PasswordHash is the new password's hash; it never leaves the engine.
+	PasswordHash string `json:"password_hash"`
+}
+
+func (r *newPasswordRecord) Kind() string { return RecordNewPasswordIdentity }
+
+func (r *newPasswordRecord) Proof() Proof {
+	id := r.Identifier
+	return Proof{Identifier: &id, Method: AMRPassword, FirstFactor: true}
+}
+
+// applyTo: the new account gets the username and the password.
+func (r *newPasswordRecord) applyTo(p *pendingProfile) {
+	v := r.Identifier.Value
+	p.Username, p.PasswordHash = &v, r.PasswordHash
+}
+
 // AddNewPasswordIdentity creates a NewPasswordIdentity record: a username
 // that is free and a password that passes the policy, for registration.
 func (e *Engine) AddNewPasswordIdentity(ctx context.Context, handle, clientID string, id Identifier, password string) (string, error) {
@@ -28,15 +56,9 @@ func (e *Engine) AddNewPasswordIdentity(ctx context.Context, handle, clientID st
 	if err != nil {
 		return "", err
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordNewPasswordIdentity, Verified: true,
-		Identifier: &Identifier{Type: IdentifierUsername, Value: id.Value}, PasswordHash: hash}
-	if _, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		in.Records = append(in.Records, rec)
-		return nil
-	}); err != nil {
-		return "", err
-	}
-	return rec.ID, nil
+	rec := &newPasswordRecord{record: newRecord(), Identifier: Identifier{Type: IdentifierUsername, Value: id.Value}, PasswordHash: hash}
+	rec.markVerified()
+	return e.addRecord(ctx, handle, clientID, rec)
 }
 
 // newPasswordHash checks a new password (policy, and history for an

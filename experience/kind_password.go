@@ -3,9 +3,30 @@ package experience
 import (
 	"context"
 	"errors"
-
-	"github.com/latch-dev/latch/credentials"
 )
+
+// RecordPassword is the Password verification: an identifier and its
+// password, checked under the sentinel (seed 000).
+const RecordPassword = "Password"
+
+func init() { registerKind(RecordPassword, func() Verification { return &passwordRecord{} }) }
+
+type passwordRecord struct {
+	record
+	Identifier Identifier `json:"identifier"`
+	UserID     string     `json:"user_id"`
+}
+
+func (r *passwordRecord) Kind() string { return RecordPassword }
+
+func (r *passwordRecord) Proof() Proof {
+	id := r.Identifier
+	return Proof{Identifier: &id, UserID: r.UserID, Method: AMRPassword, FirstFactor: true}
+}
+
+// identifies: a password signs in; it proves nothing to recover (the user
+// who knows it needs no recovery) nor to register.
+func (r *passwordRecord) identifies(event string) bool { return event == EventSignInFlow }
 
 // AddPasswordVerification creates a verified Password record (the engine
 // path shared with POST /v1/auth/password/authenticate).
@@ -21,12 +42,7 @@ func (e *Engine) AddPasswordVerification(ctx context.Context, handle, clientID s
 	if err != nil {
 		return "", err
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordPassword, Identifier: &id, Verified: true, UserID: user.ID}
-	if _, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		in.Records = append(in.Records, rec)
-		return nil
-	}); err != nil {
-		return "", err
-	}
-	return rec.ID, nil
+	rec := &passwordRecord{record: newRecord(), Identifier: id, UserID: user.ID}
+	rec.markVerified()
+	return e.addRecord(ctx, handle, clientID, rec)
 }

@@ -13,6 +13,49 @@ import (
 	"github.com/latch-dev/latch/fault"
 )
 
+// RecordTOTP is a TOTP verification: a code of a new secret (to enrol an
+// authenticator) or of the user's enrolled one (MFA).
+const RecordTOTP = "Totp"
+
+func init() { registerKind(RecordTOTP, func() Verification { return &totpRecord{} }) }
+
+type totpRecord struct {
+	record
+	UserID string `json:"user_id"`
+	// Secret is a new secret, sealed to the user, until it is bound; empty
+	// for a check of the enrolled authenticator.
+	Secret string `json:"secret,omitempty"`
+	// Step is the time step the verifying code used (replay protection
+	// starts from it once bound).
+	Step *int64 `json:"step,omitempty"`
+}
+
+func (r *totpRecord) Kind() string   { return RecordTOTP }
+func (r *totpRecord) Proof() Proof   { return Proof{UserID: r.UserID, Method: AMRTOTP} }
+func (r *totpRecord) factor() string { return FactorTOTP }
+func (r *totpRecord) forget()        { r.Secret = "" }
+
+func (r *totpRecord) enrolment(e *Engine, user *User, existing []Factor) (*enrolment, error) {
+	for _, f := range existing {
+		if f.Type == FactorTOTP {
+			return nil, fault.New(CodeTOTPInUse, http.StatusUnprocessableEntity, "The user already has a TOTP authenticator.")
+		}
+	}
+	if r.Secret == "" {
+		return nil, fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "The record holds no new TOTP secret.")
+	}
+	secret, err := e.openTOTP(user.ID, r.Secret)
+	if err != nil {
+		return nil, err
+	}
+	row := e.newFactorRow(user, FactorTOTP)
+	if row.Secret, err = e.sealer.Seal([]byte(secret), []byte("totp:"+user.ID)); err != nil {
+		return nil, err
+	}
+	row.LastUsedStep = r.Step
+	return &enrolment{row: row}, nil
+}
+
 // sealTOTP encrypts a TOTP secret bound to its owner.
 func (e *Engine) sealTOTP(userID, secret string) (string, error) {
 	sealed, err := e.sealer.Seal([]byte(secret), []byte("totp:"+userID))
@@ -57,7 +100,7 @@ func (e *Engine) CreateTOTPSecret(ctx context.Context, handle, clientID string) 
 	if err != nil {
 		return nil, err
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordTOTP, UserID: user.ID, Extra: map[string]string{"secret": sealed}}
+	rec := &totpRecord{record: newRecord(), UserID: user.ID, Secret: sealed}
 	if _, err := e.addRecord(ctx, handle, clientID, rec); err != nil {
 		return nil, err
 	}
@@ -72,11 +115,11 @@ func (e *Engine) VerifyTOTP(ctx context.Context, handle, clientID, recordID, cod
 		return "", err
 	}
 	if recordID != "" {
-		rec := in.record(recordID)
-		if rec == nil || rec.Type != RecordTOTP || rec.Extra["secret"] == "" {
+		rec, ok := recordAs[*totpRecord](in, recordID)
+		if !ok || rec.Secret == "" {
 			return "", errRecordNotFound()
 		}
-		secret, err := e.openTOTP(user.ID, rec.Extra["secret"])
+		secret, err := e.openTOTP(user.ID, rec.Secret)
 		if err != nil {
 			return "", err
 		}
@@ -84,22 +127,15 @@ func (e *Engine) VerifyTOTP(ctx context.Context, handle, clientID, recordID, cod
 		if !ok {
 			return "", fault.New(CodeInvalidTOTP, http.StatusBadRequest, "The TOTP code is invalid.")
 		}
-		rec.Verified = true
-		rec.Extra["step"] = fmt.Sprint(step)
-		_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-			r := in.record(recordID)
-			if r == nil {
-				return errRecordNotFound()
-			}
-			*r = *rec
-			return nil
-		})
-		return recordID, err
+		rec.markVerified()
+		rec.Step = &step
+		return recordID, e.replaceRecord(ctx, handle, clientID, rec)
 	}
 	if err := e.verifyEnrolledTOTP(ctx, user, code); err != nil {
 		return "", err
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordTOTP, UserID: user.ID, Verified: true}
+	rec := &totpRecord{record: newRecord(), UserID: user.ID}
+	rec.markVerified()
 	return rec.ID, e.markMFA(ctx, handle, clientID, rec, FactorTOTP)
 }
 

@@ -11,6 +11,47 @@ import (
 	"github.com/latch-dev/latch/fault"
 )
 
+// RecordWebAuthn is a WebAuthn ceremony: registering a new credential
+// (a passkey or security key to bind) or asserting an enrolled one (MFA).
+const RecordWebAuthn = "WebAuthn"
+
+func init() { registerKind(RecordWebAuthn, func() Verification { return &webAuthnRecord{} }) }
+
+// WebAuthn ceremonies.
+const (
+	ceremonyRegistration   = "registration"
+	ceremonyAuthentication = "authentication"
+)
+
+type webAuthnRecord struct {
+	record
+	UserID   string `json:"user_id"`
+	Ceremony string `json:"ceremony"`
+	// Session is the pending ceremony's challenge state, until it is done.
+	Session string `json:"session,omitempty"`
+	// Credential is a registered credential until it is bound.
+	Credential string `json:"credential,omitempty"`
+}
+
+func (r *webAuthnRecord) Kind() string   { return RecordWebAuthn }
+func (r *webAuthnRecord) Proof() Proof   { return Proof{UserID: r.UserID, Method: AMRWebAuthn} }
+func (r *webAuthnRecord) factor() string { return FactorWebAuthn }
+func (r *webAuthnRecord) forget()        { r.Credential = "" }
+
+func (r *webAuthnRecord) enrolment(e *Engine, user *User, _ []Factor) (*enrolment, error) {
+	if r.Credential == "" {
+		return nil, fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "The record holds no new WebAuthn credential.")
+	}
+	cred, err := credentials.UnmarshalCredential(r.Credential)
+	if err != nil {
+		return nil, err
+	}
+	id := base64.RawURLEncoding.EncodeToString(cred.ID)
+	row := e.newFactorRow(user, FactorWebAuthn)
+	row.Data, row.CredentialID = r.Credential, &id
+	return &enrolment{row: row}, nil
+}
+
 // webAuthnUser builds the ceremony user with the user's credentials.
 func (e *Engine) webAuthnUser(ctx context.Context, user *User) (credentials.WebAuthnUser, []factorRow, error) {
 	var rows []factorRow
@@ -66,12 +107,11 @@ func (e *Engine) StartWebAuthn(ctx context.Context, handle, clientID string, reg
 	if err != nil {
 		return nil, err
 	}
-	kind := "authentication"
+	ceremony := ceremonyAuthentication
 	if register {
-		kind = "registration"
+		ceremony = ceremonyRegistration
 	}
-	rec := &Record{ID: credentials.RandomID(20), Type: RecordWebAuthn, UserID: user.ID,
-		Extra: map[string]string{"session": session, "kind": kind}}
+	rec := &webAuthnRecord{record: newRecord(), UserID: user.ID, Ceremony: ceremony, Session: session}
 	if _, err := e.addRecord(ctx, handle, clientID, rec); err != nil {
 		return nil, err
 	}
@@ -87,16 +127,16 @@ func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID 
 	if err != nil {
 		return "", err
 	}
-	rec := in.record(recordID)
-	if rec == nil || rec.Type != RecordWebAuthn {
+	rec, ok := recordAs[*webAuthnRecord](in, recordID)
+	if !ok {
 		return "", errRecordNotFound()
 	}
-	kind := "authentication"
+	ceremony := ceremonyAuthentication
 	if register {
-		kind = "registration"
+		ceremony = ceremonyRegistration
 	}
-	if rec.Extra["session"] == "" || rec.Extra["kind"] != kind || rec.Verified {
-		return "", fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "No WebAuthn %s challenge is pending in this record.", kind)
+	if rec.Session == "" || rec.Ceremony != ceremony || rec.Verified() {
+		return "", fault.New(CodePendingInfoNotFound, http.StatusBadRequest, "No WebAuthn %s challenge is pending in this record.", ceremony)
 	}
 	wu, rows, err := e.webAuthnUser(ctx, user)
 	if err != nil {
@@ -105,10 +145,10 @@ func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID 
 	failed := func(err error) error {
 		return fault.New(CodeWebAuthnFailed, http.StatusBadRequest, "The WebAuthn response could not be verified.")
 	}
-	verified := *rec
-	verified.Extra = map[string]string{"kind": kind}
+	session := rec.Session
+	rec.Session = "" // a challenge is answered once
 	if register {
-		cred, err := e.webauthn.FinishRegistration(wu, rec.Extra["session"], payload)
+		cred, err := e.webauthn.FinishRegistration(wu, session, payload)
 		if err != nil {
 			return "", failed(err)
 		}
@@ -127,20 +167,12 @@ func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID 
 		if err != nil {
 			return "", err
 		}
-		verified.Verified = true
-		verified.Extra["credential"] = data
-		_, err = e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-			r := in.record(recordID)
-			if r == nil {
-				return errRecordNotFound()
-			}
-			*r = verified
-			return nil
-		})
-		return recordID, err
+		rec.markVerified()
+		rec.Credential = data
+		return recordID, e.replaceRecord(ctx, handle, clientID, rec)
 	}
 	err = e.guardFactor(ctx, user, FactorWebAuthn, func() error {
-		cred, err := e.webauthn.FinishLogin(wu, rec.Extra["session"], payload)
+		cred, err := e.webauthn.FinishLogin(wu, session, payload)
 		if err != nil {
 			return failed(err)
 		}
@@ -168,6 +200,6 @@ func (e *Engine) FinishWebAuthn(ctx context.Context, handle, clientID, recordID 
 	if err != nil {
 		return "", err
 	}
-	verified.Verified = true
-	return recordID, e.markMFA(ctx, handle, clientID, &verified, FactorWebAuthn)
+	rec.markVerified()
+	return recordID, e.markMFA(ctx, handle, clientID, rec, FactorWebAuthn)
 }

@@ -7,15 +7,6 @@ import (
 	"github.com/latch-dev/latch/fault"
 )
 
-// MFA verification record types.
-const (
-	RecordTOTP         = "Totp"
-	RecordBackupCode   = "BackupCode"
-	RecordWebAuthn     = "WebAuthn"
-	RecordMFAEmailCode = "MfaEmailVerificationCode"
-	RecordMFAPhoneCode = "MfaPhoneVerificationCode"
-)
-
 // MFA error codes (Logto's).
 const (
 	CodeRequireMFA            = "session.mfa.require_mfa_verification"
@@ -65,47 +56,6 @@ func (e *Engine) identifiedUser(ctx context.Context, in *Interaction) (*User, er
 		return nil, errNotIdentified()
 	}
 	return e.Users.Get(ctx, in.UserID)
-}
-
-// addRecord appends a record to an interaction.
-func (e *Engine) addRecord(ctx context.Context, handle, clientID string, rec *Record) (string, error) {
-	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		in.Records = append(in.Records, rec)
-		return nil
-	})
-	return rec.ID, err
-}
-
-// markMFA records in the interaction that a factor was proven.
-func (e *Engine) markMFA(ctx context.Context, handle, clientID string, rec *Record, factor string) error {
-	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		if rec != nil {
-			if r := in.record(rec.ID); r != nil {
-				*r = *rec
-			} else {
-				in.Records = append(in.Records, rec)
-			}
-		}
-		if in.MFA == nil {
-			in.MFA = map[string]bool{}
-		}
-		in.MFA[factor] = true
-		return nil
-	})
-	return err
-}
-
-// replaceRecord stores a changed record in its interaction.
-func (e *Engine) replaceRecord(ctx context.Context, handle, clientID string, rec *Record) error {
-	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
-		r := in.record(rec.ID)
-		if r == nil {
-			return errRecordNotFound()
-		}
-		*r = *rec
-		return nil
-	})
-	return err
 }
 
 // experienceFactorNames are seed 004's names of the factor types, which the
@@ -213,24 +163,25 @@ func (e *Engine) requireMFAForChange(ctx context.Context, in *Interaction, user 
 // (or phone) that already signed the user in proves nothing more, so a
 // user who signed in with a verification code must use another factor.
 func mfaProven(in *Interaction) bool {
-	first := map[string]bool{}
-	for _, r := range in.Records {
-		if !r.Verified {
-			continue
-		}
-		switch r.Type {
-		case RecordPassword, RecordNewPasswordIdentity:
-			first[AMRPassword] = true
-		case RecordEmailCode, RecordPhoneCode:
-			first[AMROTP] = true
-		}
-	}
+	first := firstFactors(in)
 	for factor := range in.MFA {
 		if m, ok := amrOfFactor[factor]; ok && !first[m] {
 			return true
 		}
 	}
 	return false
+}
+
+// firstFactors are the methods of the interaction's verified first-factor
+// records (a password, a code to an identifier).
+func firstFactors(in *Interaction) map[string]bool {
+	first := map[string]bool{}
+	for _, r := range in.Records {
+		if p := r.Proof(); r.Verified() && p.FirstFactor && p.Method != "" {
+			first[p.Method] = true
+		}
+	}
+	return first
 }
 
 func factorTypes(factors []Factor) []string {

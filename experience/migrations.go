@@ -164,5 +164,11 @@ ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
 ALTER TABLE users ADD COLUMN username_skeleton TEXT;
 CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
 `, Run: directory.BackfillUsernames},
+		// Verification records became one type per kind, each storing its
+		// own state; interactions in the old shape (an hour at most) are
+		// dropped rather than translated.
+		{ID: "experience/0011_interaction_record_kinds", SQL: `
+DELETE FROM interactions;
+`},
 	}
 }

@@ -73,17 +73,19 @@ func (e *Engine) AddProfile(ctx context.Context, handle, clientID string, p Prof
 		if p.VerificationID == "" {
 			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "A verified code record (verificationId) is required for %s.", p.Type)
 		}
-		rec := in.record(p.VerificationID)
-		if rec == nil {
+		v := in.record(p.VerificationID)
+		if v == nil {
 			return errRecordNotFound()
 		}
-		if !rec.Verified || rec.Identifier == nil || rec.Identifier.Type != p.Type {
+		rec, ok := v.(registering)
+		proved := v.Proof().Identifier
+		if !ok || !v.Verified() || proved == nil || proved.Type != p.Type {
 			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The verification record is not verified for this %s.", p.Type)
 		}
-		if err := e.checkFree(ctx, p.Type, rec.Identifier.Value, user); err != nil {
+		if err := e.checkFree(ctx, p.Type, proved.Value, user); err != nil {
 			return err
 		}
-		apply = func(pp *pendingProfile) { _ = applyRecordToProfile(pp, rec) }
+		apply = func(pp *pendingProfile) { rec.applyTo(pp) }
 	case "extraProfile":
 		probe := &directory.Row{CustomData: "{}", UsernameKey: new(string)}
 		if err := e.Users.Apply(probe, Profile{Name: p.Name, CustomData: p.CustomData}); err != nil {

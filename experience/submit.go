@@ -149,16 +149,8 @@ func (e *Engine) applyPendingProfile(ctx context.Context, tx *gorm.DB, in *Inter
 // interactionAMR lists the methods the interaction's records prove.
 func interactionAMR(in *Interaction) []string {
 	var amr []string
-	for _, r := range in.Records {
-		if !r.Verified {
-			continue
-		}
-		switch r.Type {
-		case RecordPassword, RecordNewPasswordIdentity:
-			amr = append(amr, AMRPassword)
-		case RecordEmailCode, RecordPhoneCode:
-			amr = append(amr, AMROTP)
-		}
+	for m := range firstFactors(in) {
+		amr = append(amr, m)
 	}
 	for factor := range in.MFA {
 		if m, ok := amrOfFactor[factor]; ok {
