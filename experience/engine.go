@@ -1,8 +1,10 @@
 // Package experience is the Experience engine: it decides every sign-in.
-// It owns users, verification (passwords now; codes and MFA factors next),
-// the lockout sentinel, sessions, the stored sign-in settings and the audit
-// log. It knows nothing of HTTP or tokens: it says who authenticated and how,
-// and app turns that into tokens.
+// It holds the interaction (events, verification records, identification,
+// profile, submit), the verification kinds, the rules that span them (MFA
+// policy, sign-up requirements, the lockout sentinel), sessions, stored
+// settings and the audit log; users and their identifiers live in
+// experience/directory below it. It knows nothing of HTTP or tokens: it says
+// who authenticated and how, and app turns that into tokens.
 package experience
 
 import (
