@@ -5,9 +5,12 @@ package app_test
 // and stores nothing.
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/latch-dev/latch/credentials"
 
 	"github.com/latch-dev/latch/app/apptest"
 	"github.com/latch-dev/latch/token"
@@ -335,5 +338,25 @@ func TestExperienceBadInput(t *testing.T) {
 		if m, s := len(f.mail.Messages()), len(f.sms.Messages()); m != 0 || s != 0 {
 			t.Fatalf("bad input sent %d mails and %d SMS", m, s)
 		}
+	})
+}
+
+// Interactions stored before verification kinds had their own state (the
+// union record with "extra") cannot be read back; the migration that came
+// with the change drops them, and one that slipped in later answers like an
+// expired interaction — 404, never a 500.
+func TestOldInteractionStateIsGone(t *testing.T) {
+	t.Parallel()
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		t.Parallel()
+		f := expStart(t, b)
+		x := f.begin(t, "SignIn", false)
+		old := `{"client_id":"` + f.client.ID + `","event":"SignIn","records":[{"id":"r1","type":"Totp","verified":true,"user_id":"u1","extra":{"secret":"x"}}],"profile":{}}`
+		if err := f.Services.DB.WithContext(context.Background()).Exec("UPDATE interactions SET data = ? WHERE id = ?",
+			old, credentials.Digest(x.handle)).Error; err != nil {
+			t.Fatal(err)
+		}
+		expWantAPI(t, x.view(t), http.StatusNotFound, "session.not_found")
+		expWantAPI(t, x.post(t, "/submit", nil), http.StatusNotFound, "session.not_found")
 	})
 }

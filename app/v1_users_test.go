@@ -429,3 +429,34 @@ func TestV1SecretsStayOutOfLogsAndAudit(t *testing.T) {
 		}
 	})
 }
+
+// The user object's spelling is the request spelling too; the old request
+// names stay accepted, and two spellings of one field must agree.
+func TestV1UserFieldSpellings(t *testing.T) {
+	t.Parallel()
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		t.Parallel()
+		f := v1Start(t, b)
+		email := v1Name("spell") + "@example.com"
+		res := f.call(t, http.MethodPost, "/v1/users", f.tok, map[string]any{"username": v1Name("spell"),
+			"primary_email": email, "email_verified": true, "primary_phone": "+14155550199", "phone_verified": true})
+		if res.Status != http.StatusCreated || res.Str("primary_email") != email || res.Str("primary_phone") != "+14155550199" ||
+			res.JSON["phone_verified"] != true || res.JSON["email_verified"] != true {
+			t.Fatalf("create with the user object's spelling: %s", res)
+		}
+		id := res.Str("id")
+		// What was read can be sent back.
+		back := map[string]any{"primary_email": res.JSON["primary_email"], "primary_phone": res.JSON["primary_phone"],
+			"email_verified": res.JSON["email_verified"], "phone_verified": res.JSON["phone_verified"]}
+		if res := f.call(t, http.MethodPatch, "/v1/users/"+id, f.tok, back); res.Status != http.StatusOK {
+			t.Fatalf("patch with the fields read: %s", res)
+		}
+		// The old spelling still works.
+		other := v1Name("old") + "@example.com"
+		res = f.call(t, http.MethodPatch, "/v1/users/"+id, f.tok, map[string]any{"email": other, "phone_number": "+14155550198", "phone_number_verified": true})
+		if res.Status != http.StatusOK || res.Str("primary_email") != other || res.Str("primary_phone") != "+14155550198" || res.JSON["phone_verified"] != true {
+			t.Fatalf("patch with the old spelling: %s", res)
+		}
+		wantDetail(t, f.call(t, http.MethodPatch, "/v1/users/"+id, f.tok, map[string]any{"email": "a@example.com", "primary_email": "b@example.com"}), "email")
+	})
+}

@@ -27,30 +27,59 @@ func (a *App) renderUser(c echo.Context, status int, u *experience.User) error {
 
 // profileRequest is the profile part of user create and update. Absent
 // fields stay unchanged; an empty string clears an identifier.
+//
+// The fields are spelled as the user object answers them (primary_email,
+// primary_phone, email_verified, phone_verified), so what a client reads it
+// can send back; the earlier request spelling (email, phone_number,
+// phone_number_verified) stays accepted. Both spellings of one field in one
+// request must agree.
 type profileRequest struct {
 	Username      *string         `json:"username"`
-	Email         *string         `json:"email"`
-	PhoneNumber   *string         `json:"phone_number"`
+	PrimaryEmail  *string         `json:"primary_email"`
+	PrimaryPhone  *string         `json:"primary_phone"`
 	EmailVerified *bool           `json:"email_verified"`
-	PhoneVerified *bool           `json:"phone_number_verified"`
+	PhoneVerified *bool           `json:"phone_verified"`
 	Name          *string         `json:"name"`
 	CustomData    json.RawMessage `json:"custom_data"`
+
+	// Deprecated spellings.
+	Email               *string `json:"email"`
+	PhoneNumber         *string `json:"phone_number"`
+	PhoneNumberVerified *bool   `json:"phone_number_verified"`
 }
 
 func (r *profileRequest) profile() experience.Profile {
-	p := experience.Profile{Username: r.Username, Email: r.Email, Phone: r.PhoneNumber, Name: r.Name,
-		EmailVerified: r.EmailVerified, PhoneVerified: r.PhoneVerified}
+	p := experience.Profile{Username: r.Username, Email: either(r.PrimaryEmail, r.Email), Phone: either(r.PrimaryPhone, r.PhoneNumber),
+		Name: r.Name, EmailVerified: r.EmailVerified, PhoneVerified: either(r.PhoneVerified, r.PhoneNumberVerified)}
 	if len(r.CustomData) > 0 && string(r.CustomData) != "null" {
 		p.CustomData = r.CustomData
 	}
 	return p
 }
 
+// either is the field sent under the current spelling, else the old one.
+func either[T any](current, old *T) *T {
+	if current != nil {
+		return current
+	}
+	return old
+}
+
 func (r *profileRequest) check(f *fields) {
-	for name, v := range map[string]*string{"username": r.Username, "email": r.Email, "phone_number": r.PhoneNumber, "name": r.Name} {
+	for name, v := range map[string]*string{"username": r.Username, "primary_email": r.PrimaryEmail, "email": r.Email,
+		"primary_phone": r.PrimaryPhone, "phone_number": r.PhoneNumber, "name": r.Name} {
 		if v != nil {
 			f.maxLen(name, *v, 320)
 		}
+	}
+	if r.PrimaryEmail != nil && r.Email != nil && *r.PrimaryEmail != *r.Email {
+		f.add("email", "differs from primary_email (send one of them)")
+	}
+	if r.PrimaryPhone != nil && r.PhoneNumber != nil && *r.PrimaryPhone != *r.PhoneNumber {
+		f.add("phone_number", "differs from primary_phone (send one of them)")
+	}
+	if r.PhoneVerified != nil && r.PhoneNumberVerified != nil && *r.PhoneVerified != *r.PhoneNumberVerified {
+		f.add("phone_number_verified", "differs from phone_verified (send one of them)")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/directory"
 	"github.com/latch-dev/latch/fault"
 )
 
@@ -38,14 +39,14 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 		}
 	case in.Password != "":
 		// Check the policy against the profile being created.
-		probe := &userRow{CustomData: "{}"}
-		if err := e.Users.apply(probe, in.Profile); err != nil {
+		probe := &directory.Row{CustomData: "{}"}
+		if err := e.Users.Apply(probe, in.Profile); err != nil {
 			return nil, err
 		}
 		if len(in.Password) > maxPasswordBytes {
 			return nil, rejected([]credentials.Violation{{Code: "password_rejected.too_long", Message: "The password is too long."}})
 		}
-		violations, err := e.ValidatePassword(ctx, in.Password, probe.user().Info(), nil)
+		violations, err := e.ValidatePassword(ctx, in.Password, probe.User().Info(), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -56,10 +57,10 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 			return nil, err
 		}
 	}
-	var row *userRow
+	var row *directory.Row
 	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		row, err = e.Users.create(tx, in.Profile, encoded, in.Temporary && encoded != "")
+		row, err = e.Users.CreateTx(tx, in.Profile, encoded, in.Temporary && encoded != "")
 		return err
 	})
 	if err != nil {
@@ -71,7 +72,7 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 		e.audit(ctx, AuditEvent{Event: EventPasswordSet, Outcome: OutcomeSuccess, UserID: row.ID, ClientID: in.Meta.ClientID,
 			Data: map[string]any{"temporary": in.Temporary, "imported": in.PasswordDigest != ""}})
 	}
-	return row.user(), nil
+	return row.User(), nil
 }
 
 // UpdateUser changes a user's profile; the change and its audit row (the
@@ -80,7 +81,7 @@ func (e *Engine) UpdateUser(ctx context.Context, id string, p Profile, meta Sess
 	var out *User
 	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if out, err = e.Users.updateTx(tx, id, p); err != nil {
+		if out, err = e.Users.UpdateTx(tx, id, p); err != nil {
 			return err
 		}
 		if fields := p.Fields(); len(fields) > 0 {
@@ -112,7 +113,7 @@ func (e *Engine) DeleteUser(ctx context.Context, id string, meta SessionMeta) ([
 // SetSuspended suspends or reinstates a user. Suspending ends every session
 // (their ids are returned so the caller can revoke tokens).
 func (e *Engine) SetSuspended(ctx context.Context, id string, suspended bool, meta SessionMeta) (*User, []string, error) {
-	user, err := e.Users.setFlags(ctx, id, map[string]any{"suspended": suspended})
+	user, err := e.Users.SetFlags(ctx, id, map[string]any{"suspended": suspended})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,7 +138,7 @@ func (e *Engine) SetPasswordExpired(ctx context.Context, id string, expired bool
 	if !user.HasPassword && expired {
 		return nil, fault.New(CodeNoPasswordSet, http.StatusConflict, "The user has no password.")
 	}
-	return e.Users.setFlags(ctx, id, map[string]any{"password_expired": expired})
+	return e.Users.SetFlags(ctx, id, map[string]any{"password_expired": expired})
 }
 
 // Unlock lifts the sentinel's locks on a user: the account's pool, every MFA

@@ -1,8 +1,10 @@
 // Package experience is the Experience engine: it decides every sign-in.
-// It owns users, verification (passwords now; codes and MFA factors next),
-// the lockout sentinel, sessions, the stored sign-in settings and the audit
-// log. It knows nothing of HTTP or tokens: it says who authenticated and how,
-// and app turns that into tokens.
+// It holds the interaction (events, verification records, identification,
+// profile, submit), the verification kinds, the rules that span them (MFA
+// policy, sign-up requirements, the lockout sentinel), sessions, stored
+// settings and the audit log; users and their identifiers live in
+// experience/directory below it. It knows nothing of HTTP or tokens: it says
+// who authenticated and how, and app turns that into tokens.
 package experience
 
 import (
@@ -15,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/directory"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/fault"
 	"github.com/latch-dev/latch/store"
@@ -86,7 +89,7 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 	norm := Normalizer{UsernameCaseSensitive: opts.UsernameCaseSensitive}
 	return &Engine{
 		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
-		Users:    &Users{db: db, norm: norm, now: now},
+		Users:    directory.NewUsers(db, norm, now),
 		Sessions: &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
 		Sentinel: &Sentinel{db: db, now: now, ttl: opts.ReservationTTL},
 		Settings: &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
@@ -209,7 +212,7 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 	if user == nil || !user.HasPassword {
 		err = e.hasher.VerifyDummy(hctx, password)
 	} else {
-		ok, needsRehash, err = e.hasher.Verify(hctx, password, user.passwordHash)
+		ok, needsRehash, err = e.hasher.Verify(hctx, password, user.PasswordHash())
 	}
 	cancel()
 	if err == nil && ctx.Err() != nil {
@@ -287,14 +290,14 @@ func (e *Engine) rehash(ctx context.Context, user *User, password string) {
 		e.log.WarnContext(ctx, "password rehash skipped", slog.String("user_id", user.ID), slog.String("error", err.Error()))
 		return
 	}
-	res := e.db.WithContext(ctx).Model(&userRow{}).Where("id = ? AND password_hash = ?", user.ID, user.passwordHash).
+	res := e.db.WithContext(ctx).Model(&directory.Row{}).Where("id = ? AND password_hash = ?", user.ID, user.PasswordHash()).
 		Update("password_hash", encoded)
 	if res.Error != nil {
 		e.log.ErrorContext(ctx, "password rehash failed", slog.String("user_id", user.ID), slog.String("error", res.Error.Error()))
 		return
 	}
 	if res.RowsAffected == 1 {
-		user.passwordHash = encoded
+		user.SetPasswordHash(encoded)
 		e.audit(ctx, AuditEvent{Event: EventPasswordRehash, Outcome: OutcomeSuccess, UserID: user.ID})
 	}
 }
@@ -462,7 +465,7 @@ func (e *Engine) codeChannels(user *User, settings Settings) []string {
 // markSignedIn records a completed sign-in through db (a transaction).
 func (e *Engine) markSignedIn(db *gorm.DB, user *User, sess *Session, amr []string, meta SessionMeta) error {
 	now := e.now()
-	if err := db.Model(&userRow{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
+	if err := db.Model(&directory.Row{}).Where("id = ?", user.ID).Update("last_sign_in_at", now).Error; err != nil {
 		return err
 	}
 	user.LastSignInAt = &now

@@ -9,26 +9,21 @@ import (
 // Error codes of the engine, in the Experience API's (Logto) vocabulary.
 // The /v1 dialect maps them to its own snake_case codes in app.
 const (
-	CodeInvalidCredentials  = "session.invalid_credentials"
-	CodeLocked              = "session.verification_blocked_too_many_attempts"
-	CodeSuspended           = "user.suspended"
-	CodePasswordExpired     = "password.expired"
-	CodePasswordTemporary   = "password.temporary"
-	CodePasswordRejected    = "password.rejected"
-	CodeSamePassword        = "user.same_password"
-	CodeSessionNotFound     = "session.not_found"
-	CodeMFARequired         = "session.mfa.require_mfa_verification"
-	CodeUserNotFound        = "user.not_found"
-	CodeUsernameInUse       = "user.username_already_in_use"
-	CodeEmailInUse          = "user.email_already_in_use"
-	CodePhoneInUse          = "user.phone_already_in_use"
-	CodeResetTokenInvalid   = "session.reset_token_invalid"
-	CodeOrgNotAvailable     = "organization.not_available"
-	CodeMFAFactorNotFound   = "user.mfa_factor_not_found"
-	CodeNoPasswordSet       = "user.password_not_set"
-	CodeSettingsInvalid     = "settings.invalid"
-	CodeImportRejected      = "user.password_import_rejected"
-	CodeUserIdentifierEmpty = "user.missing_identifier"
+	CodeInvalidCredentials = "session.invalid_credentials"
+	CodeLocked             = "session.verification_blocked_too_many_attempts"
+	CodeSuspended          = "user.suspended"
+	CodePasswordExpired    = "password.expired"
+	CodePasswordTemporary  = "password.temporary"
+	CodePasswordRejected   = "password.rejected"
+	CodeSamePassword       = "user.same_password"
+	CodeSessionNotFound    = "session.not_found"
+	CodeMFARequired        = "session.mfa.require_mfa_verification"
+	CodeResetTokenInvalid  = "session.reset_token_invalid"
+	CodeOrgNotAvailable    = "organization.not_available"
+	CodeMFAFactorNotFound  = "user.mfa_factor_not_found"
+	CodeNoPasswordSet      = "user.password_not_set"
+	CodeSettingsInvalid    = "settings.invalid"
+	CodeImportRejected     = "user.password_import_rejected"
 )
 
 // errInvalidCredentials is identical for an unknown user and a wrong
@@ -45,8 +40,4 @@ var errSuspended = fault.New(CodeSuspended, http.StatusUnauthorized, "The user a
 
 func errSessionNotFound() *fault.Error {
 	return fault.New(CodeSessionNotFound, http.StatusBadRequest, "The session does not exist or has ended.")
-}
-
-func errUserNotFound() *fault.Error {
-	return fault.New(CodeUserNotFound, http.StatusNotFound, "The user does not exist.")
 }

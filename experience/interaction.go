@@ -22,14 +22,6 @@ const (
 	EventForgotPasswordFlow = "ForgotPassword"
 )
 
-// Verification record types.
-const (
-	RecordPassword            = "Password"
-	RecordEmailCode           = "EmailVerificationCode"
-	RecordPhoneCode           = "PhoneVerificationCode"
-	RecordNewPasswordIdentity = "NewPasswordIdentity"
-)
-
 // interactionTTL bounds an interaction's life (DESIGN §2.5).
 const interactionTTL = time.Hour
 
@@ -67,21 +59,6 @@ func errNotIdentified() *fault.Error {
 	return fault.New(CodeIdentifierNotFound, http.StatusNotFound, "The interaction has not identified a user yet.")
 }
 
-// Record is one verification inside an interaction. Secrets it holds (a
-// new password's hash) never leave the engine.
-type Record struct {
-	ID         string      `json:"id"`
-	Type       string      `json:"type"`
-	Identifier *Identifier `json:"identifier,omitempty"`
-	Verified   bool        `json:"verified"`
-	UserID     string      `json:"user_id,omitempty"`
-	CodeID     string      `json:"code_id,omitempty"`
-	// NewPasswordIdentity: the chosen username and the new password's hash.
-	PasswordHash string `json:"password_hash,omitempty"`
-	// Extra carries factor-specific state (TOTP secret, WebAuthn session).
-	Extra map[string]string `json:"extra,omitempty"`
-}
-
 // pendingProfile is profile data waiting for identification or submit.
 type pendingProfile struct {
 	Username     *string         `json:"username,omitempty"`
@@ -100,7 +77,7 @@ type Interaction struct {
 	ClientID string          `json:"client_id"`
 	Event    string          `json:"event"`
 	UserID   string          `json:"user_id,omitempty"`
-	Records  []*Record       `json:"records"`
+	Records  records         `json:"records"`
 	Profile  pendingProfile  `json:"profile"`
 	MFA      map[string]bool `json:"mfa,omitempty"`
 	// MFASkipped: the user chose not to bind a factor (policy permitting).
@@ -114,13 +91,24 @@ type Interaction struct {
 }
 
 // record returns the record with id, or nil.
-func (in *Interaction) record(id string) *Record {
+func (in *Interaction) record(id string) Verification {
 	for _, r := range in.Records {
-		if r.ID == id {
+		if r.RecordID() == id {
 			return r
 		}
 	}
 	return nil
+}
+
+// replace swaps in a record (by id), or appends it.
+func (in *Interaction) replace(v Verification) {
+	for i, r := range in.Records {
+		if r.RecordID() == v.RecordID() {
+			in.Records[i] = v
+			return
+		}
+	}
+	in.Records = append(in.Records, v)
 }
 
 type interactionRow struct {
@@ -149,7 +137,7 @@ type Interactions struct {
 func (s *Interactions) create(ctx context.Context, clientID, event string) (string, error) {
 	handle := "lxi_" + credentials.RandomToken(32)
 	now := s.now()
-	in := Interaction{ClientID: clientID, Event: event, Records: []*Record{}}
+	in := Interaction{ClientID: clientID, Event: event, Records: records{}}
 	data, _ := json.Marshal(in)
 	row := interactionRow{ID: credentials.Digest(handle), ClientID: clientID, Event: event, Data: string(data), Version: 1,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(interactionTTL)}
@@ -195,7 +183,11 @@ func (s *Interactions) load(ctx context.Context, handle, clientID string) (*Inte
 	}
 	in := &Interaction{}
 	if err := json.Unmarshal([]byte(row.Data), in); err != nil {
-		return nil, fmt.Errorf("experience: interaction state is corrupt: %w", err)
+		// State this version cannot read (written before the verification
+		// kinds had their own state, and cleared by the migration that came
+		// with them): an interaction lives an hour at most, so it is as good
+		// as expired, and the client starts a new one.
+		return nil, errInteractionNotFound()
 	}
 	in.id, in.version, in.expiresAt = row.ID, row.Version, row.ExpiresAt
 	return in, nil
@@ -318,28 +310,7 @@ func (in *Interaction) view() *InteractionView {
 		Profile: ProfileView{Username: in.Profile.Username, Email: in.Profile.Email, Phone: in.Profile.Phone,
 			Name: in.Profile.Name, HasPassword: in.Profile.PasswordHash != "" || in.NewPasswordHash != ""}}
 	for _, r := range in.Records {
-		v.Records = append(v.Records, RecordView{ID: r.ID, Type: r.Type, Identifier: r.Identifier, Verified: r.Verified})
+		v.Records = append(v.Records, RecordView{ID: r.RecordID(), Type: r.Kind(), Identifier: r.Proof().Identifier, Verified: r.Verified()})
 	}
 	return v
-}
-
-// MarshalJSON keeps Identifier's JSON shape stable for records and views.
-func (i Identifier) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Type  string `json:"type"`
-		Value string `json:"value"`
-	}{i.Type, i.Value})
-}
-
-// UnmarshalJSON is the inverse of MarshalJSON.
-func (i *Identifier) UnmarshalJSON(b []byte) error {
-	var v struct {
-		Type  string `json:"type"`
-		Value string `json:"value"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	i.Type, i.Value = v.Type, v.Value
-	return nil
 }

@@ -1,6 +1,9 @@
 package experience
 
-import "github.com/latch-dev/latch/store"
+import (
+	"github.com/latch-dev/latch/experience/directory"
+	"github.com/latch-dev/latch/store"
+)
 
 // Migrations are the experience package's schema steps, in order.
 func Migrations() []store.Migration {
@@ -160,7 +163,7 @@ ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
 		{ID: "experience/0010_username_skeleton", SQL: `
 ALTER TABLE users ADD COLUMN username_skeleton TEXT;
 CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
-`, Run: backfillUsernames},
+`, Run: directory.BackfillUsernames},
 		// The sentinel counts reservations in flight apart from evaluated
 		// failures, in two time buckets (pending_bucket is the current
 		// one's start in Unix milliseconds, pending_prev the count of the
@@ -172,6 +175,12 @@ CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
 ALTER TABLE sentinel_counters ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sentinel_counters ADD COLUMN pending_prev INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sentinel_counters ADD COLUMN pending_bucket BIGINT NOT NULL DEFAULT 0;
+`},
+		// Verification records became one type per kind, each storing its
+		// own state; interactions in the old shape (an hour at most) are
+		// dropped rather than translated.
+		{ID: "experience/0012_interaction_record_kinds", SQL: `
+DELETE FROM interactions;
 `},
 	}
 }

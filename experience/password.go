@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/directory"
 	"github.com/latch-dev/latch/fault"
 )
 
@@ -45,7 +46,7 @@ func (e *Engine) inHistory(ctx context.Context, user *User, password string, n i
 	}
 	hashes := []string{}
 	if user.HasPassword {
-		hashes = append(hashes, user.passwordHash)
+		hashes = append(hashes, user.PasswordHash())
 	}
 	var previous []string
 	if err := e.db.WithContext(ctx).Table("password_history").Where("user_id = ?", user.ID).
@@ -148,7 +149,7 @@ func (e *Engine) storePassword(ctx context.Context, tx *gorm.DB, user *User, enc
 		now := e.now()
 		if user.HasPassword && settings.PasswordPolicy.HistorySize > 0 {
 			if err := tx.Exec("INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?, ?, ?, ?)",
-				credentials.RandomID(20), user.ID, user.passwordHash, now).Error; err != nil {
+				credentials.RandomID(20), user.ID, user.PasswordHash(), now).Error; err != nil {
 				return err
 			}
 			var keep []string
@@ -166,7 +167,7 @@ func (e *Engine) storePassword(ctx context.Context, tx *gorm.DB, user *User, enc
 			Update("used_at", now).Error; err != nil {
 			return err
 		}
-		res := tx.Model(&userRow{}).Where("id = ?", user.ID).Updates(map[string]any{
+		res := tx.Model(&directory.Row{}).Where("id = ?", user.ID).Updates(map[string]any{
 			"password_hash": encoded, "password_updated_at": now, "password_expired": false,
 			"password_temporary": temporary, "updated_at": now})
 		if res.Error != nil {
@@ -227,7 +228,7 @@ func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn,
 		return nil, errSuspended
 	}
 	if user.HasPassword {
-		same, _, err := e.hasher.Verify(ctx, req.NewPassword, user.passwordHash)
+		same, _, err := e.hasher.Verify(ctx, req.NewPassword, user.PasswordHash())
 		if err != nil {
 			return nil, err
 		}

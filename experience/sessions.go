@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/directory"
 	"github.com/latch-dev/latch/store"
 )
 
@@ -285,8 +286,8 @@ func truncate(s string, n int) string {
 // u_): one round trip on the hot paths (silent re-authentication, refresh)
 // instead of two.
 type sessionUserRow struct {
-	Session sessionRow `gorm:"embedded"`
-	User    userRow    `gorm:"embedded;embeddedPrefix:u_"`
+	Session sessionRow    `gorm:"embedded"`
+	User    directory.Row `gorm:"embedded;embeddedPrefix:u_"`
 }
 
 // userColumns are the users columns, aliased with the u_ prefix.
@@ -317,5 +318,5 @@ FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id).Scan(&rows
 	if !sess.Live(s.now()) {
 		return nil, nil, errSessionNotFound()
 	}
-	return sess, r.User.user(), nil
+	return sess, r.User.User(), nil
 }

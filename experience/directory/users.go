@@ -1,4 +1,9 @@
-package experience
+// Package directory is the user directory: users and their identifiers
+// (username, e-mail, phone), how identifiers are normalised and compared,
+// and the users table. Next it holds social and enterprise identities and
+// organizations with their memberships. It knows nothing of sign-in: the
+// Experience engine above it decides who may authenticate and how.
+package directory
 
 import (
 	"context"
@@ -55,8 +60,8 @@ type User struct {
 	passwordHash string
 }
 
-// userRow is the users table.
-type userRow struct {
+// Row is the users table.
+type Row struct {
 	ID                string `gorm:"primaryKey"`
 	Username          *string
 	UsernameKey       *string
@@ -78,9 +83,9 @@ type userRow struct {
 	LastSignInAt      *time.Time
 }
 
-func (userRow) TableName() string { return "users" }
+func (Row) TableName() string { return "users" }
 
-func (r *userRow) user() *User {
+func (r *Row) User() *User {
 	u := &User{ID: r.ID, Username: r.Username, PrimaryEmail: r.PrimaryEmail, PrimaryPhone: r.PrimaryPhone, EmailVerified: r.EmailVerified, PhoneVerified: r.PhoneVerified, Name: r.Name,
 		CustomData: json.RawMessage(r.CustomData), PasswordUpdatedAt: r.PasswordUpdatedAt, PasswordExpired: r.PasswordExpired,
 		PasswordTemporary: r.PasswordTemporary, Suspended: r.Suspended, MFASkipped: r.MFASkipped, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
@@ -148,6 +153,32 @@ type Users struct {
 	now  func() time.Time
 }
 
+// NewUsers returns the user repository over db.
+func NewUsers(db *store.DB, norm Normalizer, now func() time.Time) *Users {
+	return &Users{db: db, norm: norm, now: now}
+}
+
+// PasswordHash is the user's encoded password hash ("" without one). It
+// never leaves the engine: the JSON form of a user omits it.
+func (u *User) PasswordHash() string { return u.passwordHash }
+
+// SetPasswordHash records a hash the caller just stored for the user.
+func (u *User) SetPasswordHash(h string) { u.passwordHash, u.HasPassword = h, h != "" }
+
+// ErrUserNotFound is the answer for an unknown user id.
+func ErrUserNotFound() *fault.Error {
+	return fault.New(CodeUserNotFound, http.StatusNotFound, "The user does not exist.")
+}
+
+// Error codes of the directory.
+const (
+	CodeUserNotFound        = "user.not_found"
+	CodeUsernameInUse       = "user.username_already_in_use"
+	CodeEmailInUse          = "user.email_already_in_use"
+	CodePhoneInUse          = "user.phone_already_in_use"
+	CodeUserIdentifierEmpty = "user.missing_identifier"
+)
+
 // column returns the users column that stores an identifier type.
 func column(idType string) string {
 	switch idType {
@@ -162,33 +193,33 @@ func column(idType string) string {
 
 // FindByIdentifier returns the user with a normalized identifier, or nil.
 func (s *Users) FindByIdentifier(ctx context.Context, idType, normalized string) (*User, error) {
-	var row userRow
+	var row Row
 	err := s.db.WithContext(ctx).Where(column(idType)+" = ?", normalized).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("experience: find user: %w", err)
+		return nil, fmt.Errorf("directory: find user: %w", err)
 	}
-	return row.user(), nil
+	return row.User(), nil
 }
 
 // Get returns a user by id.
 func (s *Users) Get(ctx context.Context, id string) (*User, error) {
-	return s.getTx(s.db.WithContext(ctx), id)
+	return s.GetTx(s.db.WithContext(ctx), id)
 }
 
 // getTx is Get through db (a transaction).
-func (s *Users) getTx(db *gorm.DB, id string) (*User, error) {
-	var row userRow
+func (s *Users) GetTx(db *gorm.DB, id string) (*User, error) {
+	var row Row
 	err := db.Where("id = ?", id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, errUserNotFound()
+		return nil, ErrUserNotFound()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("experience: get user: %w", err)
+		return nil, fmt.Errorf("directory: get user: %w", err)
 	}
-	return row.user(), nil
+	return row.User(), nil
 }
 
 // Profile is the changeable part of a user.
@@ -206,7 +237,7 @@ type Profile struct {
 
 // apply validates and writes a profile onto a row. An empty string clears
 // an identifier.
-func (s *Users) apply(row *userRow, p Profile) error {
+func (s *Users) Apply(row *Row, p Profile) error {
 	if p.Username != nil {
 		if *p.Username == "" {
 			row.Username, row.UsernameKey, row.UsernameSkeleton = nil, nil, nil
@@ -285,7 +316,7 @@ func (s *Users) apply(row *userRow, p Profile) error {
 }
 
 // conflict turns a unique violation into the identifier-in-use error.
-func conflict(err error, row *userRow) error {
+func conflict(err error, row *Row) error {
 	if !store.IsUniqueViolation(err) {
 		return err
 	}
@@ -296,17 +327,17 @@ func conflict(err error, row *userRow) error {
 	case strings.Contains(msg, "phone"):
 		return fault.New(CodePhoneInUse, http.StatusUnprocessableEntity, "The phone number is already in use.")
 	case strings.Contains(msg, "skeleton"):
-		return errUsernameTaken()
+		return ErrUsernameTaken()
 	default:
 		return fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use.")
 	}
 }
 
 // create inserts a new user row inside tx.
-func (s *Users) create(tx *gorm.DB, p Profile, passwordHash string, temporary bool) (*userRow, error) {
+func (s *Users) CreateTx(tx *gorm.DB, p Profile, passwordHash string, temporary bool) (*Row, error) {
 	now := s.now()
-	row := &userRow{ID: credentials.RandomID(20), CustomData: "{}", CreatedAt: now, UpdatedAt: now}
-	if err := s.apply(row, p); err != nil {
+	row := &Row{ID: credentials.RandomID(20), CustomData: "{}", CreatedAt: now, UpdatedAt: now}
+	if err := s.Apply(row, p); err != nil {
 		return nil, err
 	}
 	if passwordHash != "" {
@@ -319,33 +350,33 @@ func (s *Users) create(tx *gorm.DB, p Profile, passwordHash string, temporary bo
 }
 
 // update applies a profile change to a user.
-func (s *Users) update(ctx context.Context, id string, p Profile) (*User, error) {
+func (s *Users) Update(ctx context.Context, id string, p Profile) (*User, error) {
 	var out *User
 	err := s.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		out, err = s.updateTx(tx, id, p)
+		out, err = s.UpdateTx(tx, id, p)
 		return err
 	})
 	return out, err
 }
 
 // updateTx applies a profile change inside tx, locking the row.
-func (s *Users) updateTx(tx *gorm.DB, id string, p Profile) (*User, error) {
-	var row userRow
+func (s *Users) UpdateTx(tx *gorm.DB, id string, p Profile) (*User, error) {
+	var row Row
 	if err := s.db.ForUpdate(tx.Where("id = ?", id)).Take(&row).Error; err != nil {
 		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil, errUserNotFound()
+			return nil, ErrUserNotFound()
 		}
 		return nil, err
 	}
-	if err := s.apply(&row, p); err != nil {
+	if err := s.Apply(&row, p); err != nil {
 		return nil, err
 	}
 	row.UpdatedAt = s.now()
 	if err := tx.Select("*").Save(&row).Error; err != nil {
 		return nil, conflict(err, &row)
 	}
-	return row.user(), nil
+	return row.User(), nil
 }
 
 // Fields names the profile fields a change touches (for the audit log:
@@ -368,26 +399,26 @@ func (p Profile) Fields() []string {
 }
 
 // setFlags updates boolean account flags.
-func (s *Users) setFlags(ctx context.Context, id string, fields map[string]any) (*User, error) {
+func (s *Users) SetFlags(ctx context.Context, id string, fields map[string]any) (*User, error) {
 	fields["updated_at"] = s.now()
-	res := s.db.WithContext(ctx).Model(&userRow{}).Where("id = ?", id).Updates(fields)
+	res := s.db.WithContext(ctx).Model(&Row{}).Where("id = ?", id).Updates(fields)
 	if res.Error != nil {
-		return nil, fmt.Errorf("experience: update user: %w", res.Error)
+		return nil, fmt.Errorf("directory: update user: %w", res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return nil, errUserNotFound()
+		return nil, ErrUserNotFound()
 	}
 	return s.Get(ctx, id)
 }
 
 // Delete removes a user and, by cascade, their sessions and factors.
 func (s *Users) Delete(ctx context.Context, id string) error {
-	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&userRow{})
+	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&Row{})
 	if res.Error != nil {
-		return fmt.Errorf("experience: delete user: %w", res.Error)
+		return fmt.Errorf("directory: delete user: %w", res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return errUserNotFound()
+		return ErrUserNotFound()
 	}
 	return nil
 }
@@ -408,7 +439,7 @@ func (u *User) Identifiers() []Identifier {
 }
 
 // hasAddress reports whether id is the user's current e-mail or phone.
-func (u *User) hasAddress(id Identifier) bool {
+func (u *User) HasAddress(id Identifier) bool {
 	switch id.Type {
 	case IdentifierEmail:
 		return u.PrimaryEmail != nil && strings.EqualFold(*u.PrimaryEmail, id.Value)
@@ -431,4 +462,25 @@ func (u *User) Info() credentials.UserInfo {
 		info.Phone = *u.PrimaryPhone
 	}
 	return info
+}
+
+// MarshalJSON keeps Identifier's JSON shape stable for records and views.
+func (i Identifier) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	}{i.Type, i.Value})
+}
+
+// UnmarshalJSON is the inverse of MarshalJSON.
+func (i *Identifier) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	i.Type, i.Value = v.Type, v.Value
+	return nil
 }

@@ -1,4 +1,4 @@
-package experience
+package directory
 
 import (
 	"context"
@@ -111,31 +111,31 @@ func usernameSkeleton(key string) string {
 	}, norm.NFD.String(key))
 }
 
-// errUsernameTaken is the answer to a username that is in use or looks like
+// ErrUsernameTaken is the answer to a username that is in use or looks like
 // one that is: the same as for an exact duplicate, which it is to a reader.
-func errUsernameTaken() *fault.Error {
+func ErrUsernameTaken() *fault.Error {
 	return fault.New(CodeUsernameInUse, http.StatusUnprocessableEntity, "The username is already in use, or looks like one that is.")
 }
 
 // usernameHolder returns the user whose username is key or looks like it
 // (nil if none), and refuses a key that mixes scripts: whether a new
 // username may be taken.
-func (s *Users) usernameHolder(ctx context.Context, key string) (*User, error) {
+func (s *Users) UsernameHolder(ctx context.Context, key string) (*User, error) {
 	if err := checkUsernameScripts(key); err != nil {
 		return nil, err
 	}
-	var row userRow
+	var row Row
 	err := s.db.WithContext(ctx).Where("username_key = ? OR username_skeleton = ?", key, usernameSkeleton(key)).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("experience: find user: %w", err)
+		return nil, fmt.Errorf("directory: find user: %w", err)
 	}
-	return row.user(), nil
+	return row.User(), nil
 }
 
-// backfillUsernames is the data step of the username_skeleton migration.
+// BackfillUsernames is the data step of the username_skeleton migration.
 // Keys written before usernames followed RFC 8265 are re-derived (so that,
 // say, a full-width name typed at sign-in finds its account), and every
 // username gets its skeleton. It depends on no configuration: the old key
@@ -143,7 +143,7 @@ func (s *Users) usernameHolder(ctx context.Context, key string) (*User, error) {
 // collide with another account's, or a username RFC 8265 refuses, keeps its
 // old key; a skeleton another account already holds stays NULL (either of
 // two existing look-alikes then blocks new ones equally).
-func backfillUsernames(tx *gorm.DB) error {
+func BackfillUsernames(tx *gorm.DB) error {
 	type legacy struct {
 		ID          string
 		Username    *string
