@@ -34,6 +34,7 @@ type App struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	grants  map[string]grantHandler
+	outage  *outageLog
 }
 
 // Deps are the collaborators an App is built from.
@@ -50,6 +51,7 @@ func New(d Deps) *App {
 	a := &App{cfg: d.Config, log: d.Logger, db: d.DB, tokens: d.Tokens, engine: d.Engine, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = newMetrics(a.reg)
+	a.outage = newOutageLog(d.Logger, a.reg, outageSummaryEvery)
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,
@@ -63,7 +65,8 @@ func New(d Deps) *App {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
-	e.Use(withRequestID, noStoreByDefault, a.observe, a.recoverPanics, middleware.BodyLimit(d.Config.BodyLimit))
+	e.Use(withRequestID, noStoreByDefault, a.observe, a.recoverPanics, a.withDeadline,
+		middleware.BodyLimit(d.Config.BodyLimit))
 	a.echo = e
 	a.routes()
 	return a

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -96,6 +97,22 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("remote_ip", c.RealIP()),
 		)
 		return nil
+	}
+}
+
+// withDeadline gives every request the configured deadline. It travels in
+// the request context down to the database driver, so a database that
+// stops answering costs a request LATCH_REQUEST_TIMEOUT at most: the call
+// fails (pgx discards its connection), and the answer is a 503.
+func (a *App) withDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	if a.cfg.RequestTimeout <= 0 {
+		return next
+	}
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
 	}
 }
 
