@@ -100,6 +100,16 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// countInFlight counts the requests being served (for the shutdown report
+// and the latch_http_requests_in_flight gauge).
+func (a *App) countInFlight(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		a.inFlight.Add(1)
+		defer a.inFlight.Add(-1)
+		return next(c)
+	}
+}
+
 // withDeadline gives every request the configured deadline. It travels in
 // the request context down to the database driver, so a database that
 // stops answering costs a request LATCH_REQUEST_TIMEOUT at most: the call
