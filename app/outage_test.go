@@ -91,7 +91,7 @@ func metricValue(t testing.TB, env *apptest.Env, series string) float64 {
 // logLines returns the server's log lines with the given message.
 func logLines(env *apptest.Env, msg string) []map[string]any {
 	var out []map[string]any
-	for _, line := range strings.Split(env.Logs.String(), "\n") {
+	for _, line := range strings.Split(env.LogText(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)
@@ -275,33 +275,40 @@ func TestDatabaseCutAnswers503AndRecovers(t *testing.T) {
 }
 
 // With the database frozen (connections open, nothing answers), requests
-// answer 503 within their deadline instead of hanging for the whole freeze,
-// goroutines stay bounded, and once the database thaws requests succeed.
+// answer 503 within their deadline instead of hanging for the whole freeze
+// — including those caught mid-transaction when it began — goroutines stay
+// bounded, and once the database thaws requests succeed.
 func TestDatabaseFreezeBoundedByRequestDeadline(t *testing.T) {
 	const (
-		workers   = 16
-		freezeFor = 4 * time.Second // while clients keep sending
+		workers = 16
+		// The freeze lasts a fixed while; clients send during its first
+		// part only, so each request has a few deadlines' time to answer
+		// before the thaw.
+		freezeFor = 5 * time.Second
+		sendFor   = 2 * time.Second // LATCH_REQUEST_TIMEOUT is 1s
 	)
 	f, p := startBehindProxy(t, append([]apptest.Option{apptest.With("LATCH_REQUEST_TIMEOUT", "1s")}, noCaches...)...)
-	userID, username, password := f.newUser(t)
-	f.signIn(t, username, password)
-	send := func(i int) (*apptest.Response, error) {
+	type user struct{ id, name, password string }
+	users := make([]user, workers) // one each: the sentinel is not under test
+	for w := range users {
+		users[w].id, users[w].name, users[w].password = f.newUser(t)
+	}
+	send := func(w, i int) (*apptest.Response, error) {
 		if i%2 == 0 {
-			return f.send(http.MethodGet, "/v1/users/"+userID, f.tok, nil)
+			return f.send(http.MethodGet, "/v1/users/"+users[w].id, f.tok, nil)
 		}
-		return f.send(http.MethodPost, "/v1/auth/password/authenticate", f.tok, authBody(username, password, nil))
+		return f.send(http.MethodPost, "/v1/auth/password/authenticate", f.tok, authBody(users[w].name, users[w].password, nil))
 	}
 	runtime.GC()
 	baseline := runtime.NumGoroutine()
 
-	setMode(t, p, faultproxy.Freeze)
 	var (
-		stop     atomic.Bool
-		peak     atomic.Int64
-		mu       sync.Mutex
-		statuses = map[int]int{}
-		failures []string
-		wg       sync.WaitGroup
+		stop, frozen atomic.Bool
+		peak         atomic.Int64
+		mu           sync.Mutex
+		statuses     = map[int]int{}
+		failures     []string
+		wg           sync.WaitGroup
 	)
 	sampling, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -317,17 +324,22 @@ func TestDatabaseFreezeBoundedByRequestDeadline(t *testing.T) {
 			}
 		}
 	}()
+	// Clients are busy (sign-ins in their transactions) when the freeze
+	// begins.
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := w; !stop.Load(); i += workers {
-				res, err := send(i)
+			for i := w; !stop.Load(); i++ {
+				sentFrozen := frozen.Load()
+				res, err := send(w, i)
 				mu.Lock()
 				switch {
 				case err != nil:
 					failures = append(failures, err.Error())
-				case res.Status != http.StatusServiceUnavailable || res.Str("error_code") != "server_unavailable" || res.Header.Get("Retry-After") == "":
+				case sentFrozen && (res.Status != http.StatusServiceUnavailable || res.Str("error_code") != "server_unavailable" || res.Header.Get("Retry-After") == ""):
+					failures = append(failures, res.String())
+				case !sentFrozen && res.Status != http.StatusOK && res.Status != http.StatusServiceUnavailable:
 					failures = append(failures, res.String())
 				}
 				if res != nil {
@@ -337,33 +349,37 @@ func TestDatabaseFreezeBoundedByRequestDeadline(t *testing.T) {
 			}
 		}(w)
 	}
-	time.Sleep(freezeFor)
+	time.Sleep(300 * time.Millisecond)
+	setMode(t, p, faultproxy.Freeze)
+	frozen.Store(true)
+	thaw := time.Now().Add(freezeFor)
+	time.Sleep(sendFor)
 	stop.Store(true)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	var hung bool
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
-		setMode(t, p, faultproxy.Forward)
-		<-done
-		t.Fatalf("requests hung until the database thawed (statuses %v)", statuses)
+	case <-time.After(time.Until(thaw)):
+		hung = true
 	}
 	close(sampling)
 	<-sampled
-	// The freeze ends only now: every request above answered during it.
 	setMode(t, p, faultproxy.Forward)
-
+	<-done
+	if hung {
+		t.Fatalf("requests were still waiting when the database thawed, %s after the freeze began (statuses %v)", freezeFor, statuses)
+	}
 	if len(failures) > 0 {
-		t.Fatalf("%d answers during the freeze were not 503 server_unavailable with Retry-After, e.g. %s (statuses %v)",
+		t.Fatalf("%d answers were not 503 server_unavailable with Retry-After, e.g. %s (statuses %v)",
 			len(failures), failures[0], statuses)
 	}
-	t.Logf("during the freeze: statuses %v, goroutines %d → peak %d", statuses, baseline, peak.Load())
+	t.Logf("statuses %v, goroutines %d → peak %d", statuses, baseline, peak.Load())
 	// Per client: its request and its connection on both sides. Per pooled
 	// connection discarded at a deadline (at most the pool's 16 per
 	// deadline): pgx's asynchronous close, which sends a cancel request
-	// bounded by pgx's own 15 s, and the proxy's two pipes for it. Without
-	// deadlines nothing is discarded but every request waits for the thaw.
-	discarded := 16 * (int(freezeFor/time.Second) + 1)
+	// bounded by pgx's own 15 s, and the proxy's two pipes for it.
+	discarded := 16 * (int(sendFor/time.Second) + 2)
 	if bound := int64(baseline + workers*6 + discarded*3); peak.Load() > bound {
 		t.Errorf("goroutines climbed from %d to %d during the freeze (bound %d)", baseline, peak.Load(), bound)
 	}
@@ -372,10 +388,11 @@ func TestDatabaseFreezeBoundedByRequestDeadline(t *testing.T) {
 	}
 
 	// Thawed: requests succeed again at once, without a restart.
-	if res, err := send(0); err != nil || res.Status != http.StatusOK {
-		t.Fatalf("users GET after the thaw: %v %v", res, err)
+	for i := 0; i < 2; i++ {
+		if res, err := send(0, i); err != nil || res.Status != http.StatusOK {
+			t.Fatalf("call %d after the thaw: %v %v", i, res, err)
+		}
 	}
-	f.signIn(t, username, password)
 	// And what the freeze left behind (discarded connections, their cancel
 	// requests) drains away.
 	deadline := time.Now().Add(30 * time.Second)
@@ -385,6 +402,45 @@ func TestDatabaseFreezeBoundedByRequestDeadline(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// A request whose transaction has just committed when the database freezes
+// still answers within its deadline: nothing it does afterwards (such as
+// releasing prepared statements) waits longer than the request may.
+func TestFreezeRightAfterCommitAnswersWithinDeadline(t *testing.T) {
+	f, p := startBehindProxy(t, apptest.With("LATCH_REQUEST_TIMEOUT", "1s"))
+	_, username, password := f.newUser(t)
+	f.signIn(t, username, password)
+
+	p.FreezeAfter([]byte("COMMIT\x00")) // the tag of PostgreSQL's answer to COMMIT
+	type result struct {
+		res *apptest.Response
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := f.send(http.MethodPost, "/v1/auth/password/authenticate", f.tok, authBody(username, password, nil))
+		done <- result{res, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(4 * time.Second): // four deadlines
+		mode := p.Mode()
+		setMode(t, p, faultproxy.Forward)
+		t.Fatalf("the sign-in was still waiting when the database thawed (proxy was %s)", mode)
+	}
+	if p.Mode() != faultproxy.Freeze {
+		t.Fatalf("no COMMIT went through the proxy: %v %v", r.res, r.err)
+	}
+	setMode(t, p, faultproxy.Forward)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.res.Status != http.StatusOK {
+		wantUnavailable(t, "/v1/auth/password/authenticate", r.res)
+	}
+	f.signIn(t, username, password)
 }
 
 // lockSQLite holds SQLite's write lock on the server's database file from

@@ -59,7 +59,7 @@ func TestShutdownDrainTimeoutIsLogged(t *testing.T) {
 			t.Fatalf("serve: %v", err)
 		}
 		if len(logLines(f.Env, "shutdown complete: every request drained")) != 1 {
-			t.Fatalf("no drain-complete line: %s", f.Logs)
+			t.Fatalf("no drain-complete line: %s", f.LogText())
 		}
 
 		// One write stuck on the database when the shutdown begins.
@@ -94,7 +94,7 @@ func TestShutdownDrainTimeoutIsLogged(t *testing.T) {
 		release()
 		lines := logLines(f.Env, "shutdown drain timed out; cutting the remaining requests")
 		if len(lines) != 1 {
-			t.Fatalf("%d drain-timeout lines: %s", len(lines), f.Logs)
+			t.Fatalf("%d drain-timeout lines: %s", len(lines), f.LogText())
 		}
 		if lines[0]["requests_cut"] != float64(1) || lines[0]["level"] != "WARN" {
 			t.Fatalf("drain-timeout line %v, want WARN with requests_cut 1", lines[0])

@@ -96,6 +96,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		db, err = gorm.Open(sqlite.Open("file:"+path+"?"+q.Encode()), gcfg)
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		dialect = Postgres
+		// No gorm statement cache on PostgreSQL: pgx already prepares and
+		// caches statements per connection, bound to the caller's context.
+		// gorm's layer on top prepares each statement again on every
+		// transaction's connection and deallocates it at commit under
+		// pgx's own 5 s background timeout, which outlives the request
+		// deadline when the database stops answering.
+		gcfg.PrepareStmt = false
 		db, err = gorm.Open(postgres.Open(rawURL), gcfg)
 	default:
 		return nil, errors.New("store: database URL must start with sqlite:// or postgres://")

@@ -8,9 +8,13 @@
 //   - Freeze: connections stay open, new ones are accepted, but no byte is
 //     forwarded until Forward, as when the database process is stopped
 //     (SIGSTOP) or the network silently drops packets.
+//
+// FreezeAfter freezes at a precise point of the conversation instead of a
+// moment in time: right after the database sent given bytes.
 package faultproxy
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/url"
@@ -59,7 +63,10 @@ type Proxy struct {
 	ln     net.Listener
 	links  map[*link]struct{}
 	closed bool
-	wg     sync.WaitGroup
+	// freezeOn, when set, freezes the proxy once the database sends bytes
+	// containing it.
+	freezeOn []byte
+	wg       sync.WaitGroup
 }
 
 // Start listens on a free loopback port and forwards it to target
@@ -140,6 +147,28 @@ func (p *Proxy) Set(m Mode) error {
 	return nil
 }
 
+// FreezeAfter arms a freeze: as soon as the database sends bytes that
+// contain pattern (within one read), they are delivered and the proxy
+// switches to Freeze. For example "COMMIT\x00", the tag of PostgreSQL's
+// answer to a COMMIT, freezes the database right after a transaction
+// committed.
+func (p *Proxy) FreezeAfter(pattern []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.freezeOn = append([]byte(nil), pattern...)
+}
+
+// tripped freezes the proxy when chunk, just sent by the database, fires an
+// armed FreezeAfter (the caller still delivers chunk).
+func (p *Proxy) tripped(chunk []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.freezeOn != nil && bytes.Contains(chunk, p.freezeOn) {
+		p.freezeOn = nil
+		p.mode = Freeze
+	}
+}
+
 // Close stops the proxy and closes every connection.
 func (p *Proxy) Close() {
 	p.mu.Lock()
@@ -187,8 +216,8 @@ func (p *Proxy) serve(ln net.Listener) {
 			p.links[l] = struct{}{}
 			p.wg.Add(2)
 			p.mu.Unlock()
-			go p.pipe(l, up, c)
-			go p.pipe(l, c, up)
+			go p.pipe(l, up, c, false)
+			go p.pipe(l, c, up, true)
 		}
 	}()
 }
@@ -216,7 +245,7 @@ func (l *link) reset() {
 // pipe copies src to dst. While the proxy is frozen it keeps reading (so a
 // peer that gives up and closes is noticed and the link freed) but holds
 // the bytes, up to maxHeld, until the proxy forwards again.
-func (p *Proxy) pipe(l *link, dst, src net.Conn) {
+func (p *Proxy) pipe(l *link, dst, src net.Conn, fromUpstream bool) {
 	defer p.wg.Done()
 	defer func() {
 		l.reset()
@@ -249,6 +278,15 @@ func (p *Proxy) pipe(l *link, dst, src net.Conn) {
 		_ = src.SetReadDeadline(deadline)
 		n, err := src.Read(buf)
 		if n > 0 {
+			if fromUpstream && len(held) == 0 && !p.frozen() {
+				p.tripped(buf[:n])
+				if p.frozen() { // this chunk is the trigger: it goes through
+					if _, werr := dst.Write(buf[:n]); werr != nil {
+						return
+					}
+					continue
+				}
+			}
 			if p.frozen() || len(held) > 0 {
 				held = append(held, buf[:n]...)
 			} else if _, werr := dst.Write(buf[:n]); werr != nil {
