@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -34,6 +35,9 @@ type App struct {
 	metrics *metrics
 	reg     *prometheus.Registry
 	grants  map[string]grantHandler
+	outage  *outageLog
+	// inFlight counts requests being served, for the shutdown report.
+	inFlight atomic.Int64
 }
 
 // Deps are the collaborators an App is built from.
@@ -50,6 +54,10 @@ func New(d Deps) *App {
 	a := &App{cfg: d.Config, log: d.Logger, db: d.DB, tokens: d.Tokens, engine: d.Engine, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = newMetrics(a.reg)
+	a.outage = newOutageLog(d.Logger, a.reg, outageSummaryEvery)
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "latch_http_requests_in_flight", Help: "HTTP requests being served.",
+	}, func() float64 { return float64(a.inFlight.Load()) }))
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,
@@ -63,7 +71,8 @@ func New(d Deps) *App {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
-	e.Use(withRequestID, noStoreByDefault, a.observe, a.recoverPanics, middleware.BodyLimit(d.Config.BodyLimit))
+	e.Use(a.countInFlight, withRequestID, noStoreByDefault, a.observe, a.recoverPanics, a.withDeadline,
+		middleware.BodyLimit(d.Config.BodyLimit))
 	a.echo = e
 	a.routes()
 	return a
@@ -196,11 +205,25 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout))
+	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout),
+		slog.Int64("requests_in_flight", a.inFlight.Load()))
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	err := srv.Shutdown(sctx)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		// The drain timed out: say so, and how many requests lose their
+		// answer, then cut them (their contexts end, so their database
+		// calls stop too).
+		a.log.Warn("shutdown drain timed out; cutting the remaining requests",
+			slog.Duration("timeout", a.cfg.ShutdownTimeout), slog.Int64("requests_cut", a.inFlight.Load()))
+		if err := srv.Close(); err != nil {
+			return err
+		}
+	case err != nil:
 		return err
+	default:
+		a.log.Info("shutdown complete: every request drained")
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
 )
 
@@ -43,6 +45,7 @@ var v1Codes = map[string]struct {
 	fault.CodeInvalidInput:               {"system_invalid_input", http.StatusBadRequest},
 	fault.CodeNotFound:                   {"not_found", http.StatusNotFound},
 	fault.CodeServerBusy:                 {"server_busy", http.StatusServiceUnavailable},
+	fault.CodeUnavailable:                {"server_unavailable", http.StatusServiceUnavailable},
 	fault.CodeRateLimited:                {"too_many_requests", http.StatusTooManyRequests},
 	fault.CodeInternal:                   {"internal_server_error", http.StatusInternalServerError},
 	token.CodeInvalidClientToken:         {"invalid_client_token", http.StatusUnauthorized},
@@ -88,11 +91,16 @@ const (
 	codeUnsupportedMedia = "request.unsupported_media_type"
 )
 
-// toFault turns any error into a client-facing *fault.Error. Internal errors
-// become a generic 500 whose detail stays in the log.
+// toFault turns any error into a client-facing *fault.Error. A database
+// that cannot serve the request right now (store.IsUnavailable), or a
+// request whose client went away, is a 503 with Retry-After. Other internal
+// errors become a generic 500 whose detail stays in the log.
 func toFault(err error) (*fault.Error, bool) {
 	if fe, ok := fault.As(err); ok {
 		return fe, false
+	}
+	if store.IsUnavailable(err) || errors.Is(err, context.Canceled) {
+		return errUnavailable(), false
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
@@ -124,8 +132,18 @@ func (a *App) errorHandler(err error, c echo.Context) {
 		return
 	}
 	fe, internal := toFault(err)
-	if internal || fe.Status >= 500 {
-		a.log.ErrorContext(c.Request().Context(), "request failed",
+	ctx := c.Request().Context()
+	switch reason := store.UnavailableReason(err); {
+	case reason != "":
+		// One line per burst, not per request (outageLog).
+		a.outage.note(ctx, reason, requestID(c), c.Path(), err)
+	case errors.Is(err, context.Canceled):
+		// The client went away (or the server cut it at shutdown): nobody
+		// reads the answer, and nothing is wrong with the service.
+		a.log.DebugContext(ctx, "request cancelled", slog.String("request_id", requestID(c)),
+			slog.String("route", c.Path()))
+	case internal || fe.Status >= 500:
+		a.log.ErrorContext(ctx, "request failed",
 			slog.String("request_id", requestID(c)), slog.String("route", c.Path()),
 			slog.String("error", err.Error()))
 	}
@@ -192,7 +210,7 @@ func renderOAuth(c echo.Context, fe *fault.Error) (int, map[string]any) {
 		code = "invalid_token"
 	case status >= 500:
 		code = "server_error"
-		if fe.Code == fault.CodeServerBusy {
+		if fe.Code == fault.CodeServerBusy || fe.Code == fault.CodeUnavailable {
 			code = "temporarily_unavailable"
 		}
 	default:

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -96,6 +97,32 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("remote_ip", c.RealIP()),
 		)
 		return nil
+	}
+}
+
+// countInFlight counts the requests being served (for the shutdown report
+// and the latch_http_requests_in_flight gauge).
+func (a *App) countInFlight(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		a.inFlight.Add(1)
+		defer a.inFlight.Add(-1)
+		return next(c)
+	}
+}
+
+// withDeadline gives every request the configured deadline. It travels in
+// the request context down to the database driver, so a database that
+// stops answering costs a request LATCH_REQUEST_TIMEOUT at most: the call
+// fails (pgx discards its connection), and the answer is a 503.
+func (a *App) withDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	if a.cfg.RequestTimeout <= 0 {
+		return next
+	}
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
 	}
 }
 

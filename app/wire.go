@@ -46,7 +46,9 @@ func derivedKey(secret []byte, purpose string) []byte {
 // migrate is true (else refuses to run on an outdated schema), builds the
 // domain services and makes sure signing keys exist.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (*Services, error) {
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns})
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns,
+		// A write waits for SQLite's lock no longer than its request may last.
+		BusyTimeout: cfg.RequestTimeout})
 	if err != nil {
 		return nil, err
 	}

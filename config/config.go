@@ -74,8 +74,14 @@ type Config struct {
 	PendingSessionTTL time.Duration `yaml:"pending_session_ttl" env:"LATCH_PENDING_SESSION_TTL"`
 	ResetTokenTTL     time.Duration `yaml:"reset_token_ttl" env:"LATCH_RESET_TOKEN_TTL"`
 
-	ReadTimeout     time.Duration `yaml:"read_timeout" env:"LATCH_READ_TIMEOUT"`
-	WriteTimeout    time.Duration `yaml:"write_timeout" env:"LATCH_WRITE_TIMEOUT"`
+	ReadTimeout  time.Duration `yaml:"read_timeout" env:"LATCH_READ_TIMEOUT"`
+	WriteTimeout time.Duration `yaml:"write_timeout" env:"LATCH_WRITE_TIMEOUT"`
+	// RequestTimeout is every request's deadline. It reaches the database
+	// driver through the request context, so a database that stops
+	// answering costs a request this long at most (then 503), and bounds
+	// SQLite's wait for the write lock. Shorter than WriteTimeout, so the
+	// 503 can still be written.
+	RequestTimeout  time.Duration `yaml:"request_timeout" env:"LATCH_REQUEST_TIMEOUT"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"LATCH_SHUTDOWN_TIMEOUT"`
 	BodyLimit       string        `yaml:"body_limit" env:"LATCH_BODY_LIMIT"`
 	TrustProxy      bool          `yaml:"trust_proxy" env:"LATCH_TRUST_PROXY"`
@@ -148,6 +154,7 @@ func Default() Config {
 		ResetTokenTTL:       10 * time.Minute,
 		ReadTimeout:         10 * time.Second,
 		WriteTimeout:        30 * time.Second,
+		RequestTimeout:      10 * time.Second,
 		ShutdownTimeout:     15 * time.Second,
 		BodyLimit:           "64K",
 		Argon2MemoryKiB:     19456,
@@ -359,6 +366,7 @@ func (c *Config) finish() error {
 		{"LATCH_RESET_TOKEN_TTL", c.ResetTokenTTL, time.Second},
 		{"LATCH_READ_TIMEOUT", c.ReadTimeout, time.Second},
 		{"LATCH_WRITE_TIMEOUT", c.WriteTimeout, time.Second},
+		{"LATCH_REQUEST_TIMEOUT", c.RequestTimeout, 100 * time.Millisecond},
 		{"LATCH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0},
 		{"LATCH_HASH_QUEUE_WAIT", c.HashQueueWait, 0},
 		{"LATCH_LOCKOUT_RESERVATION_TTL", c.LockoutReservationTTL, 100 * time.Millisecond},
@@ -367,6 +375,9 @@ func (c *Config) finish() error {
 		if d.d < d.min {
 			return bad(d.env, "must be at least %s, got %s", d.min, d.d)
 		}
+	}
+	if c.RequestTimeout >= c.WriteTimeout {
+		return bad("LATCH_REQUEST_TIMEOUT", "must be shorter than LATCH_WRITE_TIMEOUT (%s), so the answer to a request past its deadline can still be written, got %s", c.WriteTimeout, c.RequestTimeout)
 	}
 	if c.KeyRotationInterval != 0 && c.KeyRotationInterval < time.Hour {
 		return bad("LATCH_KEY_ROTATION_INTERVAL", "must be 0 (off) or at least 1h, got %s", c.KeyRotationInterval)

@@ -47,6 +47,7 @@ func TestDefaults(t *testing.T) {
 		"RefreshTokenTTL": {cfg.RefreshTokenTTL, 14 * 24 * time.Hour},
 		"KeyCacheTTL":     {cfg.KeyCacheTTL, 30 * time.Second},
 		"ClientCacheTTL":  {cfg.ClientCacheTTL, 5 * time.Second},
+		"RequestTimeout":  {cfg.RequestTimeout, 10 * time.Second},
 		// Refresh reuse detection is strict unless a grace is configured.
 		"RefreshReuseGrace": {cfg.RefreshReuseGrace, time.Duration(0)},
 		"BodyLimit":         {cfg.BodyLimitBytes(), int64(64 << 10)},
@@ -185,6 +186,9 @@ func TestBadValuesNameTheirVariable(t *testing.T) {
 		{"LATCH_RESET_TOKEN_TTL", "1h", nil},
 		{"LATCH_READ_TIMEOUT", "1ms", nil},
 		{"LATCH_WRITE_TIMEOUT", "0s", nil},
+		{"LATCH_REQUEST_TIMEOUT", "10ms", nil},
+		{"LATCH_REQUEST_TIMEOUT", "30s", nil}, // not shorter than the write timeout
+		{"LATCH_REQUEST_TIMEOUT", "5s", map[string]string{"LATCH_WRITE_TIMEOUT": "5s"}},
 		{"LATCH_SHUTDOWN_TIMEOUT", "-1s", nil},
 		{"LATCH_BODY_LIMIT", "lots", nil},
 		{"LATCH_BODY_LIMIT", "0", nil},

@@ -92,5 +92,8 @@ const (
 	CodeNotFound     = "entity.not_found"
 	CodeInternal     = "internal_server_error"
 	CodeServerBusy   = "server.busy"
-	CodeRateLimited  = "request.rate_limited"
+	// CodeUnavailable: a dependency (the database) is down, unreachable or
+	// did not answer within the request deadline; retry later.
+	CodeUnavailable = "server.unavailable"
+	CodeRateLimited = "request.rate_limited"
 )

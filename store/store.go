@@ -40,6 +40,11 @@ type DB struct {
 // Options tune Open.
 type Options struct {
 	MaxOpenConns int
+	// BusyTimeout is how long a SQLite statement waits for another
+	// connection's write lock before failing with SQLITE_BUSY (default 10s).
+	// SQLite does not give up that wait when the statement's context ends,
+	// so it should not exceed the request deadline.
+	BusyTimeout time.Duration
 }
 
 // Open connects to the database named by rawURL: sqlite:///path/file.db (or
@@ -48,6 +53,9 @@ type Options struct {
 func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	if opts.MaxOpenConns <= 0 {
 		opts.MaxOpenConns = 16
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
 	}
 	gcfg := &gorm.Config{
 		Logger:                 logger.Discard,
@@ -80,7 +88,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		// queue instead of failing; _txlock=immediate takes the write lock at
 		// BEGIN so read-then-write transactions never dead-lock on upgrade.
 		q, _ := url.ParseQuery(query)
-		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", max(opts.BusyTimeout.Milliseconds(), 1)))
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", "foreign_keys(1)")
@@ -88,6 +96,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		db, err = gorm.Open(sqlite.Open("file:"+path+"?"+q.Encode()), gcfg)
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		dialect = Postgres
+		// No gorm statement cache on PostgreSQL: pgx already prepares and
+		// caches statements per connection, bound to the caller's context.
+		// gorm's layer on top prepares each statement again on every
+		// transaction's connection and deallocates it at commit under
+		// pgx's own 5 s background timeout, which outlives the request
+		// deadline when the database stops answering.
+		gcfg.PrepareStmt = false
 		db, err = gorm.Open(postgres.Open(rawURL), gcfg)
 	default:
 		return nil, errors.New("store: database URL must start with sqlite:// or postgres://")

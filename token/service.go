@@ -267,6 +267,10 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw, audience string) (
 	claims := &AccessClaims{}
 	t, err := s.parse(ctx, raw, claims, audience)
 	if err != nil {
+		if store.IsUnavailable(err) {
+			// Loading the keys failed: the token may well be valid.
+			return nil, err
+		}
 		return nil, ErrInvalidClientToken(describeJWTError(err))
 	}
 	typ, _ := t.Header["typ"].(string)

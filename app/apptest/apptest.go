@@ -116,7 +116,17 @@ type Env struct {
 	Server   *httptest.Server
 	URL      string
 	HTTP     *http.Client
-	Logs     *bytes.Buffer
+	// Logs is the server's JSON log. Read it with LogText while requests
+	// may still be running.
+	Logs *bytes.Buffer
+	logs *lockedBuffer
+}
+
+// LogText returns the server's log so far; safe while the server writes.
+func (e *Env) LogText() string {
+	e.logs.mu.Lock()
+	defer e.logs.mu.Unlock()
+	return e.logs.buf.String()
 }
 
 // Option adjusts the config before the server starts.
@@ -165,7 +175,7 @@ func Start(t testing.TB, b Backend, opts ...Option) *Env {
 		svc.Close()
 	})
 	return &Env{T: t, Backend: b, Config: cfg, Services: svc, App: a, Server: srv, URL: srv.URL,
-		HTTP: srv.Client(), Logs: &logs.buf}
+		HTTP: srv.Client(), Logs: &logs.buf, logs: logs}
 }
 
 // Replica starts a second Latch server on e's database with e's secret key:
