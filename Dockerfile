@@ -9,7 +9,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/latch ./cmd/latch
+    go build -trimpath -ldflags "-s -w -X github.com/latch-dev/latch/buildinfo.linked=${VERSION}" -o /out/latch ./cmd/latch
 
 FROM debian:bookworm-slim
 # curl is only for the container health check.

@@ -32,6 +32,7 @@ type App struct {
 	engine  *experience.Engine
 	echo    *echo.Echo
 	metrics *metrics
+	ops     *opsMetrics
 	reg     *prometheus.Registry
 	grants  map[string]grantHandler
 }
@@ -50,6 +51,8 @@ func New(d Deps) *App {
 	a := &App{cfg: d.Config, log: d.Logger, db: d.DB, tokens: d.Tokens, engine: d.Engine, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = newMetrics(a.reg)
+	a.ops = newOpsMetrics(a)
+	d.Engine.Observe(a.onAudit)
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,
@@ -73,7 +76,9 @@ func (a *App) routes() {
 	e := a.echo
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
+	if a.cfg.MetricsAddr == "" { // else served on its own listener (MetricsHandler)
+		e.GET("/metrics", echo.WrapHandler(a.MetricsHandler()))
+	}
 	e.GET("/openapi.yaml", a.openapi)
 
 	e.GET("/.well-known/openid-configuration", a.discovery)
@@ -174,6 +179,11 @@ func (a *App) whoami(c echo.Context) error {
 	})
 }
 
+// MetricsHandler serves the Prometheus metrics of this App.
+func (a *App) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})
+}
+
 // Handler returns the HTTP handler (for tests and custom servers).
 func (a *App) Handler() http.Handler { return a.echo }
 
@@ -199,12 +209,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	began := time.Now()
 	if err := srv.Shutdown(sctx); err != nil {
 		return err
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	a.log.Info("shutdown complete", slog.Float64("drain_ms", float64(time.Since(began).Microseconds())/1000))
 	return nil
 }
 

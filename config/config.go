@@ -219,6 +219,23 @@ func load(path string, getenv func(string) string, generate bool) (Config, error
 	return cfg, nil
 }
 
+// Peek reads the settings (defaults, file, environment) without validating
+// or deriving anything, nor touching the data directory: for a command that
+// needs one setting of a running server, such as the health check's address.
+func Peek(path string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg := Default()
+	origin := map[string]string{}
+	if path != "" {
+		if err := applyFile(&cfg, path, origin); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, applyEnv(&cfg, getenv, origin)
+}
+
 // applyFile sets fields from a YAML file of settings. Each value goes
 // through the parser the environment uses, so a bad value is reported in
 // the same words whichever way it was given.
