@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"encoding/json"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,6 +139,26 @@ func TestOperationalMetricsAfterTraffic(t *testing.T) {
 		// The key was made at start: younger than the test, never negative.
 		if age, ok := m["latch_signing_key_age_seconds"]; !ok || age < 0 || age > 600 {
 			t.Errorf("key age = %v (present %v)", age, ok)
+		}
+		// Every latch_ metric the README documents exists.
+		readme, err := os.ReadFile("../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops := string(readme)
+		ops = ops[strings.Index(ops, "- **Operations.**"):]
+		ops = ops[:strings.Index(ops, "\n## ")] // to the next section
+		if n := strings.Count(ops, "`latch_"); n < 8 {
+			t.Fatalf("the README's Operations bullet names %d latch_ metrics", n)
+		}
+		for _, name := range regexp.MustCompile("`(latch_[a-z_]+)").FindAllStringSubmatch(ops, -1) {
+			found := false
+			for series := range m {
+				found = found || series == name[1] || strings.HasPrefix(series, name[1]+"{") || strings.HasPrefix(series, name[1]+"_")
+			}
+			if !found {
+				t.Errorf("the README documents %s, which /metrics does not serve", name[1])
+			}
 		}
 		// Database pool statistics, named by dialect.
 		if open := seriesWith(t, m, "go_sql_open_connections", `db_name="`+string(b)+`"`); open < 1 {
