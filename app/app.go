@@ -52,7 +52,9 @@ func New(d Deps) *App {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = newMetrics(a.reg)
 	a.ops = newOpsMetrics(a)
-	d.Engine.Observe(a.onAudit)
+	if d.Engine != nil {
+		d.Engine.Observe(a.onAudit)
+	}
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,

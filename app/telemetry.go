@@ -75,7 +75,13 @@ func newOpsMetrics(a *App) *opsMetrics {
 		Name: "latch_signing_key_age_seconds",
 		Help: "Age of the active signing key since it was activated (rotation is due every LATCH_KEY_ROTATION_INTERVAL).",
 	}, a.activeKeyAge)
-	a.reg.MustRegister(m.signIns, m.tokensIssued, m.refreshReuse, m.lockouts, build, keyAge)
+	a.reg.MustRegister(m.signIns, m.tokensIssued, m.refreshReuse, m.lockouts, build)
+	if a.tokens != nil {
+		a.reg.MustRegister(keyAge)
+	}
+	if a.db == nil { // an App over no database (unit tests of the HTTP layer)
+		return m
+	}
 	if sqlDB, err := a.db.DB.DB(); err == nil {
 		// go_sql_* series: open, in use and idle connections, waits.
 		a.reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, string(a.db.Dialect)))
