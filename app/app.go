@@ -208,7 +208,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout))
+	a.log.Info("shutting down", slog.Float64("timeout_ms", float64(a.cfg.ShutdownTimeout.Milliseconds())))
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	began := time.Now()

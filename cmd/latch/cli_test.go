@@ -203,7 +203,11 @@ func TestServeMetricsListenerAndShutdownLine(t *testing.T) {
 	if code := s.stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if !strings.Contains(s.stderr.String(), `"msg":"shutdown complete"`) {
+	if !strings.Contains(s.stderr.String(), `"msg":"shutdown complete","drain_ms":`) {
 		t.Errorf("no shutdown line:\n%s", s.stderr)
+	}
+	// Durations in logs are milliseconds, named so.
+	if !strings.Contains(s.stderr.String(), `"msg":"shutting down","timeout_ms":15000`) {
+		t.Errorf("the shutdown timeout is not logged in ms:\n%s", s.stderr)
 	}
 }
