@@ -9,24 +9,29 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/latch ./cmd/latch
+    go build -trimpath -ldflags "-s -w -X github.com/latch-dev/latch/buildinfo.linked=${VERSION}" -o /out/latch ./cmd/latch
 
 FROM debian:bookworm-slim
-# curl is only for the container health check.
+# ca-certificates for outgoing TLS (SMTP, SMS webhook, PostgreSQL). The
+# health check is `latch healthcheck`: no curl in the image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 latch \
  && useradd --system --uid 10001 --gid latch --home-dir /var/lib/latch --create-home --shell /usr/sbin/nologin latch
 COPY --from=build /out/latch /usr/local/bin/latch
 USER 10001:10001
 WORKDIR /var/lib/latch
-ENV LATCH_ADDR=0.0.0.0:8080 \
+# :8080 listens on every interface; without LATCH_ISSUER the development
+# issuer is then http://localhost:8080, the address people browse. The data
+# directory holds the development SQLite database and secret key; production
+# uses PostgreSQL and LATCH_SECRET_KEY, so no volume is declared: mount one on
+# /var/lib/latch only to keep development data.
+ENV LATCH_ADDR=:8080 \
     LATCH_DATA_DIR=/var/lib/latch
 EXPOSE 8080
-VOLUME ["/var/lib/latch"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/healthz >/dev/null || exit 1
+  CMD ["latch", "healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["latch"]
 CMD ["serve"]

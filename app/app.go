@@ -33,6 +33,7 @@ type App struct {
 	engine  *experience.Engine
 	echo    *echo.Echo
 	metrics *metrics
+	ops     *opsMetrics
 	reg     *prometheus.Registry
 	grants  map[string]grantHandler
 	outage  *outageLog
@@ -58,6 +59,10 @@ func New(d Deps) *App {
 	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "latch_http_requests_in_flight", Help: "HTTP requests being served.",
 	}, func() float64 { return float64(a.inFlight.Load()) }))
+	a.ops = newOpsMetrics(a)
+	if d.Engine != nil {
+		d.Engine.Observe(a.onAudit)
+	}
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,
@@ -82,7 +87,9 @@ func (a *App) routes() {
 	e := a.echo
 	e.GET("/healthz", a.healthz)
 	e.GET("/readyz", a.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})))
+	if a.cfg.MetricsAddr == "" { // else served on its own listener (MetricsHandler)
+		e.GET("/metrics", echo.WrapHandler(a.MetricsHandler()))
+	}
 	e.GET("/openapi.yaml", a.openapi)
 
 	e.GET("/.well-known/openid-configuration", a.discovery)
@@ -183,6 +190,11 @@ func (a *App) whoami(c echo.Context) error {
 	})
 }
 
+// MetricsHandler serves the Prometheus metrics of this App.
+func (a *App) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{})
+}
+
 // Handler returns the HTTP handler (for tests and custom servers).
 func (a *App) Handler() http.Handler { return a.echo }
 
@@ -205,29 +217,31 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down", slog.Duration("timeout", a.cfg.ShutdownTimeout),
+	a.log.Info("shutting down", slog.Float64("timeout_ms", float64(a.cfg.ShutdownTimeout.Milliseconds())),
 		slog.Int64("requests_in_flight", a.inFlight.Load()))
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	began := time.Now()
 	err := srv.Shutdown(sctx)
+	drained := err == nil
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		// The drain timed out: say so, and how many requests lose their
 		// answer, then cut them (their contexts end, so their database
 		// calls stop too).
 		a.log.Warn("shutdown drain timed out; cutting the remaining requests",
-			slog.Duration("timeout", a.cfg.ShutdownTimeout), slog.Int64("requests_cut", a.inFlight.Load()))
+			slog.Float64("timeout_ms", float64(a.cfg.ShutdownTimeout.Milliseconds())), slog.Int64("requests_cut", a.inFlight.Load()))
 		if err := srv.Close(); err != nil {
 			return err
 		}
 	case err != nil:
 		return err
-	default:
-		a.log.Info("shutdown complete: every request drained")
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	a.log.Info("shutdown complete", slog.Float64("drain_ms", float64(time.Since(began).Microseconds())/1000),
+		slog.Bool("drained", drained))
 	return nil
 }
 

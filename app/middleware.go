@@ -73,7 +73,9 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
+		var fe *fault.Error
 		if err != nil {
+			fe, _ = toFault(err)
 			c.Error(err)
 		}
 		route := c.Path()
@@ -84,18 +86,43 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		elapsed := time.Since(start)
 		a.metrics.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
 		a.metrics.latency.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
+		code := ""
+		if fe != nil {
+			code = wireCode(c, fe)
+		}
+		a.ops.countRequest(c, route, status, code)
 		level := slog.LevelInfo
 		if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 			level = slog.LevelDebug
 		}
-		a.log.LogAttrs(c.Request().Context(), level, "request",
+		ctx := c.Request().Context()
+		if !a.log.Enabled(ctx, level) {
+			return nil
+		}
+		attrs := []slog.Attr{
 			slog.String("request_id", requestID(c)),
 			slog.String("method", c.Request().Method),
 			slog.String("route", route),
 			slog.Int("status", status),
-			slog.Duration("duration", elapsed),
+			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 			slog.String("remote_ip", c.RealIP()),
-		)
+		}
+		if client, _ := c.Get(ctxClient).(*token.Client); client != nil {
+			attrs = append(attrs, slog.String("client_id", client.ID))
+		}
+		if code != "" {
+			attrs = append(attrs, slog.String("error_code", code))
+		}
+		if a.log.Enabled(ctx, slog.LevelDebug) {
+			// Debug says why a request failed (the message the caller got:
+			// written for callers, it holds no secret) and its sizes.
+			if fe != nil && fe.Status < 500 {
+				attrs = append(attrs, slog.String("error_message", fe.Message))
+			}
+			attrs = append(attrs, slog.Int64("bytes_in", c.Request().ContentLength),
+				slog.Int64("bytes_out", c.Response().Size), slog.String("user_agent", c.Request().UserAgent()))
+		}
+		a.log.LogAttrs(ctx, level, "request", attrs...)
 		return nil
 	}
 }

@@ -43,7 +43,12 @@ func oauthForm(c echo.Context, repeatable ...string) (url.Values, error) {
 
 // authenticateClient authenticates the calling client by client_secret_basic
 // or client_secret_post (RFC 6749 §2.3.1); using both is refused.
-func (a *App) authenticateClient(c echo.Context, form url.Values) (*token.Client, error) {
+func (a *App) authenticateClient(c echo.Context, form url.Values) (client *token.Client, err error) {
+	defer func() {
+		if client != nil {
+			c.Set(ctxClient, client) // for the request log line
+		}
+	}()
 	header := c.Request().Header.Get(echo.HeaderAuthorization)
 	basicID, basicSecret, hasBasic := c.Request().BasicAuth()
 	postID, postSecret := form.Get("client_id"), form.Get("client_secret")

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -46,6 +47,45 @@ func derivedKey(secret []byte, purpose string) []byte {
 // migrate is true (else refuses to run on an outdated schema), builds the
 // domain services and makes sure signing keys exist.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (*Services, error) {
+	return open(ctx, cfg, log, migrate, true)
+}
+
+// OpenExisting opens the services for a command that only reads: it never
+// creates a SQLite file, applies a migration or generates a signing key,
+// so running one in the wrong directory leaves nothing behind.
+func OpenExisting(ctx context.Context, cfg config.Config, log *slog.Logger) (*Services, error) {
+	if err := mustExist(cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	return open(ctx, cfg, log, false, false)
+}
+
+// Migrate applies the pending migrations and returns their ids.
+func Migrate(ctx context.Context, cfg config.Config) ([]string, error) {
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return db.Migrate(ctx, Migrations()...)
+}
+
+// mustExist refuses a SQLite database URL whose file is missing (opening
+// it would create an empty one).
+func mustExist(dbURL string) error {
+	path, ok := strings.CutPrefix(dbURL, "sqlite://")
+	if !ok {
+		return nil
+	}
+	path, _, _ = strings.Cut(path, "?")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no database at %s: nothing to read yet (run `latch migrate` or `latch serve` first, "+
+			"from the directory holding latch-data, or set LATCH_DATA_DIR or LATCH_DATABASE_URL)", path)
+	}
+	return nil
+}
+
+func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ensureKeys bool) (*Services, error) {
 	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns,
 		// A write waits for SQLite's lock no longer than its request may last.
 		BusyTimeout: cfg.RequestTimeout})
@@ -115,9 +155,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool
 		Audit: tokenAudit{audit: engine.Audit, log: log},
 	})
 	peers.clients = tokens.Clients
-	if err := tokens.Keys.Ensure(ctx); err != nil {
-		db.Close()
-		return nil, err
+	if ensureKeys {
+		if err := tokens.Keys.Ensure(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors}, nil
 }

@@ -125,6 +125,9 @@ type Config struct {
 	// PprofAddr, when set, serves Go's profiling endpoints on a separate
 	// loopback listener (never on the public address).
 	PprofAddr string `yaml:"pprof_addr" env:"LATCH_PPROF_ADDR"`
+	// MetricsAddr, when set, serves /metrics on a listener of its own (and
+	// not on the public address).
+	MetricsAddr string `yaml:"metrics_addr" env:"LATCH_METRICS_ADDR"`
 
 	IPRateLimit float64 `yaml:"ip_rate_limit" env:"LATCH_IP_RATE_LIMIT"`
 	IPRateBurst int     `yaml:"ip_rate_burst" env:"LATCH_IP_RATE_BURST"`
@@ -185,32 +188,131 @@ func Default() Config {
 // validates the result and, in development, generates a secret key into the
 // data directory when none is configured.
 func Load(path string, getenv func(string) string) (Config, error) {
+	return load(path, getenv, true)
+}
+
+// LoadExisting is Load for commands that only read: it never generates a
+// secret key (nor creates the data directory), so a read-only command run
+// in the wrong directory fails instead of leaving a fresh key behind.
+func LoadExisting(path string, getenv func(string) string) (Config, error) {
+	return load(path, getenv, false)
+}
+
+func load(path string, getenv func(string) string, generate bool) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	cfg := Default()
+	// origin names where each setting came from, so an error speaks of the
+	// YAML key the operator wrote, or else of the environment variable.
+	origin := map[string]string{}
 	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("config: read %s: %w", path, err)
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil && err.Error() != "EOF" {
-			return cfg, fmt.Errorf("config: %s: %w", path, err)
+		if err := applyFile(&cfg, path, origin); err != nil {
+			return cfg, err
 		}
 	}
-	if err := applyEnv(&cfg, getenv); err != nil {
+	if err := applyEnv(&cfg, getenv, origin); err != nil {
 		return cfg, err
 	}
-	if err := cfg.finish(); err != nil {
+	name := func(env string) string {
+		if o, ok := origin[env]; ok {
+			return o
+		}
+		return env
+	}
+	if err := cfg.finish(name, generate); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
 }
 
+// Peek reads the settings (defaults, file, environment) without validating
+// or deriving anything, nor touching the data directory: for a command that
+// needs one setting of a running server, such as the health check's address.
+func Peek(path string, getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg := Default()
+	origin := map[string]string{}
+	if path != "" {
+		if err := applyFile(&cfg, path, origin); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, applyEnv(&cfg, getenv, origin)
+}
+
+// applyFile sets fields from a YAML file of settings. Each value goes
+// through the parser the environment uses, so a bad value is reported in
+// the same words whichever way it was given.
+func applyFile(cfg *Config, path string, origin map[string]string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: read %s: %w", path, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // an empty file
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return fmt.Errorf("config: %s: line %d: must be a mapping of settings (key: value)", path, top.Line)
+	}
+	v := reflect.ValueOf(cfg).Elem()
+	fields := map[string]int{}
+	for i := 0; i < v.NumField(); i++ {
+		if k := v.Type().Field(i).Tag.Get("yaml"); k != "" && k != "-" {
+			fields[k] = i
+		}
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		key, val := top.Content[i], top.Content[i+1]
+		idx, ok := fields[key.Value]
+		if !ok {
+			return fmt.Errorf("config: %s: line %d: unknown setting %q", path, key.Line, key.Value)
+		}
+		where := fmt.Sprintf("%s: %s", path, key.Value)
+		if val.Kind != yaml.ScalarNode {
+			return fmt.Errorf("config: %s: must be a single value", where)
+		}
+		if val.Tag == "!!null" || val.Value == "" {
+			continue // like an empty variable: unset
+		}
+		if err := setField(v.Field(idx), strings.TrimSpace(val.Value)); err != nil {
+			return fmt.Errorf("config: %s: %v", where, err)
+		}
+		origin[v.Type().Field(idx).Tag.Get("env")] = where
+	}
+	return nil
+}
+
+// UnknownVariables returns the LATCH_* names in environ (KEY=value lines,
+// as os.Environ gives) that are no setting: most often a typo, which would
+// otherwise be ignored silently. LATCH_TEST_* belongs to the test suite.
+func UnknownVariables(environ []string) []string {
+	known := map[string]bool{}
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if e := t.Field(i).Tag.Get("env"); e != "" {
+			known[e] = true
+		}
+	}
+	var unknown []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "LATCH_") && !strings.HasPrefix(k, "LATCH_TEST_") && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	return unknown
+}
+
 // applyEnv overrides fields from their `env` variables.
-func applyEnv(cfg *Config, getenv func(string) string) error {
+func applyEnv(cfg *Config, getenv func(string) string, origin map[string]string) error {
 	v := reflect.ValueOf(cfg).Elem()
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
@@ -225,6 +327,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		if err := setField(v.Field(i), strings.TrimSpace(raw)); err != nil {
 			return fmt.Errorf("config: %s: %v", name, err)
 		}
+		delete(origin, name) // the environment wins over the file
 	}
 	return nil
 }
@@ -278,9 +381,11 @@ func setField(f reflect.Value, raw string) error {
 }
 
 // finish validates and derives the remaining fields.
-func (c *Config) finish() error {
+// name(env) says where the setting was given (its YAML key or variable);
+// generate allows creating a development secret key.
+func (c *Config) finish(name func(env string) string, generate bool) error {
 	bad := func(env, format string, args ...any) error {
-		return fmt.Errorf("config: %s: %s", env, fmt.Sprintf(format, args...))
+		return fmt.Errorf("config: %s: %s", name(env), fmt.Sprintf(format, args...))
 	}
 	switch c.Env {
 	case EnvDevelopment, EnvProduction:
@@ -296,7 +401,7 @@ func (c *Config) finish() error {
 		return bad("LATCH_ADDR", "must be host:port, got %q", c.Addr)
 	}
 	if c.Issuer == "" {
-		c.Issuer = "http://" + c.Addr
+		c.Issuer = devIssuer(c.Addr)
 	}
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
 	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -442,16 +547,32 @@ func (c *Config) finish() error {
 	if c.IPRateBurst < 1 {
 		return bad("LATCH_IP_RATE_BURST", "must be at least 1, got %d", c.IPRateBurst)
 	}
-	return c.loadSecretKey()
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return bad("LATCH_METRICS_ADDR", "must be host:port such as 127.0.0.1:9090, got %q", c.MetricsAddr)
+		}
+	}
+	return c.loadSecretKey(name, generate)
+}
+
+// devIssuer is the issuer when none is set: the address people browse.
+// A server listening on every interface (0.0.0.0, ::, or just :PORT, as in
+// a container) is reached as localhost, not at the wildcard address.
+func devIssuer(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // loadSecretKey decodes LATCH_SECRET_KEY, or in development reads/creates
 // <data_dir>/secret.key.
-func (c *Config) loadSecretKey() error {
+func (c *Config) loadSecretKey(name func(string) string, generate bool) error {
 	if c.SecretKey != "" {
 		key, err := decodeKey(c.SecretKey)
 		if err != nil {
-			return fmt.Errorf("config: LATCH_SECRET_KEY: %v", err)
+			return fmt.Errorf("config: %s: %v", name("LATCH_SECRET_KEY"), err)
 		}
 		c.SecretKeyBytes = key
 		return nil
@@ -473,12 +594,16 @@ func (c *Config) loadSecretKey() error {
 		c.SecretKeyBytes = key
 		return nil
 	}
+	if !generate {
+		return fmt.Errorf("config: LATCH_SECRET_KEY is not set and %s does not exist: nothing to read here yet "+
+			"(run `latch migrate` or `latch serve` first, from the directory holding latch-data, or set LATCH_DATA_DIR)", path)
+	}
 	key, err := GenerateSecretKey()
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-		return fmt.Errorf("config: LATCH_DATA_DIR: %v", err)
+		return fmt.Errorf("config: %s: %v", name("LATCH_DATA_DIR"), err)
 	}
 	// O_EXCL: when two processes start at once, exactly one writes the key
 	// and the other reads it back.

@@ -139,11 +139,109 @@ auto_migrate: false
 	if _, err := config.Load(filepath.Join(dir, "missing.yaml"), env(t, nil)); err == nil {
 		t.Error("a missing config file must fail")
 	}
-	// A file value that fails validation is reported under its variable.
+	// A file value that fails validation is reported under its YAML key
+	// (issue 14: it used to name the variable the operator never set).
 	bad := filepath.Join(dir, "badalg.yaml")
 	os.WriteFile(bad, []byte("signing_alg: HS256\n"), 0o600)
-	if _, err := config.Load(bad, env(t, nil)); err == nil || !strings.Contains(err.Error(), "LATCH_SIGNING_ALG") {
+	if _, err := config.Load(bad, env(t, nil)); err == nil || err.Error() != "config: "+bad+`: signing_alg: must be ES256 or RS256, got "HS256"` {
 		t.Errorf("bad file value: %v", err)
+	}
+}
+
+// A bad value reads the same whether it came from the file or the
+// environment; only the name differs: the YAML key, or the variable.
+func TestFileErrorsNameTheKeyInTheEnvironmentsWords(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ key, env, value string }{
+		{"client_token_ttl", "LATCH_CLIENT_TOKEN_TTL", "soon"},        // parse error
+		{"client_token_ttl", "LATCH_CLIENT_TOKEN_TTL", "10s"},         // validation error
+		{"auto_migrate", "LATCH_AUTO_MIGRATE", "maybe"},               // parse error
+		{"argon2_parallelism", "LATCH_ARGON2_PARALLELISM", "300"},     // does not fit
+		{"log_level", "LATCH_LOG_LEVEL", "loud"},                      // validation error
+		{"metrics_addr", "LATCH_METRICS_ADDR", "9090"},                // new setting
+		{"db_max_conns", "LATCH_DB_MAX_CONNS", "0"},                   // validation error
+		{"webauthn_origins", "LATCH_WEBAUTHN_ORIGINS", "not a url/x"}, // list check
+		{"hash_import_max_bcrypt_cost", "LATCH_HASH_IMPORT_MAX_BCRYPT_COST", "20"},
+	}
+	for _, c := range cases {
+		p := filepath.Join(dir, c.key+".yaml")
+		os.WriteFile(p, []byte(c.key+": "+c.value+"\n"), 0o600)
+		_, fileErr := config.Load(p, env(t, map[string]string{"LATCH_DATA_DIR": dir}))
+		_, envErr := config.Load("", env(t, map[string]string{"LATCH_DATA_DIR": dir, c.env: c.value}))
+		if fileErr == nil || envErr == nil {
+			t.Errorf("%s=%s: file err %v, env err %v; want both", c.key, c.value, fileErr, envErr)
+			continue
+		}
+		fromFile := strings.TrimPrefix(fileErr.Error(), "config: "+p+": "+c.key+": ")
+		fromEnv := strings.TrimPrefix(envErr.Error(), "config: "+c.env+": ")
+		if fromFile == fileErr.Error() || fromEnv == envErr.Error() || fromFile != fromEnv {
+			t.Errorf("%s=%s:\n file: %v\n env:  %v", c.key, c.value, fileErr, envErr)
+		}
+	}
+	// The environment still wins, and then it is the one named.
+	p := filepath.Join(dir, "log_level.yaml")
+	_, err := config.Load(p, env(t, map[string]string{"LATCH_DATA_DIR": dir, "LATCH_LOG_LEVEL": "shout"}))
+	if err == nil || !strings.HasPrefix(err.Error(), "config: LATCH_LOG_LEVEL: ") {
+		t.Errorf("env over file: %v", err)
+	}
+	// An unknown key is named with its line.
+	p = filepath.Join(dir, "typo.yaml")
+	os.WriteFile(p, []byte("env: development\nadress: 1.2.3.4:5\n"), 0o600)
+	if _, err := config.Load(p, env(t, nil)); err == nil || err.Error() != "config: "+p+`: line 2: unknown setting "adress"` {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// Without an issuer, development derives it from the address people
+// browse: a wildcard listener is reached as localhost.
+func TestDevelopmentIssuerIsTheBrowsedAddress(t *testing.T) {
+	dir := t.TempDir()
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		"0.0.0.0:8080":   "http://localhost:8080",
+		":8080":          "http://localhost:8080",
+		"[::]:9000":      "http://localhost:9000",
+		"10.1.2.3:80":    "http://10.1.2.3:80",
+		"auth.lan:8080":  "http://auth.lan:8080",
+	} {
+		cfg, err := config.Load("", env(t, map[string]string{"LATCH_DATA_DIR": dir, "LATCH_ADDR": addr}))
+		if err != nil {
+			t.Errorf("%s: %v", addr, err)
+			continue
+		}
+		if cfg.Issuer != want || cfg.APIResource != want+"/api" {
+			t.Errorf("LATCH_ADDR=%s: issuer %q, api %q; want %q", addr, cfg.Issuer, cfg.APIResource, want)
+		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	got := config.UnknownVariables([]string{"LATCH_ADDR=:1", "LATCH_ADRR=:1", "LATCH_TEST_POSTGRES_DSN=x",
+		"PATH=/bin", "LATCH_METRICS_ADDR=x", "LATCH_LOGLEVEL=debug"})
+	if !reflect.DeepEqual(got, []string{"LATCH_ADRR", "LATCH_LOGLEVEL"}) {
+		t.Errorf("unknown = %v", got)
+	}
+}
+
+// LoadExisting (read-only commands) never writes a key.
+func TestLoadExistingCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	noKey := func(k string) string {
+		return map[string]string{"LATCH_DATA_DIR": dir}[k]
+	}
+	_, err := config.LoadExisting("", noKey)
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("err = %v", err)
+	}
+	if _, statErr := os.Stat(dir); !os.IsNotExist(statErr) {
+		t.Errorf("LoadExisting created %s (%v)", dir, statErr)
+	}
+	if _, err := config.Load("", noKey); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadExisting("", noKey)
+	if err != nil || len(cfg.SecretKeyBytes) != 32 || cfg.SecretKeyGenerated {
+		t.Errorf("existing key: %v %d %v", err, len(cfg.SecretKeyBytes), cfg.SecretKeyGenerated)
 	}
 }
 

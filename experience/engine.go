@@ -10,6 +10,7 @@ package experience
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/latch-dev/latch/credentials"
@@ -76,6 +77,20 @@ type Engine struct {
 	connectors   *messaging.Connectors
 	sealer       *credentials.Sealer
 	webauthn     *credentials.WebAuthn
+
+	// observers hear of every audited event (the HTTP layer's metrics and
+	// logs); see Observe.
+	observeMu sync.RWMutex
+	observers []func(context.Context, AuditEvent)
+}
+
+// Observe registers fn to hear of every audit event once recorded: the
+// HTTP layer counts lockouts and refresh-token reuse and logs them. fn runs
+// on the request's goroutine and must be quick.
+func (e *Engine) Observe(fn func(context.Context, AuditEvent)) {
+	e.observeMu.Lock()
+	defer e.observeMu.Unlock()
+	e.observers = append(e.observers, fn)
 }
 
 // New returns an engine over db.
@@ -108,5 +123,10 @@ func (e *Engine) Normalizer() Normalizer { return e.norm }
 func (e *Engine) audit(ctx context.Context, ev AuditEvent) {
 	if err := e.Audit.Record(ctx, ev); err != nil {
 		e.log.ErrorContext(ctx, "audit write failed", slog.String("event", ev.Event), slog.String("error", err.Error()))
+	}
+	e.observeMu.RLock()
+	defer e.observeMu.RUnlock()
+	for _, fn := range e.observers {
+		fn(ctx, ev)
 	}
 }

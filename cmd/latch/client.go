@@ -57,7 +57,7 @@ func (c *cli) clientCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List clients",
 		Args:  cobra.NoArgs,
-		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
+		RunE: c.readOnly(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			clients, err := svc.Tokens.Clients.List(ctxOf(cmd))
 			if err != nil {
 				return err

@@ -58,6 +58,8 @@ func TestSettingsShowReportsConnectors(t *testing.T) {
 		return c["email"].(string) + "/" + c["sms"].(string)
 	}
 
+	// settings show only reads (issue 14): the database must exist first.
+	runCLI(t, base, "", "migrate", "-o", "json")
 	if got := connectors(runCLI(t, base, "", "settings", "show")); got != "not configured/not configured" {
 		t.Fatalf("no connectors: %s", got)
 	}

@@ -16,7 +16,7 @@ func (c *cli) keysCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List signing keys and their states",
 		Args:  cobra.NoArgs,
-		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
+		RunE: c.readOnly(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			keys, err := svc.Tokens.Keys.List(ctxOf(cmd))
 			if err != nil {
 				return err

@@ -13,17 +13,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/latch-dev/latch/app"
+	"github.com/latch-dev/latch/buildinfo"
 	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/fault"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 func main() {
-	if err := newRoot(os.Stdout, os.Stderr, os.Getenv).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "latch: "+strings.ReplaceAll(err.Error(), "\n", " "))
-		os.Exit(1)
-	}
+	c := newCLI(os.Stdout, os.Stderr, os.Getenv)
+	c.environ = os.Environ
+	os.Exit(c.run(os.Args[1:]))
 }
 
 // cli holds what every command shares; commands get it through closures
@@ -31,31 +29,129 @@ func main() {
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	configPath     string
-	output         string
+	// environ lists the environment (os.Environ), to warn about LATCH_*
+	// variables that are no setting; nil in in-process tests.
+	environ    func() []string
+	configPath string
+	output     string
+	// addr is serve --addr: it stands for LATCH_ADDR.
+	addr string
 }
 
+func newCLI(stdout, stderr io.Writer, getenv func(string) string) *cli {
+	return &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+}
+
+// newRoot builds the command tree (tests run it in-process).
 func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
-	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+	return newCLI(stdout, stderr, getenv).root()
+}
+
+func (c *cli) root() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "latch",
 		Short:         "Latch: backend-to-backend password authentication and token service",
+		Version:       buildinfo.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetVersionTemplate("latch {{.Version}}\n")
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
 	root.PersistentFlags().StringVar(&c.configPath, "config", "", "path to a YAML config file (LATCH_* environment variables override it)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.clientCmd(), c.userCmd(), c.settingsCmd(), c.keysCmd(), c.versionCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.clientCmd(), c.userCmd(), c.settingsCmd(), c.keysCmd(),
+		c.versionCmd(), c.healthcheckCmd())
+	for _, cmd := range root.Commands() {
+		if cmd.HasSubCommands() && !cmd.Runnable() {
+			cmd.RunE = unknownSubcommand
+		}
+	}
 	return root
 }
 
-func (c *cli) loadConfig() (config.Config, error) {
-	if c.output != "text" && c.output != "json" {
-		return config.Config{}, fmt.Errorf("--output must be text or json, got %q", c.output)
+// unknownSubcommand runs a command group: alone it shows the group's help,
+// with an argument it is a mistake (cobra would show the help and succeed,
+// so a script with a typo would go on as if it had worked).
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
 	}
-	return config.Load(c.configPath, c.getenv)
+	return fmt.Errorf("unknown command %q for %q (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+}
+
+// run executes the command line and returns the exit status. Errors go to
+// stderr on one line, or as a JSON object under --output json.
+func (c *cli) run(args []string) int {
+	root := c.root()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	if c.output == "json" || jsonRequested(args) {
+		body := map[string]any{"error": msg}
+		if fe, ok := fault.As(err); ok {
+			body["error_code"] = fe.Code
+		}
+		_ = json.NewEncoder(c.stderr).Encode(body)
+	} else {
+		fmt.Fprintln(c.stderr, "latch: "+msg)
+	}
+	return 1
+}
+
+// jsonRequested finds --output json in arguments cobra could not parse
+// (then c.output was never set).
+func jsonRequested(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--output=json" || a == "-ojson" || a == "-o=json":
+			return true
+		case (a == "--output" || a == "-o") && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return false
+}
+
+func (c *cli) loadConfig() (config.Config, error) {
+	return c.load(config.Load)
+}
+
+// loadExisting loads the configuration of a read-only command: it never
+// generates a secret key.
+func (c *cli) loadExisting() (config.Config, error) {
+	return c.load(config.LoadExisting)
+}
+
+func (c *cli) load(load func(string, func(string) string) (config.Config, error)) (config.Config, error) {
+	if err := c.checkOutput(); err != nil {
+		return config.Config{}, err
+	}
+	if c.environ != nil {
+		for _, name := range config.UnknownVariables(c.environ()) {
+			c.logger("warn").Warn("ignoring an environment variable that is no Latch setting (a typo?)", slog.String("name", name))
+		}
+	}
+	return load(c.configPath, c.env)
+}
+
+// env is the environment as the configuration sees it: flags that stand
+// for a variable (serve --addr) win over it.
+func (c *cli) env(name string) string {
+	if name == "LATCH_ADDR" && c.addr != "" {
+		return c.addr
+	}
+	return c.getenv(name)
+}
+
+func (c *cli) checkOutput() error {
+	if c.output != "text" && c.output != "json" {
+		return fmt.Errorf("--output must be text or json, got %q", c.output)
+	}
+	return nil
 }
 
 // logger writes JSON logs to stderr at the given level.
@@ -74,6 +170,23 @@ func (c *cli) open(ctx context.Context) (*app.Services, error) {
 	log := c.logger("warn")
 	warnGeneratedKey(log, cfg)
 	return app.Open(ctx, cfg, log, cfg.AutoMigrate)
+}
+
+// readOnly wraps a command body that only reads: it opens the services
+// without creating a database, a secret key or a signing key.
+func (c *cli) readOnly(fn func(cmd *cobra.Command, svc *app.Services, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cfg, err := c.loadExisting()
+		if err != nil {
+			return err
+		}
+		svc, err := app.OpenExisting(ctxOf(cmd), cfg, c.logger("warn"))
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		return fn(cmd, svc, args)
+	}
 }
 
 // withServices wraps a command body that needs the domain services: it
@@ -114,10 +227,11 @@ func (c *cli) versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if c.output != "text" && c.output != "json" { // the one command that loads no config
-				return fmt.Errorf("--output must be text or json, got %q", c.output)
+			if err := c.checkOutput(); err != nil { // the one command that loads no config
+				return err
 			}
-			return c.print(map[string]string{"version": version}, func(w io.Writer) { fmt.Fprintln(w, "latch", version) })
+			v := buildinfo.Version()
+			return c.print(map[string]string{"version": v}, func(w io.Writer) { fmt.Fprintln(w, "latch", v) })
 		},
 	}
 }

@@ -15,10 +15,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/latch-dev/latch/app"
+	"github.com/latch-dev/latch/buildinfo"
 )
 
 func (c *cli) serveCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Latch HTTP server",
 		Args:  cobra.NoArgs,
@@ -47,11 +48,17 @@ func (c *cli) serveCmd() *cobra.Command {
 			if cfg.PprofAddr != "" {
 				go servePprof(ctx, cfg.PprofAddr, log)
 			}
+			srv := svc.NewServer(log)
+			if cfg.MetricsAddr != "" {
+				go serveSide(ctx, "metrics", cfg.MetricsAddr, srv.MetricsHandler(), log)
+			}
 			log.Info("latch listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer),
-				slog.String("database", string(svc.DB.Dialect)), slog.String("env", cfg.Env))
-			return svc.NewServer(log).Serve(ctx, ln)
+				slog.String("database", string(svc.DB.Dialect)), slog.String("env", cfg.Env), slog.String("version", buildinfo.Version()))
+			return srv.Serve(ctx, ln)
 		},
 	}
+	cmd.Flags().StringVar(&c.addr, "addr", "", "listen address host:port (overrides LATCH_ADDR)")
+	return cmd
 }
 
 func (c *cli) migrateCmd() *cobra.Command {
@@ -64,17 +71,18 @@ func (c *cli) migrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc, err := app.Open(cmd.Context(), cfg, c.logger("warn"), true)
+			applied, err := app.Migrate(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
-			defer svc.Close()
-			pending, err := svc.DB.Pending(cmd.Context(), app.Migrations()...)
-			if err != nil {
-				return err
+			if applied == nil {
+				applied = []string{}
 			}
-			return c.print(map[string]any{"status": "up to date", "pending": len(pending)}, func(w io.Writer) {
-				fmt.Fprintln(w, "database schema is up to date")
+			return c.print(map[string]any{"status": "up to date", "applied": applied, "pending": 0}, func(w io.Writer) {
+				for _, id := range applied {
+					fmt.Fprintln(w, "applied", id)
+				}
+				fmt.Fprintf(w, "database schema is up to date (%d migrations applied now)\n", len(applied))
 			})
 		},
 	}
@@ -96,13 +104,18 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	serveSide(ctx, "pprof", addr, mux, log)
+}
+
+// serveSide runs a side listener (pprof, metrics) until ctx ends.
+func serveSide(ctx context.Context, name, addr string, h http.Handler, log *slog.Logger) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
 	}()
-	log.Info("pprof listening", slog.String("addr", addr))
+	log.Info(name+" listening", slog.String("addr", addr))
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
-		log.Error("pprof listener failed", slog.String("error", err.Error()))
+		log.Error(name+" listener failed", slog.String("error", err.Error()))
 	}
 }

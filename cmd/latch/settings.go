@@ -18,7 +18,7 @@ func (c *cli) settingsCmd() *cobra.Command {
 		Use:   "show",
 		Short: "Print the current settings as JSON",
 		Args:  cobra.NoArgs,
-		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
+		RunE: c.readOnly(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			s, err := svc.Engine.Settings.Get(ctxOf(cmd))
 			if err != nil {
 				return err

@@ -36,7 +36,7 @@ func (d *devSender) Send(ctx context.Context, m Message) error {
 		slog.String("to", m.To),
 		slog.String("purpose", m.Purpose),
 		slog.String("code", m.Code),
-		slog.Duration("expires_in", m.ExpiresIn),
+		slog.Float64("expires_in_ms", float64(m.ExpiresIn.Milliseconds())),
 	}
 	if d.channel == "email" {
 		attrs = append(attrs, slog.String("subject", subject))

@@ -188,7 +188,7 @@ func (s *smtpSender) Send(ctx context.Context, m Message) error {
 		return s.sendError(ctx, m.Purpose, err)
 	}
 	s.log.DebugContext(ctx, "message sent", slog.String("connector", KindSMTP), slog.String("purpose", m.Purpose),
-		slog.Duration("took", time.Since(start)))
+		slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000))
 	return nil
 }
 

@@ -225,7 +225,7 @@ func (s *webhookSender) Send(ctx context.Context, m Message) error {
 		ae := s.attempt(ctx, body, delivery)
 		if ae == nil {
 			s.log.DebugContext(ctx, "message sent", slog.String("connector", KindWebhook), slog.String("purpose", m.Purpose),
-				slog.Int("attempt", n+1), slog.Duration("took", time.Since(start)))
+				slog.Int("attempt", n+1), slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000))
 			return nil
 		}
 		if cerr := ctx.Err(); cerr != nil {
@@ -241,7 +241,7 @@ func (s *webhookSender) Send(ctx context.Context, m Message) error {
 		}
 		wait := s.backoff(n)
 		s.log.WarnContext(ctx, "webhook attempt failed, retrying", slog.String("connector", KindWebhook), slog.String("purpose", m.Purpose),
-			slog.Int("attempt", n+1), slog.Duration("retry_in", wait), slog.String("error", ae.err.Error()))
+			slog.Int("attempt", n+1), slog.Float64("retry_in_ms", float64(wait.Microseconds())/1000), slog.String("error", ae.err.Error()))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
