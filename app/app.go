@@ -153,10 +153,9 @@ func (a *App) routes() {
 	e.POST(x+"/verification/web-authn/registration/verify", expRoute(body[webAuthnVerifyRequest], a.webAuthnVerify(true)), handle...)
 	e.POST(x+"/verification/web-authn/authentication", expCall(a.webAuthnStart(false)), handle...)
 	e.POST(x+"/verification/web-authn/authentication/verify", expRoute(body[webAuthnVerifyRequest], a.webAuthnVerify(false)), handle...)
-	for _, r := range []string{"/verification/social/:connectorId/authorization-uri", "/verification/social/:connectorId/verify",
-		"/verification/sso/:connectorId/authorization-uri", "/verification/sso/:connectorId/verify"} {
-		e.POST(x+r, notYet("Social and enterprise sign-in"), handle...)
-	}
+	// Social and enterprise sign-in (seed 004's /verification/social and
+	// /verification/sso routes) are not registered until they work: an
+	// advertised route that only answers 501 breaks generated clients.
 
 	e.POST("/api/verification-codes", a.sendManagementCode, manage)
 	e.POST("/api/verification-codes/verify", a.verifyManagementCode, manage)

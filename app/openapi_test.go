@@ -438,7 +438,6 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.json(http.MethodPost, "/api/experience/submit", tok, nil, http.StatusOK, "Latch-Interaction", handle)
 	s.json(http.MethodGet, "/api/experience/interaction", tok, nil, http.StatusNotFound, "Latch-Interaction", handle)
 	s.get("/api/experience/sso-connectors?email=a%40example.com", tok, http.StatusOK)
-	s.json(http.MethodPost, "/api/experience/verification/social/google/authorization-uri", "", map[string]any{}, http.StatusNotFound, "Latch-Interaction", "lxi_none")
 
 	// Errors in each dialect for a missing token.
 	s.get("/v1/users/"+userID, "", http.StatusUnauthorized)
