@@ -63,6 +63,7 @@ func New(d Deps) *App {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
+	e.Pre(headAsGet)
 	e.Use(withRequestID, noStoreByDefault, a.observe, a.recoverPanics, middleware.BodyLimit(d.Config.BodyLimit))
 	a.echo = e
 	a.routes()
@@ -77,12 +78,15 @@ func (a *App) routes() {
 	e.GET("/openapi.yaml", a.openapi)
 
 	e.GET("/.well-known/openid-configuration", a.discovery)
+	e.GET("/.well-known/oauth-authorization-server", a.discovery)
 	e.GET("/oidc/jwks", a.jwks)
 	e.POST("/oidc/token", a.tokenEndpoint)
 	e.POST("/oidc/token/introspection", a.introspect)
 	e.POST("/oidc/token/revocation", a.revoke)
 
+	// OIDC Core §5.3.1: userinfo answers GET and POST.
 	e.GET("/oidc/me", a.userinfo)
+	e.POST("/oidc/me", a.userinfo)
 
 	// Middleware is attached per route, not per group: an Echo group with
 	// middleware also claims every unknown path under its prefix, which

@@ -388,6 +388,7 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.get("/metrics", "", http.StatusOK)
 	s.get("/openapi.yaml", "", http.StatusOK)
 	s.get("/.well-known/openid-configuration", "", http.StatusOK)
+	s.get("/.well-known/oauth-authorization-server", "", http.StatusOK)
 	s.get("/oidc/jwks", "", http.StatusOK)
 	tok := s.form("/oidc/token", &client, url.Values{"grant_type": {"client_credentials"}}, http.StatusOK).Str("access_token")
 	s.form("/oidc/token", &apptest.Client{ID: client.ID, Secret: "wrong"}, url.Values{"grant_type": {"client_credentials"}}, http.StatusUnauthorized)
@@ -416,6 +417,7 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.refusing().json(http.MethodPost, "/v1/auth/password/authenticate", tok,
 		map[string]any{"username": username, "password": "x", "username_type": "nickname"}, http.StatusBadRequest)
 	s.get("/oidc/me", signIn.Str("access_token"), http.StatusOK)
+	s.form("/oidc/me", nil, url.Values{"access_token": {signIn.Str("access_token")}}, http.StatusOK)
 	s.get("/v1/auth/users/"+userID+"/sessions", tok, http.StatusOK)
 	s.form("/oidc/token", &client, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {signIn.Str("refresh_token")}}, http.StatusOK)
 	s.json(http.MethodPost, "/v1/auth/password/validate", tok, map[string]any{"password": "short"}, http.StatusOK)

@@ -32,7 +32,26 @@ const (
 	ScopeUsersRead   = "users:read"
 	ScopeUsersWrite  = "users:write"
 	ScopeManagement  = "management"
+	ScopeOpenID      = "openid"
 )
+
+// knownScopes are the scopes a client may be granted. Organization scopes
+// join this list with organizations.
+var knownScopes = []string{ScopeAuthExecute, ScopeUsersRead, ScopeUsersWrite, ScopeManagement, ScopeOpenID}
+
+// KnownScopes returns the scopes a client may be granted.
+func KnownScopes() []string { return append([]string{}, knownScopes...) }
+
+// CheckScopes refuses scopes that are not known: a typo in a grant would
+// otherwise give a client a scope no route ever asks for.
+func CheckScopes(field string, scopes []string) error {
+	for _, sc := range scopes {
+		if !contains(knownScopes, sc) {
+			return fault.Invalid(fault.Detail{Field: field, Message: fmt.Sprintf("%q is not a known scope (%s)", sc, strings.Join(knownScopes, ", "))})
+		}
+	}
+	return nil
+}
 
 // clientSecretPrefix marks Latch client secrets so secret scanners can find
 // leaked ones.
@@ -324,10 +343,8 @@ func (s *Clients) RotateSecret(ctx context.Context, id string, revokeTokens bool
 }
 
 func validateClientLists(scopes, grants, resources []string) error {
-	for _, sc := range scopes {
-		if !validScopeToken(sc) {
-			return fault.Invalid(fault.Detail{Field: "scope", Message: fmt.Sprintf("%q is not a valid scope", sc)})
-		}
+	if err := CheckScopes("scopes", scopes); err != nil {
+		return err
 	}
 	for _, g := range grants {
 		if !knownGrantTypes[g] {
