@@ -115,7 +115,7 @@ func (a *App) routes() {
 	e.POST("/v1/auth/otp/send", a.otpSend, execute...)
 	e.POST("/v1/auth/otp/authenticate", mfaRoute("otp"), execute...)
 
-	e.GET("/v1/users", a.findUser, read)
+	e.GET("/v1/users", a.listUsers, read)
 	e.GET("/v1/users/:user_id", a.getUser, read)
 	e.GET("/v1/users/:user_id/mfa-factors", a.listFactors, read)
 	e.POST("/v1/users", a.createUser, write)
@@ -129,6 +129,18 @@ func (a *App) routes() {
 	e.POST("/v1/users/:user_id/unlock", a.unlockUser, write)
 	e.DELETE("/v1/users/:user_id/mfa-factors/:factor_id", a.deleteFactor, write)
 	e.GET("/v1/audit-events", a.auditEvents, manage)
+
+	// Management over HTTP: the operations of `latch client|keys|settings`.
+	e.POST("/v1/clients", a.createClient, manage)
+	e.GET("/v1/clients", a.listClients, manage)
+	e.GET("/v1/clients/:client_id", a.getClient, manage)
+	e.PATCH("/v1/clients/:client_id", a.updateClient, manage)
+	e.DELETE("/v1/clients/:client_id", a.deleteClient, manage)
+	e.POST("/v1/clients/:client_id/secret", a.rotateClientSecret, manage)
+	e.GET("/v1/keys", a.listKeys, manage)
+	e.POST("/v1/keys/rotate", a.rotateKeys, manage)
+	e.GET("/v1/settings", a.getSettings, manage)
+	e.PATCH("/v1/settings", a.patchSettings, manage)
 
 	const x = "/api/experience"
 	e.PUT(x, a.initInteraction, execute...)

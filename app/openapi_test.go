@@ -423,6 +423,27 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.json(http.MethodPost, "/v1/auth/password/validate", tok, map[string]any{"password": "short"}, http.StatusOK)
 	s.get("/v1/users/"+userID+"/mfa-factors", tok, http.StatusOK)
 	s.get("/v1/audit-events?limit=5", tok, http.StatusOK)
+	s.get("/v1/audit-events?limit=1&event=user.created&since=2020-01-01T00:00:00Z", tok, http.StatusOK)
+	s.refusing().get("/v1/audit-events?limit=0", tok, http.StatusBadRequest)
+	s.get("/v1/users?q=spec&suspended=false&limit=1", tok, http.StatusOK)
+	s.get("/v1/users", tok, http.StatusOK)
+
+	// Management API.
+	mc := s.json(http.MethodPost, "/v1/clients", tok, map[string]any{"name": "spec client", "scopes": []string{"auth:execute"}}, http.StatusCreated)
+	mcID := mc.Str("client_id")
+	s.refusing().json(http.MethodPost, "/v1/clients", tok, map[string]any{"name": "typo", "scopes": []string{"auth:exec"}}, http.StatusBadRequest)
+	s.get("/v1/clients", tok, http.StatusOK)
+	s.get("/v1/clients/"+mcID, tok, http.StatusOK)
+	s.get("/v1/clients/nope", tok, http.StatusNotFound)
+	s.json(http.MethodPatch, "/v1/clients/"+mcID, tok, map[string]any{"resources": []string{"https://spec.example.com"}}, http.StatusOK)
+	s.json(http.MethodPost, "/v1/clients/"+mcID+"/secret", tok, nil, http.StatusOK)
+	s.json(http.MethodPost, "/v1/clients/"+mcID+"/secret", tok, map[string]any{"revoke_tokens": false}, http.StatusOK)
+	s.json(http.MethodDelete, "/v1/clients/"+mcID, tok, nil, http.StatusNoContent)
+	s.get("/v1/keys", tok, http.StatusOK)
+	s.json(http.MethodPost, "/v1/keys/rotate", tok, nil, http.StatusOK)
+	s.get("/v1/settings", tok, http.StatusOK)
+	s.json(http.MethodPatch, "/v1/settings", tok, map[string]any{"lockout": map[string]any{"max_failures": 6}}, http.StatusOK)
+	s.json(http.MethodPatch, "/v1/settings", tok, map[string]any{"lockout": map[string]any{"max_failures": -1}}, http.StatusBadRequest)
 
 	// Experience API.
 	init := s.json(http.MethodPut, "/api/experience", tok, map[string]any{"interactionEvent": "SignIn"}, http.StatusNoContent)
