@@ -4,6 +4,7 @@ package app_test
 // settings, audit events with filters and cursors, and the users listing.
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,9 +13,10 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/app/apptest"
+	"github.com/latch-dev/latch/experience"
 )
 
-// auditOf returns the newest audit event of a kind about a client.
+// clientAudit returns the newest audit event of a kind about a client.
 func (f *v1Fix) clientAudit(t *testing.T, clientID, event string) map[string]any {
 	t.Helper()
 	res := f.call(t, http.MethodGet, "/v1/audit-events?"+url.Values{"client_id": {clientID}, "event": {event}}.Encode(), f.tok, nil)
@@ -187,11 +189,23 @@ func TestManagementSettings(t *testing.T) {
 			t.Errorf("settings.updated: %v", events)
 		}
 
+		if ev["data"].(map[string]any)["via"] != "management_api" {
+			t.Errorf("settings.updated over HTTP: %v", ev)
+		}
+		// `latch settings set` goes through the same operation, audited too.
+		if _, err := f.Services.Engine.PatchSettings(context.Background(), []byte(`{"lockout":{"max_failures":3}}`), experience.SessionMeta{}); err != nil {
+			t.Fatal(err)
+		}
+		events = f.call(t, http.MethodGet, "/v1/audit-events?event=settings.updated", f.tok, nil).JSON["events"].([]any)
+		if len(events) != 2 || events[0].(map[string]any)["data"].(map[string]any)["via"] != "cli" {
+			t.Errorf("settings.updated from the CLI: %v", events)
+		}
+
 		wantError(t, patch("application/json", `{"lockout":{"max_failures":0}}`), http.StatusBadRequest, "settings_invalid")
 		wantError(t, patch("application/json", `{"lockout":{"max_falures":3}}`), http.StatusBadRequest, "settings_invalid")
 		wantError(t, patch("application/json", `[1]`), http.StatusBadRequest, "settings_invalid")
 		wantError(t, patch("text/plain", `{}`), http.StatusBadRequest, "system_invalid_input")
-		if n := len(f.call(t, http.MethodGet, "/v1/audit-events?event=settings.updated", f.tok, nil).JSON["events"].([]any)); n != 1 {
+		if n := len(f.call(t, http.MethodGet, "/v1/audit-events?event=settings.updated", f.tok, nil).JSON["events"].([]any)); n != 2 {
 			t.Errorf("refused patches were audited: %d events", n)
 		}
 		// The settings apply: the third failure now locks.
