@@ -3,8 +3,8 @@ package app_test
 // Every status/error row of seed 004 for the Experience API routes in scope
 // of issue 4 (init, interaction-event, identification, submit, profile,
 // profile/password, verification/password, verification-code + verify,
-// new-password-identity, sso-connectors), plus the 501 of the
-// social routes that arrive later.
+// new-password-identity, sso-connectors), plus the 404 of the
+// social routes that are not registered yet.
 
 import (
 	"net/http"
@@ -391,14 +391,14 @@ func TestExperienceErrorRows(t *testing.T) {
 			}
 		})
 
-		// --- Social and enterprise SSO routes: a later release -----------
-		run("NotYet", func(t *testing.T) {
+		// --- Social and enterprise SSO: not registered until they work ---
+		run("SocialNotRegistered", func(t *testing.T) {
 			x := f.begin(t, "SignIn", false)
 			for _, p := range []string{"/verification/social/google/authorization-uri",
 				"/verification/social/google/verify", "/verification/sso/acme/authorization-uri", "/verification/sso/acme/verify"} {
 				res := x.post(t, p, map[string]any{})
-				if res.Status != http.StatusNotImplemented || res.Str("code") == "" || res.Str("message") == "" {
-					t.Fatalf("POST %s: %s, want 501", p, res)
+				if res.Status != http.StatusNotFound || res.Str("code") == "" {
+					t.Fatalf("POST %s: %s, want 404", p, res)
 				}
 			}
 		})

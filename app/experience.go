@@ -372,14 +372,6 @@ func (a *App) ssoConnectors(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"connectorIds": []string{}})
 }
 
-// notYet answers routes of capabilities that arrive in later releases
-// (MFA factors, social and enterprise SSO) with 501, as the seed allows.
-func notYet(what string) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		return fault.New("request.not_implemented", http.StatusNotImplemented, "%s is not available in this version of Latch.", what)
-	}
-}
-
 type managementCodeRequest struct {
 	Email            string `json:"email"`
 	Phone            string `json:"phone"`

@@ -388,6 +388,7 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.get("/metrics", "", http.StatusOK)
 	s.get("/openapi.yaml", "", http.StatusOK)
 	s.get("/.well-known/openid-configuration", "", http.StatusOK)
+	s.get("/.well-known/oauth-authorization-server", "", http.StatusOK)
 	s.get("/oidc/jwks", "", http.StatusOK)
 	tok := s.form("/oidc/token", &client, url.Values{"grant_type": {"client_credentials"}}, http.StatusOK).Str("access_token")
 	s.form("/oidc/token", &apptest.Client{ID: client.ID, Secret: "wrong"}, url.Values{"grant_type": {"client_credentials"}}, http.StatusUnauthorized)
@@ -416,11 +417,33 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.refusing().json(http.MethodPost, "/v1/auth/password/authenticate", tok,
 		map[string]any{"username": username, "password": "x", "username_type": "nickname"}, http.StatusBadRequest)
 	s.get("/oidc/me", signIn.Str("access_token"), http.StatusOK)
+	s.form("/oidc/me", nil, url.Values{"access_token": {signIn.Str("access_token")}}, http.StatusOK)
 	s.get("/v1/auth/users/"+userID+"/sessions", tok, http.StatusOK)
 	s.form("/oidc/token", &client, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {signIn.Str("refresh_token")}}, http.StatusOK)
 	s.json(http.MethodPost, "/v1/auth/password/validate", tok, map[string]any{"password": "short"}, http.StatusOK)
 	s.get("/v1/users/"+userID+"/mfa-factors", tok, http.StatusOK)
 	s.get("/v1/audit-events?limit=5", tok, http.StatusOK)
+	s.get("/v1/audit-events?limit=1&event=user.created&since=2020-01-01T00:00:00Z", tok, http.StatusOK)
+	s.refusing().get("/v1/audit-events?limit=0", tok, http.StatusBadRequest)
+	s.get("/v1/users?q=spec&suspended=false&limit=1", tok, http.StatusOK)
+	s.get("/v1/users", tok, http.StatusOK)
+
+	// Management API.
+	mc := s.json(http.MethodPost, "/v1/clients", tok, map[string]any{"name": "spec client", "scopes": []string{"auth:execute"}}, http.StatusCreated)
+	mcID := mc.Str("client_id")
+	s.refusing().json(http.MethodPost, "/v1/clients", tok, map[string]any{"name": "typo", "scopes": []string{"auth:exec"}}, http.StatusBadRequest)
+	s.get("/v1/clients", tok, http.StatusOK)
+	s.get("/v1/clients/"+mcID, tok, http.StatusOK)
+	s.get("/v1/clients/nope", tok, http.StatusNotFound)
+	s.json(http.MethodPatch, "/v1/clients/"+mcID, tok, map[string]any{"resources": []string{"https://spec.example.com"}}, http.StatusOK)
+	s.json(http.MethodPost, "/v1/clients/"+mcID+"/secret", tok, nil, http.StatusOK)
+	s.json(http.MethodPost, "/v1/clients/"+mcID+"/secret", tok, map[string]any{"revoke_tokens": false}, http.StatusOK)
+	s.json(http.MethodDelete, "/v1/clients/"+mcID, tok, nil, http.StatusNoContent)
+	s.get("/v1/keys", tok, http.StatusOK)
+	s.json(http.MethodPost, "/v1/keys/rotate", tok, nil, http.StatusOK)
+	s.get("/v1/settings", tok, http.StatusOK)
+	s.json(http.MethodPatch, "/v1/settings", tok, map[string]any{"lockout": map[string]any{"max_failures": 6}}, http.StatusOK)
+	s.json(http.MethodPatch, "/v1/settings", tok, map[string]any{"lockout": map[string]any{"max_failures": -1}}, http.StatusBadRequest)
 
 	// Experience API.
 	init := s.json(http.MethodPut, "/api/experience", tok, map[string]any{"interactionEvent": "SignIn"}, http.StatusNoContent)
@@ -438,7 +461,6 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.json(http.MethodPost, "/api/experience/submit", tok, nil, http.StatusOK, "Latch-Interaction", handle)
 	s.json(http.MethodGet, "/api/experience/interaction", tok, nil, http.StatusNotFound, "Latch-Interaction", handle)
 	s.get("/api/experience/sso-connectors?email=a%40example.com", tok, http.StatusOK)
-	s.json(http.MethodPost, "/api/experience/verification/social/google/authorization-uri", "", map[string]any{}, http.StatusNotFound, "Latch-Interaction", "lxi_none")
 
 	// Errors in each dialect for a missing token.
 	s.get("/v1/users/"+userID, "", http.StatusUnauthorized)

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 
@@ -267,6 +268,15 @@ func (a *App) tokenSession(ctx context.Context, sessionID, subject string) (*exp
 // userinfo is GET /oidc/me (OIDC Core §5.3) for a user access token.
 func (a *App) userinfo(c echo.Context) error {
 	raw, ok := bearerToken(c)
+	if fromBody, sent, err := formAccessToken(c); err != nil {
+		return err
+	} else if sent {
+		if ok {
+			// RFC 6750 §2: one method per request.
+			return token.OAuthError(token.CodeInvalidRequest, "send the access token in the Authorization header or the body, not both")
+		}
+		raw, ok = fromBody, fromBody != ""
+	}
 	if !ok {
 		return a.bearerRequired(c, token.ErrInvalidClientToken("a Bearer access token is required"))
 	}
@@ -283,4 +293,21 @@ func (a *App) userinfo(c echo.Context) error {
 	out["sub"] = signIn.User.ID
 	noStore(c)
 	return c.JSON(http.StatusOK, out)
+}
+
+// formAccessToken reads the access_token of a form-encoded POST body (RFC
+// 6750 §2.2), which userinfo accepts besides the Authorization header (OIDC
+// Core §5.3.1). sent reports whether the body had the parameter at all.
+func formAccessToken(c echo.Context) (raw string, sent bool, err error) {
+	req := c.Request()
+	ct, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
+	if req.Method != http.MethodPost || ct != "application/x-www-form-urlencoded" {
+		return "", false, nil
+	}
+	form, err := oauthForm(c)
+	if err != nil {
+		return "", false, err
+	}
+	_, sent = form["access_token"]
+	return form.Get("access_token"), sent, nil
 }

@@ -3,7 +3,6 @@ package app
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -136,41 +135,6 @@ func (a *App) getUser(c echo.Context) error {
 		return err
 	}
 	return a.renderUser(c, http.StatusOK, user)
-}
-
-// findUser is GET /v1/users?username=|email=|phone_number=.
-func (a *App) findUser(c echo.Context) error {
-	var id experience.Identifier
-	for _, q := range []struct{ param, typ string }{{"username", experience.IdentifierUsername},
-		{"email", experience.IdentifierEmail}, {"phone_number", experience.IdentifierPhone}} {
-		param, typ := q.param, q.typ
-		if v := c.QueryParam(param); v != "" {
-			if id.Type != "" {
-				return fault.Invalid(fault.Detail{Field: param, Message: "give exactly one of username, email, phone_number"})
-			}
-			id = experience.Identifier{Type: typ, Value: v}
-		}
-	}
-	if id.Type == "" {
-		return fault.Invalid(fault.Detail{Field: "query", Message: "give one of username, email, phone_number"})
-	}
-	normalized, err := a.engine.Normalizer().Normalize(id)
-	if err != nil {
-		return err
-	}
-	user, err := a.engine.Users.FindByIdentifier(c.Request().Context(), id.Type, normalized)
-	if err != nil {
-		return err
-	}
-	users := []userView{}
-	if user != nil {
-		locked, err := a.engine.LockStatus(c.Request().Context(), user)
-		if err != nil {
-			return err
-		}
-		users = append(users, userView{User: user, LockedSeconds: locked})
-	}
-	return c.JSON(http.StatusOK, map[string]any{"users": users})
 }
 
 type updateUserRequest struct{ profileRequest }
@@ -320,22 +284,4 @@ func (a *App) deleteFactor(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
-}
-
-// auditEvents is GET /v1/audit-events?user_id=&event=&limit=.
-func (a *App) auditEvents(c echo.Context) error {
-	limit := 100
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return fault.Invalid(fault.Detail{Field: "limit", Message: "must be a number from 1 to 1000"})
-		}
-		limit = n
-	}
-	events, err := a.engine.Audit.List(c.Request().Context(), experience.AuditFilter{
-		UserID: c.QueryParam("user_id"), Event: c.QueryParam("event"), Limit: limit})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"events": events})
 }

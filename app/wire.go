@@ -175,8 +175,17 @@ type tokenAudit struct {
 }
 
 func (t tokenAudit) Audit(ctx context.Context, ev token.AuditEvent) {
-	err := t.audit.Record(ctx, experience.AuditEvent{Event: ev.Event, Outcome: experience.OutcomeSuccess,
-		ClientID: ev.ClientID, Data: ev.Data})
+	rec := experience.AuditEvent{Event: ev.Event, Outcome: experience.OutcomeSuccess, ClientID: ev.ClientID, Data: ev.Data}
+	// A change asked for over the management API names the client that
+	// asked (ClientID is the client the event is about).
+	if actor, ok := actorOf(ctx); ok {
+		rec.Data = map[string]any{"by_client_id": actor.clientID}
+		for k, v := range ev.Data {
+			rec.Data[k] = v
+		}
+		rec.IPAddress = actor.ip
+	}
+	err := t.audit.Record(ctx, rec)
 	if err != nil {
 		t.log.ErrorContext(ctx, "audit write failed", slog.String("event", ev.Event), slog.String("error", err.Error()))
 	}

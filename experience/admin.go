@@ -2,7 +2,9 @@ package experience
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"sort"
 
 	"gorm.io/gorm"
 
@@ -205,4 +207,29 @@ func (e *Engine) RemoveFactor(ctx context.Context, userID, factorID string, meta
 	e.audit(ctx, AuditEvent{Event: EventMFARemoved, Outcome: OutcomeSuccess, UserID: userID, ClientID: meta.ClientID,
 		Data: map[string]any{"factor": removed.Type, "factor_id": factorID}})
 	return nil
+}
+
+// PatchSettings applies an RFC 7396 merge patch to the settings (validated
+// by SettingsStore.Patch) and audits the change: the top-level sections the
+// patch touched and who asked (meta.ClientID; empty from the CLI). Settings
+// hold policies, never secrets, but only the section names are recorded.
+func (e *Engine) PatchSettings(ctx context.Context, patch []byte, meta SessionMeta) (Settings, error) {
+	s, err := e.Settings.Patch(ctx, patch)
+	if err != nil {
+		return s, err
+	}
+	var top map[string]json.RawMessage
+	_ = json.Unmarshal(patch, &top)
+	sections := make([]string, 0, len(top))
+	for k := range top {
+		sections = append(sections, k)
+	}
+	sort.Strings(sections)
+	via := "management_api"
+	if meta.ClientID == "" {
+		via = "cli"
+	}
+	e.audit(ctx, AuditEvent{Event: EventSettingsUpdated, Outcome: OutcomeSuccess, ClientID: meta.ClientID, IPAddress: meta.IPAddress,
+		Data: map[string]any{"sections": sections, "via": via}})
+	return s, nil
 }

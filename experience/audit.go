@@ -31,6 +31,7 @@ const (
 	EventMFABound        = "mfa.bound"
 	EventMFARemoved      = "mfa.removed"
 	EventProfileUpdated  = "user.profile_updated"
+	EventSettingsUpdated = "settings.updated"
 )
 
 // Outcomes.
@@ -135,28 +136,49 @@ func auditData(ev AuditEvent) (string, error) {
 	return string(raw), nil
 }
 
-// AuditFilter narrows a listing.
+// AuditFilter narrows a listing. Zero fields do not filter.
 type AuditFilter struct {
-	UserID string
-	Event  string
-	Limit  int
+	UserID   string
+	ClientID string
+	Event    string
+	// Since and Until bound created_at: Since <= created_at < Until.
+	Since, Until time.Time
+	// After continues a listing after the last event of the previous page.
+	After *store.Cursor
+	Limit int
 }
 
-// List returns events, newest first.
-func (a *Audit) List(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
-	q := a.db.WithContext(ctx).Order("created_at DESC")
-	if f.UserID != "" {
-		q = q.Where("user_id = ?", f.UserID)
+// List returns events, newest first (ties by id, so pages never skip or
+// repeat an event), and the cursor of the next page ("" on the last).
+func (a *Audit) List(ctx context.Context, f AuditFilter) ([]AuditEvent, string, error) {
+	q := a.db.WithContext(ctx).Order("created_at DESC, id DESC")
+	for col, v := range map[string]string{"user_id": f.UserID, "client_id": f.ClientID, "event": f.Event} {
+		if v != "" {
+			q = q.Where(col+" = ?", v)
+		}
 	}
-	if f.Event != "" {
-		q = q.Where("event = ?", f.Event)
+	if !f.Since.IsZero() {
+		q = q.Where("created_at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("created_at < ?", f.Until.UTC())
+	}
+	if f.After != nil {
+		q = q.Where("(created_at < ? OR (created_at = ? AND id < ?))", f.After.At, f.After.At, f.After.ID)
 	}
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100
 	}
 	var rows []auditRow
-	if err := q.Limit(f.Limit).Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("experience: list audit: %w", err)
+	// One row more than asked tells whether there is a next page.
+	if err := q.Limit(f.Limit + 1).Find(&rows).Error; err != nil {
+		return nil, "", fmt.Errorf("experience: list audit: %w", err)
+	}
+	next := ""
+	if len(rows) > f.Limit {
+		rows = rows[:f.Limit]
+		last := rows[len(rows)-1]
+		next = store.Cursor{At: last.CreatedAt, ID: last.ID}.String()
 	}
 	out := make([]AuditEvent, 0, len(rows))
 	for _, r := range rows {
@@ -165,5 +187,5 @@ func (a *Audit) List(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
 		_ = json.Unmarshal([]byte(r.Data), &ev.Data)
 		out = append(out, ev)
 	}
-	return out, nil
+	return out, next, nil
 }

@@ -10,6 +10,7 @@ type (
 	Profile    = directory.Profile
 	Normalizer = directory.Normalizer
 	Users      = directory.Users
+	UserFilter = directory.UserFilter
 )
 
 // Identifier types.

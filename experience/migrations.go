@@ -182,5 +182,12 @@ ALTER TABLE sentinel_counters ADD COLUMN pending_bucket BIGINT NOT NULL DEFAULT 
 		{ID: "experience/0012_interaction_record_kinds", SQL: `
 DELETE FROM interactions;
 `},
+		// The management listings page through users oldest first and
+		// through audit events by client: keyset pages read an index range,
+		// so a page costs the same with a thousand rows or millions.
+		{ID: "experience/0013_listing_indexes", SQL: `
+CREATE INDEX users_created ON users (created_at, id);
+CREATE INDEX audit_events_client ON audit_events (client_id, created_at);
+`},
 	}
 }

@@ -8,6 +8,7 @@ const (
 	EventKeyRotated          = "signing_key.rotated"
 	EventClientCreated       = "client.created"
 	EventClientDeleted       = "client.deleted"
+	EventClientUpdated       = "client.updated"
 	EventClientSecretRotated = "client.secret_rotated"
 )
 

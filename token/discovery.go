@@ -2,7 +2,9 @@ package token
 
 import "context"
 
-// Discovery is the OpenID Provider metadata (OIDC Discovery 1.0, RFC 8414).
+// Discovery is the OpenID Provider metadata (OIDC Discovery 1.0), served
+// as the OAuth 2.0 Authorization Server Metadata (RFC 8414) too. It
+// advertises only what works.
 type Discovery struct {
 	Issuer                            string   `json:"issuer"`
 	TokenEndpoint                     string   `json:"token_endpoint"`
@@ -20,29 +22,44 @@ type Discovery struct {
 	ScopesSupported                   []string `json:"scopes_supported"`
 	ClaimsSupported                   []string `json:"claims_supported"`
 	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
+	// Both default to true and false respectively when absent (OIDC
+	// Discovery §3), so they are always stated: Latch reads no request
+	// objects, by value or by reference.
+	RequestParameterSupported    bool `json:"request_parameter_supported"`
+	RequestURIParameterSupported bool `json:"request_uri_parameter_supported"`
 }
+
+// IDTokenClaims are the claims every ID token carries (auth_time and amr
+// when the session has them); ProfileClaims may be added on request.
+var IDTokenClaims = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "amr", "sid"}
+
+// ProfileClaims are the user claims Latch releases: in the ID token through
+// the claims request parameter, and from userinfo. The app layer fills their
+// values; the discovery document lists exactly these and IDTokenClaims.
+var ProfileClaims = []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at", "roles"}
 
 // Discovery returns the provider metadata.
 func (s *Service) Discovery(ctx context.Context) Discovery {
 	iss := s.opts.Issuer
 	auth := []string{"client_secret_basic", "client_secret_post"}
 	return Discovery{
-		Issuer:                            iss,
-		TokenEndpoint:                     iss + "/oidc/token",
-		JWKSURI:                           iss + "/oidc/jwks",
-		UserinfoEndpoint:                  iss + "/oidc/me",
-		IntrospectionEndpoint:             iss + "/oidc/token/introspection",
-		RevocationEndpoint:                iss + "/oidc/token/revocation",
-		GrantTypesSupported:               []string{GrantClientCredentials, GrantRefreshToken},
-		ResponseTypesSupported:            []string{"code"},
+		Issuer:                iss,
+		TokenEndpoint:         iss + "/oidc/token",
+		JWKSURI:               iss + "/oidc/jwks",
+		UserinfoEndpoint:      iss + "/oidc/me",
+		IntrospectionEndpoint: iss + "/oidc/token/introspection",
+		RevocationEndpoint:    iss + "/oidc/token/revocation",
+		GrantTypesSupported:   []string{GrantClientCredentials, GrantRefreshToken},
+		// No authorization endpoint yet: no response type works, and an
+		// empty list says so (RFC 8414 §2 requires the member).
+		ResponseTypesSupported:            []string{},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  s.Keys.Algorithms(ctx),
 		TokenEndpointAuthMethodsSupported: auth,
 		IntrospectionAuthMethodsSupported: auth,
 		RevocationAuthMethodsSupported:    auth,
-		ScopesSupported:                   []string{"openid", "profile", "email", "phone", ScopeAuthExecute, ScopeUsersRead, ScopeUsersWrite, ScopeManagement},
-		ClaimsSupported: []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "amr", "sid", "username", "name",
-			"email", "email_verified", "phone_number", "phone_number_verified", "org_id", "roles"},
-		ClaimsParameterSupported: true,
+		ScopesSupported:                   KnownScopes(),
+		ClaimsSupported:                   append(append([]string{}, IDTokenClaims...), ProfileClaims...),
+		ClaimsParameterSupported:          true,
 	}
 }

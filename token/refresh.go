@@ -440,7 +440,9 @@ func (s *Service) newRefreshFamily(ctx context.Context, g UserGrant, audience st
 	return raw, exp, fam.ID, nil
 }
 
-// introspectRefresh answers RFC 7662 for a refresh token. A refresh token
+// introspectRefresh answers RFC 7662 for a refresh token. It has no
+// token_type: RFC 7662 §2.2 means by it an access token type (RFC 6749
+// §5.1, such as Bearer), and a refresh token is not one. A refresh token
 // is only ever presented by the client it was issued to, so only that
 // client may learn about it: for any other (client non-nil) it is simply
 // inactive, revealing neither its user nor its session.
@@ -453,8 +455,7 @@ func (s *Service) introspectRefresh(ctx context.Context, client *Client, raw str
 		return &Introspection{Active: false}, nil
 	}
 	return &Introspection{Active: true, ClientID: v.ClientID, Sub: v.UserID, SessionID: v.SessionID,
-		Scope: v.Scope, Exp: v.ExpiresAt.Unix(), Iat: v.CreatedAt.Unix(), TokenType: "refresh_token",
-		Iss: s.opts.Issuer}, nil
+		Scope: v.Scope, Exp: v.ExpiresAt.Unix(), Iat: v.CreatedAt.Unix(), Iss: s.opts.Issuer}, nil
 }
 
 // revokeRefresh answers RFC 7009 for a refresh token: the token's whole

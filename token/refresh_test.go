@@ -460,7 +460,8 @@ func TestRefreshIntrospectionAndRevocation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !in.Active || in.TokenType != "refresh_token" || in.ClientID != client.ID || in.Sub != g.UserID ||
+		// No token_type: RFC 7662 §2.2 means an access token type by it.
+		if !in.Active || in.TokenType != "" || in.ClientID != client.ID || in.Sub != g.UserID ||
 			in.SessionID != g.SessionID || in.Scope != g.Scope || in.Exp != first.RefreshExpiresAt.Unix() || in.Iat == 0 {
 			t.Fatalf("introspection = %+v", in)
 		}

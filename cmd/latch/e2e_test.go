@@ -706,6 +706,8 @@ func TestE2ESQLite(t *testing.T) {
 		"LATCH_DATA_DIR": t.TempDir()}, "serve"), "LATCH_SECRET_KEY")
 	oneLineError(t, latch(t, vars, "client", "create", "--scope", "auth:execute"), "name")
 	oneLineError(t, latch(t, vars, "client", "create", "--name", "x", "--scope", `bad"scope`), "scope")
+	// A typo in a scope would grant a scope no route asks for: refused.
+	oneLineError(t, latch(t, vars, "client", "create", "--name", "x", "--scope", "auth:execute users:raed"), "users:raed", "not a known scope")
 	oneLineError(t, latch(t, vars, "client", "list", "--output", "yaml"), "--output")
 	oneLineError(t, latch(t, vars, "version", "--output", "yaml"), "--output")
 	cfgFile := filepath.Join(t.TempDir(), "latch.yaml")

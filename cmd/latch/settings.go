@@ -42,7 +42,7 @@ func (c *cli) settingsCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read %s: %w", file, err)
 			}
-			s, err := svc.Engine.Settings.Patch(ctxOf(cmd), raw)
+			s, err := svc.Engine.PatchSettings(ctxOf(cmd), raw, experience.SessionMeta{})
 			if err != nil {
 				return err
 			}
