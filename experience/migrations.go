@@ -161,5 +161,12 @@ ALTER TABLE audit_events ADD COLUMN last_at TIMESTAMP;
 ALTER TABLE users ADD COLUMN username_skeleton TEXT;
 CREATE UNIQUE INDEX users_username_skeleton ON users (username_skeleton);
 `, Run: backfillUsernames},
+		// Sending a code and issuing a reset token first delete the
+		// long-expired ones: without these indexes each of them read the
+		// whole table, whose size grows with the user base.
+		{ID: "experience/0011_expiry_indexes", SQL: `
+CREATE INDEX verification_codes_expires_at ON verification_codes (expires_at);
+CREATE INDEX reset_tokens_expires_at ON reset_tokens (expires_at);
+`},
 	}
 }

@@ -11,9 +11,10 @@ import (
 	"github.com/latch-dev/latch/store"
 )
 
-// hotQuery is one statement the measured endpoints run per request, as the
-// server sends it (experience/users.go, sentinel.go, sessions.go, mfa.go;
-// token/refresh.go, service.go), with sample arguments.
+// hotQuery is one statement the server runs per request, in the shape it
+// sends it (experience/users.go, sentinel.go, sessions.go, factors.go,
+// codes.go, reset.go, interaction.go; token/refresh.go, service.go; select
+// lists shortened), with sample arguments.
 type hotQuery struct {
 	name string
 	sql  string // ? placeholders
@@ -48,6 +49,14 @@ FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.dige
 		func(p *population, i int) []any { return []any{p.now, p.familyID(i)} }},
 	{"revoked access token by jti", `SELECT count(*) FROM revoked_tokens WHERE jti = ? LIMIT 1`,
 		func(p *population, i int) []any { return []any{"jti"} }},
+	// Housekeeping that runs inside requests: each code sent, reset token
+	// issued or interaction started first deletes the long-expired ones.
+	{"expired codes (each code sent)", `DELETE FROM verification_codes WHERE expires_at < ?`,
+		func(p *population, i int) []any { return []any{p.now.Add(-24 * time.Hour)} }},
+	{"expired reset tokens (each one issued)", `DELETE FROM reset_tokens WHERE expires_at < ?`,
+		func(p *population, i int) []any { return []any{p.now.Add(-time.Hour)} }},
+	{"expired interactions (each one started)", `DELETE FROM interactions WHERE expires_at < ?`,
+		func(p *population, i int) []any { return []any{p.now} }},
 }
 
 // plan is the query plan of one hot query and whether it reads through an

@@ -31,10 +31,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/latch-dev/latch/bench/internal/harness"
@@ -68,12 +70,15 @@ func main() {
 	}
 	fmt.Printf("latch scale — %d CPUs, sizes %v, per server and size %d password authentications and %d session/refresh requests, sequential\n",
 		runtime.NumCPU(), sizes, *auths, *n)
+	// Interrupted, it still stops its servers and drops its schemas.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	start := time.Now()
 	var all []*result
 	for _, db := range strings.Split(*dbs, ",") {
-		r, err := run(strings.TrimSpace(db), *dsn, sizes, *auths, *n, *allPlans)
+		r, err := run(ctx, strings.TrimSpace(db), *dsn, sizes, *auths, *n, *allPlans)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "scale:", err)
+			fmt.Fprintln(os.Stderr, "scale:", err) // run has stopped its servers
 			os.Exit(1)
 		}
 		all = append(all, r)
@@ -124,8 +129,7 @@ type server struct {
 	refreshClientToken func() error
 }
 
-func run(dbName, dsn string, sizes []int, auths, n int, allPlans bool) (*result, error) {
-	ctx := context.Background()
+func run(ctx context.Context, dbName, dsn string, sizes []int, auths, n int, allPlans bool) (*result, error) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	fmt.Printf("\n== %s\n", dbName)
 	yard, err := startServer(ctx, dbName, dsn)
