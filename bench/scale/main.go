@@ -13,7 +13,7 @@
 // each for a user drawn at random from all those loaded — alternating
 // between the two servers, so that both see the same machine (this one's
 // speed drifts with whatever else runs on it). It ends with a table and, per
-// size, p99 ÷ the yardstick's p99 from the same window: flat means ≈ 1.
+// size, p50 and p99 ÷ the yardstick's from the same window: flat means ≈ 1.
 //
 //	go run ./bench/scale                        # SQLite and PostgreSQL, 10^3, 10^5, 10^6 users
 //	go run ./bench/scale -db sqlite -max 100000 # stop at 10^5 users
@@ -49,7 +49,7 @@ func main() {
 	sizesFlag := flag.String("sizes", "1000,100000,1000000", "database sizes in users, ascending; the first is the yardstick")
 	max := flag.Int("max", 0, "skip sizes above this many users (0: none)")
 	auths := flag.Int("auth", 200, "password authentications measured per server and size (each costs one argon2id hash)")
-	n := flag.Int("n", 1000, "session/authenticate and token/refresh requests measured per server and size")
+	n := flag.Int("n", 2000, "session/authenticate and token/refresh requests measured per server and size")
 	allPlans := flag.Bool("plans", false, "print every query plan at every size (default: verdicts, and the plans at the largest size)")
 	flag.Parse()
 
@@ -178,9 +178,9 @@ func run(ctx context.Context, dbName, dsn string, sizes []int, auths, n int, all
 			}
 			w.yard[ep], w.subject[ep] = lats[0], lats[1]
 			w.failed += failed
-			fmt.Printf("  %-22s %9s users: p50 %7.2f ms  p99 %7.2f ms   yardstick: p50 %7.2f ms  p99 %7.2f ms   p99 ratio %.2f×\n",
+			fmt.Printf("  %-22s %9s users: p50 %7.2f ms  p99 %7.2f ms   yardstick: p50 %7.2f ms  p99 %7.2f ms   ratio p50 %.2f× p99 %.2f×\n",
 				ep, thousands(size), ms(pct(lats[1], 50)), ms(pct(lats[1], 99)), ms(pct(lats[0], 50)), ms(pct(lats[0], 99)),
-				float64(pct(lats[1], 99))/float64(pct(lats[0], 99)))
+				ratio(lats[1], lats[0], 50), ratio(lats[1], lats[0], 99))
 		}
 		if w.failed > 0 {
 			fmt.Printf("  %d answers were not 200\n", w.failed)
@@ -386,7 +386,7 @@ func (s *server) post(path string, body any) (int, []byte) {
 // report prints the scale table: per database and size, p50 / p99 per
 // endpoint, and p99 over the yardstick's p99 measured alongside it.
 func report(all []*result, sizes []int) {
-	fmt.Printf("\n== scale table: sequential, unloaded; p50 / p99 in ms; ratio = p99 ÷ p99 at %s users in the same window (flat ≈ 1)\n\n",
+	fmt.Printf("\n== scale table: sequential, unloaded; p50 / p99 in ms (ratios: ÷ the same percentile at %s users in the same window; flat ≈ 1)\n\n",
 		thousands(sizes[0]))
 	fmt.Printf("| database | users |")
 	for _, ep := range endpoints {
@@ -416,7 +416,7 @@ func report(all []*result, sizes []int) {
 			fmt.Printf("| %s | %s |", r.db, thousands(w.size))
 			for _, ep := range endpoints {
 				l := w.subject[ep]
-				fmt.Printf(" %.1f / %.1f (%.2f×) |", ms(pct(l, 50)), ms(pct(l, 99)), float64(pct(l, 99))/float64(pct(w.yard[ep], 99)))
+				fmt.Printf(" %.1f / %.1f (%.2f× / %.2f×) |", ms(pct(l, 50)), ms(pct(l, 99)), ratio(l, w.yard[ep], 50), ratio(l, w.yard[ep], 99))
 			}
 			fmt.Printf(" %s |\n", verdict(w.indexed, w.failed))
 		}
@@ -433,6 +433,9 @@ func verdict(indexed bool, failed int) string {
 	}
 	return v
 }
+
+// ratio is the p-th percentile of a over that of b.
+func ratio(a, b []time.Duration, p float64) float64 { return float64(pct(a, p)) / float64(pct(b, p)) }
 
 // pct is the p-th percentile of sorted latencies.
 func pct(sorted []time.Duration, p float64) time.Duration {
