@@ -189,5 +189,12 @@ DELETE FROM interactions;
 CREATE INDEX users_created ON users (created_at, id);
 CREATE INDEX audit_events_client ON audit_events (client_id, created_at);
 `},
+		// Sending a code and issuing a reset token first delete the
+		// long-expired ones: without these indexes each of them read the
+		// whole table, whose size grows with the user base.
+		{ID: "experience/0014_expiry_indexes", SQL: `
+CREATE INDEX verification_codes_expires_at ON verification_codes (expires_at);
+CREATE INDEX reset_tokens_expires_at ON reset_tokens (expires_at);
+`},
 	}
 }

@@ -39,9 +39,18 @@ func (db *DB) translate(ddl string) string {
 
 // Migrate applies, in order, every migration not yet recorded. It is safe
 // when several processes start at once: on PostgreSQL an advisory lock scoped
-// to the current schema serialises them, on SQLite the immediate transaction
-// does. Everything runs in one transaction, so a failed step applies nothing.
+// to the current schema serialises them, on SQLite a lock file beside the
+// database does (the immediate transaction alone would give up after
+// busy_timeout behind a long migration). Everything runs in one transaction,
+// so a failed step applies nothing.
 func (db *DB) Migrate(ctx context.Context, sets ...[]Migration) (applied []string, err error) {
+	if db.Dialect == SQLite {
+		unlock, err := db.lockSQLite(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("store: migrate: %w", err)
+		}
+		defer unlock()
+	}
 	seen := map[string]bool{}
 	var all []Migration
 	for _, set := range sets {
@@ -122,4 +131,24 @@ func (db *DB) Pending(ctx context.Context, sets ...[]Migration) ([]string, error
 		}
 	}
 	return pending, nil
+}
+
+// sqliteLockPath names the lock file that serialises opening and migrating
+// the SQLite database at path.
+func sqliteLockPath(path string) string { return path + ".lock" }
+
+// lockSQLite takes the database's lock file (see Open).
+func (db *DB) lockSQLite(ctx context.Context) (func(), error) {
+	var file string
+	if err := db.WithContext(ctx).Raw("SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file).Error; err != nil {
+		return nil, fmt.Errorf("locate database file: %w", err)
+	}
+	if file == "" {
+		return func() {}, nil // in-memory or temporary: nothing to share
+	}
+	unlock, err := lockFile(ctx, sqliteLockPath(file))
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return unlock, nil
 }

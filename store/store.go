@@ -93,6 +93,15 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Set("_txlock", "immediate")
+		// Switching a fresh file to WAL takes a lock SQLite does not wait
+		// for (busy_timeout does not apply): processes opening one new file
+		// at the same instant fail with SQLITE_BUSY. A lock file beside the
+		// database serialises the first connection (and Migrate).
+		unlock, lerr := lockFile(ctx, sqliteLockPath(path))
+		if lerr != nil {
+			return nil, fmt.Errorf("store: lock %s: %w", path, lerr)
+		}
+		defer unlock()
 		db, err = gorm.Open(sqlite.Open("file:"+path+"?"+q.Encode()), gcfg)
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		dialect = Postgres

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -71,8 +72,27 @@ type keySet struct {
 	active   *signingKey
 	byKid    map[string]*signingKey
 	jwks     []byte
-	loadedAt time.Time
+	loadedAt time.Time // when the load that read it began
+	seq      uint64    // which load read it (see KeyRing.loads)
 }
+
+// keyLoad is one read of the key set from the database, which every caller
+// that needs a fresh set while it runs shares.
+type keyLoad struct {
+	seq  uint64
+	done chan struct{}
+	set  *keySet // valid after done
+	err  error
+}
+
+// missInterval is the least time between two loads of the key set caused by
+// tokens with an unknown kid: such tokens are cheap to make up, and must not
+// become database load.
+const missInterval = time.Second
+
+// loadTimeout bounds one load of the key set. A load runs on its own (shared
+// by every waiting request), so no single request's end cancels it.
+const loadTimeout = 10 * time.Second
 
 // KeyRing loads signing keys from the database, caches them for a short TTL
 // (so replicas converge after a rotation elsewhere) and rotates them.
@@ -84,12 +104,14 @@ type KeyRing struct {
 	publishWindow time.Duration
 	now           func() time.Time
 	audit         AuditSink
+	missInterval  time.Duration
 
-	mu       sync.RWMutex
-	current  *keySet
-	reloadMu sync.Mutex
-	// lastMiss throttles reloads triggered by unknown kids.
-	lastMiss time.Time
+	current atomic.Pointer[keySet]
+
+	mu       sync.Mutex // guards the fields below
+	loads    uint64     // loads started so far; a load's seq is its rank
+	inflight *keyLoad   // the load running now, if any
+	lastMiss time.Time  // when the last load caused by an unknown kid began
 }
 
 // KeyRingOptions configure a KeyRing.
@@ -106,7 +128,8 @@ type KeyRingOptions struct {
 // NewKeyRing returns a KeyRing. Call Ensure before use.
 func NewKeyRing(db *store.DB, sealer *credentials.Sealer, opts KeyRingOptions) *KeyRing {
 	return &KeyRing{db: db, sealer: sealer, alg: opts.Alg, cacheTTL: opts.CacheTTL,
-		publishWindow: opts.PublishWindow, now: func() time.Time { return time.Now().UTC() }, audit: opts.Audit}
+		publishWindow: opts.PublishWindow, now: func() time.Time { return time.Now().UTC() }, audit: opts.Audit,
+		missInterval: missInterval}
 }
 
 // lockKeys serialises key management across processes.
@@ -149,7 +172,7 @@ func (r *KeyRing) Ensure(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("token: ensure signing keys: %w", err)
 	}
-	_, err = r.reload(ctx)
+	_, err = r.reloadNow(ctx)
 	return err
 }
 
@@ -225,7 +248,7 @@ func (r *KeyRing) Rotate(ctx context.Context, olderThan time.Duration) (bool, er
 		}
 		audit(ctx, r.audit, AuditEvent{Event: EventKeyRotated, Data: map[string]any{
 			"trigger": trigger, "active_kid": activeKid, "retired_kid": retiredKid, "alg": r.alg}})
-		if _, err := r.reload(ctx); err != nil {
+		if _, err := r.reloadNow(ctx); err != nil {
 			return true, err
 		}
 	}
@@ -319,16 +342,14 @@ func (r *KeyRing) published(k signingKeyRow, now time.Time) bool {
 	return k.RetiredAt != nil && now.Sub(*k.RetiredAt) < r.publishWindow
 }
 
-// reload reads the published keys from the database.
-func (r *KeyRing) reload(ctx context.Context) (*keySet, error) {
-	r.reloadMu.Lock()
-	defer r.reloadMu.Unlock()
+// read reads the published keys from the database.
+func (r *KeyRing) read(ctx context.Context, seq uint64) (*keySet, error) {
+	now := r.now()
 	var rows []signingKeyRow
 	if err := r.db.WithContext(ctx).Order("created_at DESC").Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("token: load signing keys: %w", err)
 	}
-	now := r.now()
-	set := &keySet{byKid: map[string]*signingKey{}, loadedAt: now}
+	set := &keySet{byKid: map[string]*signingKey{}, loadedAt: now, seq: seq}
 	jwks := jwk.NewSet()
 	for _, row := range rows {
 		if !r.published(row, now) {
@@ -367,21 +388,87 @@ func (r *KeyRing) reload(ctx context.Context) (*keySet, error) {
 		return nil, err
 	}
 	set.jwks = raw
-	r.mu.Lock()
-	r.current = set
-	r.mu.Unlock()
 	return set, nil
 }
 
-// snapshot returns the cached key set, reloading it when stale.
+// startLoad begins a load of the key set. r.mu must be held, and no load be
+// in flight.
+func (r *KeyRing) startLoad(ctx context.Context) *keyLoad {
+	r.loads++
+	c := &keyLoad{seq: r.loads, done: make(chan struct{})}
+	r.inflight = c
+	go func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		set, err := r.read(lctx, c.seq)
+		cancel()
+		r.mu.Lock()
+		if err == nil {
+			r.current.Store(set) // loads never overlap: this is the newest
+		}
+		r.inflight = nil
+		c.set, c.err = set, err
+		r.mu.Unlock()
+		close(c.done)
+	}()
+	return c
+}
+
+// loadAfter returns a key set read by a load that began after the first
+// `after` loads: it joins such a load if one is running, waits for an older
+// one to end before starting its own, and returns at once if such a set is
+// already cached.
+func (r *KeyRing) loadAfter(ctx context.Context, after uint64) (*keySet, error) {
+	for {
+		r.mu.Lock()
+		if cur := r.current.Load(); cur != nil && cur.seq > after {
+			r.mu.Unlock()
+			return cur, nil
+		}
+		c := r.inflight
+		if c == nil {
+			c = r.startLoad(ctx)
+		}
+		r.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.seq > after {
+			return c.set, c.err
+		}
+	}
+}
+
+// reloadNow returns a key set read after this call began: what a process
+// that just changed the keys must see.
+func (r *KeyRing) reloadNow(ctx context.Context) (*keySet, error) {
+	r.mu.Lock()
+	after := r.loads
+	r.mu.Unlock()
+	return r.loadAfter(ctx, after)
+}
+
+// Loads reports how many times this ring has begun reading the key set from
+// the database (for tests and diagnostics).
+func (r *KeyRing) Loads() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.loads
+}
+
+// snapshot returns the cached key set, reloading it when stale. Concurrent
+// callers that find it stale share one load.
 func (r *KeyRing) snapshot(ctx context.Context) (*keySet, error) {
-	r.mu.RLock()
-	set := r.current
-	r.mu.RUnlock()
+	set := r.current.Load()
 	if set != nil && r.now().Sub(set.loadedAt) < r.cacheTTL {
 		return set, nil
 	}
-	fresh, err := r.reload(ctx)
+	var after uint64
+	if set != nil {
+		after = set.seq
+	}
+	fresh, err := r.loadAfter(ctx, after)
 	if err != nil {
 		if set != nil {
 			return set, nil // keep serving with the last good keys if the DB blips
@@ -391,8 +478,13 @@ func (r *KeyRing) snapshot(ctx context.Context) (*keySet, error) {
 	return fresh, nil
 }
 
-// lookup finds a published key by kid. An unknown kid triggers one reload
-// (at most once a second), because another replica may have rotated.
+// lookup finds a published key by kid. A kid this process has not loaded
+// may be one another process rotated in since its last load: that triggers
+// one load, which every request missing a key meanwhile shares, and then the
+// kid is looked up again. Loads caused by misses start at most once per
+// missInterval, so made-up kids cannot become database load; a miss inside
+// the interval waits for the next permitted load rather than fail — two
+// rotations in quick succession each bring a kid this process has not seen.
 func (r *KeyRing) lookup(ctx context.Context, kid string) (*signingKey, error) {
 	set, err := r.snapshot(ctx)
 	if err != nil {
@@ -401,18 +493,55 @@ func (r *KeyRing) lookup(ctx context.Context, kid string) (*signingKey, error) {
 	if k, ok := set.byKid[kid]; ok {
 		return k, nil
 	}
-	r.mu.Lock()
-	allow := r.now().Sub(r.lastMiss) > time.Second
-	if allow {
-		r.lastMiss = r.now()
+	if kid == "" {
+		return nil, errUnknownKey // Latch names the key of every token it signs
 	}
+	r.mu.Lock()
+	after := r.loads // the key existed before this request: a load begun from now on sees it
 	r.mu.Unlock()
-	if allow {
-		if set, err = r.reload(ctx); err == nil {
-			if k, ok := set.byKid[kid]; ok {
-				return k, nil
+	for {
+		r.mu.Lock()
+		if cur := r.current.Load(); cur != nil && cur.seq > after {
+			r.mu.Unlock()
+			return cur.key(kid)
+		}
+		c := r.inflight
+		var wait time.Duration
+		if c == nil {
+			if wait = r.missInterval - time.Since(r.lastMiss); wait <= 0 {
+				r.lastMiss = time.Now()
+				c = r.startLoad(ctx)
 			}
 		}
+		r.mu.Unlock()
+		if c == nil {
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return nil, errUnknownKey
+			}
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, errUnknownKey
+		}
+		if c.err == nil {
+			if k, err := c.set.key(kid); err == nil {
+				return k, nil // even a load begun before the miss may have it
+			}
+		}
+		if c.seq > after {
+			return nil, errUnknownKey // loaded after the miss, and still unknown
+		}
+	}
+}
+
+// key returns the set's key named kid.
+func (s *keySet) key(kid string) (*signingKey, error) {
+	if k, ok := s.byKid[kid]; ok {
+		return k, nil
 	}
 	return nil, errUnknownKey
 }

@@ -30,13 +30,16 @@ import (
 
 // Server is a running latch process.
 type Server struct {
-	URL     string
-	cmd     *exec.Cmd
-	env     []string
-	bin     string
-	dir     string
-	cleanup []func()
-	Log     *bytes.Buffer
+	URL string
+	// DatabaseURL is the server's database (its SQLite file or private
+	// PostgreSQL schema), for benchmarks that load or inspect it directly.
+	DatabaseURL string
+	cmd         *exec.Cmd
+	env         []string
+	bin         string
+	dir         string
+	cleanup     []func()
+	Log         *bytes.Buffer
 }
 
 // Options choose the database and extra LATCH_* settings.
@@ -86,7 +89,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	for k, v := range vars {
 		s.env = append(s.env, k+"="+v)
 	}
-	s.URL = "http://" + addr
+	s.URL, s.DatabaseURL = "http://"+addr, dbURL
 	s.cmd = exec.Command(s.bin, "serve")
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
