@@ -153,10 +153,13 @@ func (a *App) routes() {
 	e.POST(x+"/verification/web-authn/registration/verify", expRoute(body[webAuthnVerifyRequest], a.webAuthnVerify(true)), handle...)
 	e.POST(x+"/verification/web-authn/authentication", expCall(a.webAuthnStart(false)), handle...)
 	e.POST(x+"/verification/web-authn/authentication/verify", expRoute(body[webAuthnVerifyRequest], a.webAuthnVerify(false)), handle...)
-	for _, r := range []string{"/verification/social/:connectorId/authorization-uri", "/verification/social/:connectorId/verify",
-		"/verification/sso/:connectorId/authorization-uri", "/verification/sso/:connectorId/verify"} {
-		e.POST(x+r, notYet("Social and enterprise sign-in"), handle...)
-	}
+	// Social and enterprise SSO (issue 13).
+	e.POST(x+"/verification/social/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySocial), handle...)
+	e.POST(x+"/verification/social/:connectorId/verify", a.upstreamVerify(experience.FamilySocial), handle...)
+	e.POST(x+"/verification/sso/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySSO), handle...)
+	e.POST(x+"/verification/sso/:connectorId/verify", a.upstreamVerify(experience.FamilySSO), handle...)
+	a.connectorRoutes("/v1/sso-connectors", experience.FamilySSO, manage)
+	a.connectorRoutes("/v1/social-connectors", experience.FamilySocial, manage)
 
 	e.POST("/api/verification-codes", a.sendManagementCode, manage)
 	e.POST("/api/verification-codes/verify", a.verifyManagementCode, manage)

@@ -23,6 +23,7 @@ const (
 	EventPasswordRehash  = "password.rehash"
 	EventRefreshReuse    = "refresh_token.reuse"
 	EventUserCreated     = "user.created"
+	EventIdentityLinked  = "user.identity_linked"
 	EventUserDeleted     = "user.deleted"
 	EventUserSuspended   = "user.suspended"
 	EventUserUnsuspended = "user.unsuspended"

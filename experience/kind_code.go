@@ -174,6 +174,11 @@ func (e *Engine) SendVerificationCode(ctx context.Context, handle, clientID stri
 	if err := codeMethodEnabled(settings, purpose, id.Type); err != nil {
 		return "", err
 	}
+	if purpose != EventForgotPasswordFlow && in.UserID == "" {
+		if err := e.requireNotSSO(ctx, Identifier{Type: id.Type, Value: normalized}); err != nil {
+			return "", err
+		}
+	}
 	deliver, err := e.deliversTo(ctx, in, id.Type, normalized, purpose, settings)
 	if err != nil {
 		return "", err
