@@ -47,7 +47,7 @@ func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Comman
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&c.configPath, "config", "", "path to a YAML config file (LATCH_* environment variables override it)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.clientCmd(), c.userCmd(), c.settingsCmd(), c.keysCmd(), c.versionCmd())
+	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.clientCmd(), c.connectorCmd(), c.userCmd(), c.settingsCmd(), c.keysCmd(), c.versionCmd())
 	return root
 }
 
