@@ -158,6 +158,8 @@ func (a *App) routes() {
 	e.POST(x+"/verification/social/:connectorId/verify", a.upstreamVerify(experience.FamilySocial), handle...)
 	e.POST(x+"/verification/sso/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySSO), handle...)
 	e.POST(x+"/verification/sso/:connectorId/verify", a.upstreamVerify(experience.FamilySSO), handle...)
+	e.POST("/v1/auth/sso/start", a.ssoStart, execute...)
+	e.POST("/v1/auth/sso/authenticate", tokenRoute(a, func() *ssoAuthenticateRequest { return &ssoAuthenticateRequest{} }, a.ssoAuthenticate), execute...)
 	a.connectorRoutes("/v1/sso-connectors", experience.FamilySSO, manage)
 	a.connectorRoutes("/v1/social-connectors", experience.FamilySocial, manage)
 

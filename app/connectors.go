@@ -9,6 +9,7 @@ import (
 
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/token"
 )
 
 // connectorRequest is the body of POST and PATCH of /v1/sso-connectors and
@@ -193,4 +194,73 @@ func (a *App) upstreamVerify(family string) echo.HandlerFunc {
 				experience.Callback{Code: r.ConnectorData.Code, State: r.ConnectorData.State, RedirectURI: r.ConnectorData.RedirectURI}))
 		})(c)
 	}
+}
+
+// ssoStartRequest is the body of POST /v1/auth/sso/start.
+type ssoStartRequest struct {
+	ConnectorID string `json:"connector_id"`
+	Email       string `json:"email"`
+	RedirectURI string `json:"redirect_uri"`
+	State       string `json:"state"`
+}
+
+func (r *ssoStartRequest) validate() []fault.Detail {
+	var f fields
+	if (r.ConnectorID == "") == (r.Email == "") {
+		f.add("connector_id", "give connector_id or email (one of them)")
+	}
+	if r.Email != "" {
+		if _, err := experience.NormalizeEmail(r.Email); err != nil {
+			f.add("email", "must be a valid email address")
+		}
+	}
+	f.maxLen("connector_id", r.ConnectorID, 64)
+	f.required("redirect_uri", r.RedirectURI)
+	f.maxLen("redirect_uri", r.RedirectURI, 2048)
+	f.maxLen("state", r.State, 512)
+	return f
+}
+
+// ssoStart is POST /v1/auth/sso/start.
+func (a *App) ssoStart(c echo.Context) error {
+	var req ssoStartRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	email := ""
+	if req.Email != "" {
+		email, _ = experience.NormalizeEmail(req.Email)
+	}
+	uri, flow, err := a.engine.StartSSO(c.Request().Context(), clientToken(c).ClientID, req.ConnectorID, email, req.RedirectURI, req.State)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, map[string]string{"authorization_uri": uri, "flow_id": flow})
+}
+
+// ssoAuthenticateRequest is the body of POST /v1/auth/sso/authenticate.
+type ssoAuthenticateRequest struct {
+	tokenRequest
+	FlowID string `json:"flow_id"`
+	Code   string `json:"code"`
+	State  string `json:"state"`
+}
+
+func (r *ssoAuthenticateRequest) validate() []fault.Detail {
+	var f fields
+	f.required("flow_id", r.FlowID)
+	f.maxLen("flow_id", r.FlowID, 128)
+	f.required("code", r.Code)
+	f.maxLen("code", r.Code, 4096)
+	f.required("state", r.State)
+	f.maxLen("state", r.State, 512)
+	r.validateTokenRequest(&f)
+	return f
+}
+
+// ssoAuthenticate is POST /v1/auth/sso/authenticate: the token response of
+// seed 003 for a completed SSO flow.
+func (a *App) ssoAuthenticate(c echo.Context, client *token.Client, req *ssoAuthenticateRequest) (*experience.SignIn, error) {
+	return a.engine.AuthenticateSSO(c.Request().Context(), req.FlowID, req.Code, req.State, req.meta(c, client), client.EnforceMFA)
 }

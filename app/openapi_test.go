@@ -458,6 +458,8 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.json(http.MethodPatch, "/v1/social-connectors/"+social.Str("id"), tok, map[string]any{"name": "Upstream"}, http.StatusOK)
 	s.json(http.MethodDelete, "/v1/social-connectors/"+social.Str("id"), tok, nil, http.StatusNoContent)
 	s.get("/v1/social-connectors/"+social.Str("id"), tok, http.StatusNotFound)
+	s.json(http.MethodPost, "/v1/auth/sso/start", tok, map[string]any{"email": "a@nobody.test", "redirect_uri": "https://app.example.com/cb"}, http.StatusNotFound)
+	s.json(http.MethodPost, "/v1/auth/sso/authenticate", tok, map[string]any{"flow_id": "lxi_none", "code": "c", "state": "s"}, http.StatusBadRequest)
 
 	// Errors in each dialect for a missing token.
 	s.get("/v1/users/"+userID, "", http.StatusUnauthorized)

@@ -362,3 +362,60 @@ func anyStrings(v any) []string {
 	}
 	return out
 }
+
+// TestBackendSSO: POST /v1/auth/sso/start and /authenticate, the same
+// engine path from a backend, ending in seed 003's token response.
+func TestBackendSSO(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := upStart(t, b)
+		domain := strings.ToLower(v1Name("back")) + ".test"
+		conn := f.connector(t, "sso", map[string]any{"name": "Back", "provider": "oidc", "domains": []string{domain}, "config": f.op.oidcConfig()})
+		email := strings.ToLower(v1Name("emp")) + "@" + domain
+		id := f.createUser(t, map[string]any{"username": v1Name("emp"), "email": email, "email_verified": true})
+		up := f.op.user(email, true)
+
+		start := func(body map[string]any) (string, string) {
+			t.Helper()
+			res := f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, body)
+			if res.Status != http.StatusOK || res.Str("flow_id") == "" || !strings.HasPrefix(res.Str("authorization_uri"), f.op.URL) {
+				t.Fatalf("sso/start: %s", res)
+			}
+			return res.Str("authorization_uri"), res.Str("flow_id")
+		}
+		uri, flow := start(map[string]any{"email": strings.ToUpper(email), "redirect_uri": upCallback})
+		cb := f.op.login(t, uri, up)
+		body := map[string]any{"flow_id": flow, "code": cb.Get("code"), "state": cb.Get("state")}
+		res := f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, body)
+		if res.Status != http.StatusOK || res.Str("session_id") == "" || res.Str("refresh_token") == "" {
+			t.Fatalf("sso/authenticate: %s", res)
+		}
+		at := expJWT(t, res.Str("access_token"))
+		if at["sub"] != id || !slices.Contains(anyStrings(at["amr"]), "fed") {
+			t.Fatalf("access token: %v", at)
+		}
+		// The flow is over: a replay finds nothing.
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, body), http.StatusBadRequest, "session_not_found")
+
+		// By connector id, with the caller's state; a wrong state fails.
+		uri, flow = start(map[string]any{"connector_id": conn, "redirect_uri": upCallback, "state": "backend-state"})
+		cb = f.op.login(t, uri, up)
+		if cb.Get("state") != "backend-state" {
+			t.Fatalf("state %q", cb.Get("state"))
+		}
+		// Another client cannot complete it.
+		other := f.ClientToken(f.CreateClient("auth:execute"))
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", other, map[string]any{"flow_id": flow, "code": cb.Get("code"),
+			"state": "backend-state"}), http.StatusBadRequest, "session_not_found")
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "code": cb.Get("code"),
+			"state": "forged"}), http.StatusBadRequest, "session_verification_failed")
+
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, map[string]any{"email": "x@nobody.test", "redirect_uri": upCallback}),
+			http.StatusNotFound, "entity_not_exists_with_id")
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, map[string]any{"connector_id": conn, "redirect_uri": "https://evil.example.com/cb"}),
+			http.StatusBadRequest, "system_invalid_input")
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, map[string]any{"connector_id": conn, "email": email, "redirect_uri": upCallback}),
+			http.StatusBadRequest, "system_invalid_input")
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/start", f.ClientToken(f.CreateClient("users:read")),
+			map[string]any{"connector_id": conn, "redirect_uri": upCallback}), http.StatusForbidden, "insufficient_scope")
+	})
+}
