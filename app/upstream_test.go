@@ -301,6 +301,17 @@ func TestEnterpriseSSO(t *testing.T) {
 				t.Fatalf("SSO signed in as %v, want %s", sub, id)
 			}
 		})
+		t.Run("SuspendedAccount", func(t *testing.T) {
+			email := strings.ToLower(v1Name("sus")) + "@" + domain
+			id := f.createUser(t, map[string]any{"username": v1Name("sus"), "email": email, "email_verified": true})
+			expMust(t, f.call(t, http.MethodPost, "/v1/users/"+id+"/suspend", f.tok, nil), http.StatusOK, "suspend")
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			_, vid := x.upstream(t, f.op, "sso", conn, f.op.user(email, true))
+			expWantAPI(t, x.identify(t, vid), http.StatusUnauthorized, "user.suspended")
+			if n := f.count(t, "SELECT COUNT(*) FROM user_identities WHERE user_id = ?", id); n != 0 {
+				t.Fatalf("a suspended account was linked")
+			}
+		})
 		t.Run("UnverifiedNeverTakesOver", func(t *testing.T) {
 			email := strings.ToLower(v1Name("unv")) + "@" + domain
 			f.createUser(t, map[string]any{"username": v1Name("unv"), "email": email, "email_verified": true})
@@ -392,6 +403,13 @@ func TestBackendSSO(t *testing.T) {
 		at := expJWT(t, res.Str("access_token"))
 		if at["sub"] != id || !slices.Contains(anyStrings(at["amr"]), "fed") {
 			t.Fatalf("access token: %v", at)
+		}
+		// The password route refuses the SSO domain, as the Experience API does.
+		res = f.call(t, http.MethodPost, "/v1/auth/password/authenticate", f.appTok, map[string]any{"username": email,
+			"username_type": "email", "password": "whatever-123"})
+		wantError(t, res, http.StatusUnprocessableEntity, "session_sso_enabled")
+		if refs, _ := res.JSON["ssoConnectors"].([]any); len(refs) != 1 {
+			t.Fatalf("sso_enabled without the connectors: %s", res)
 		}
 		// The flow is over: a replay finds nothing.
 		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, body), http.StatusBadRequest, "session_not_found")

@@ -253,6 +253,9 @@ func (e *Engine) identifyUpstream(ctx context.Context, handle string, in *Intera
 	sso := rec.family() == FamilySSO
 	switch {
 	case related != nil && (sso || (in.Event == EventSignInFlow && link)):
+		if related.Suspended {
+			return false, errSuspended
+		}
 		if err := e.db.Tx(ctx, func(tx *gorm.DB) error {
 			return e.Identities.LinkTx(tx, b.ConnectorID, id.Subject, related.ID, email)
 		}); err != nil {
