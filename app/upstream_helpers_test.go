@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -118,6 +119,8 @@ type upstreamOP struct {
 	users *opUsers
 	store *opStorage
 	seq   int
+	// discovery counts fetches of the discovery document.
+	discovery atomic.Int64
 }
 
 func startOP(t testing.TB) *upstreamOP {
@@ -131,10 +134,17 @@ func startOP(t testing.TB) *upstreamOP {
 	st := &opStorage{Storage: storage.NewStorageWithClients(users, map[string]*storage.Client{
 		opClientID: storage.WebClient(opClientID, opClientSecret, upCallback),
 	})}
-	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: exampleop.SetupServer(issuer, st, nil, false)}}
+	p := &upstreamOP{URL: issuer, users: users, store: st}
+	h := exampleop.SetupServer(issuer, st, nil, false)
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.well-known/openid-configuration" {
+			p.discovery.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &upstreamOP{URL: issuer, users: users, store: st}
+	return p
 }
 
 // user adds a user to the provider; its password is "verysecure".

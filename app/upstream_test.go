@@ -137,6 +137,11 @@ func TestSocialOIDC(t *testing.T) {
 			if n := f.count(t, "SELECT COUNT(*) FROM user_identities WHERE user_id = ?", userID); n != 1 {
 				t.Fatalf("%d identities", n)
 			}
+			// Two sign-ins, four connector steps: one discovery fetch (the
+			// opened connector is reused while the connector is unchanged).
+			if n := f.op.discovery.Load(); n != 1 {
+				t.Fatalf("%d discovery fetches, want 1", n)
+			}
 		})
 		t.Run("RelatedUserAndLink", func(t *testing.T) {
 			u := f.user(t)

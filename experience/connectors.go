@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -92,7 +93,22 @@ type Connectors struct {
 	sealer *credentials.Sealer
 	kinds  connector.Kinds
 	hc     *http.Client
+
+	// live caches opened connectors (an OIDC one holds the discovery
+	// document and the provider's key set) for openTTL, keyed by id and
+	// update time: the row is still read at every step, so a deleted
+	// connector fails at once and a changed one is reopened on every replica.
+	mu   sync.Mutex
+	live map[string]liveConnector
 }
+
+type liveConnector struct {
+	conn   connector.Connector
+	opened time.Time
+}
+
+// openTTL bounds how long an opened connector is reused.
+const openTTL = 5 * time.Minute
 
 func errUpstreamNotFound() *fault.Error {
 	return fault.New(CodeUpstreamNotFound, http.StatusNotFound, "The connector does not exist.")
@@ -293,6 +309,14 @@ func (s *Connectors) open(ctx context.Context, family, id string) (*connectorRow
 	if err != nil {
 		return nil, nil, err
 	}
+	key := row.ID + "@" + row.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	now := s.now()
+	s.mu.Lock()
+	cached, ok := s.live[key]
+	s.mu.Unlock()
+	if ok && now.Sub(cached.opened) < openTTL {
+		return row, cached.conn, nil
+	}
 	kind, err := s.kind(family, row.Provider)
 	if err != nil {
 		return nil, nil, err
@@ -309,6 +333,17 @@ func (s *Connectors) open(ctx context.Context, family, id string) (*connectorRow
 	if err != nil {
 		return nil, nil, err
 	}
+	s.mu.Lock()
+	if s.live == nil {
+		s.live = map[string]liveConnector{}
+	}
+	for k, v := range s.live {
+		if now.Sub(v.opened) >= openTTL || strings.HasPrefix(k, row.ID+"@") {
+			delete(s.live, k)
+		}
+	}
+	s.live[key] = liveConnector{conn: c, opened: now}
+	s.mu.Unlock()
 	return row, c, nil
 }
 
