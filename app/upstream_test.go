@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"slices"
@@ -95,6 +96,18 @@ func TestConnectorManagement(t *testing.T) {
 			t.Fatalf("delete: %s", res)
 		}
 		wantError(t, f.call(t, http.MethodGet, "/v1/sso-connectors/"+other, f.tok, nil), http.StatusNotFound, "entity_not_exists_with_id")
+		// Every change is audited, without the secret.
+		for ev, want := range map[string]int{"connector.created": 2, "connector.updated": 1, "connector.deleted": 1} {
+			evs := f.auditEvents(t, "", ev)
+			if len(evs) != want {
+				t.Fatalf("%d %s events, want %d", len(evs), ev, want)
+			}
+			for _, e := range evs {
+				if raw, _ := json.Marshal(e); strings.Contains(string(raw), opClientSecret) {
+					t.Fatalf("audit reveals the secret: %s", raw)
+				}
+			}
+		}
 		// Its domain is free again.
 		f.connector(t, "sso", map[string]any{"name": "Again", "provider": "oidc", "domains": []string{"acme-mgmt.test"}, "config": cfg})
 	})

@@ -93,6 +93,7 @@ type Connectors struct {
 	sealer *credentials.Sealer
 	kinds  connector.Kinds
 	hc     *http.Client
+	audit  *Audit
 
 	// live caches opened connectors (an OIDC one holds the discovery
 	// document and the provider's key set) for openTTL, keyed by id and
@@ -159,7 +160,10 @@ func (s *Connectors) Create(ctx context.Context, family string, in ConnectorInpu
 		if err := tx.Create(&row).Error; err != nil {
 			return fmt.Errorf("experience: create connector: %w", err)
 		}
-		return s.setDomainsTx(tx, row.ID, domains)
+		if err := s.setDomainsTx(tx, row.ID, domains); err != nil {
+			return err
+		}
+		return s.audit.record(tx, connectorEvent(EventConnectorCreated, &row, map[string]any{"domains": domains}))
 	})
 	if err != nil {
 		return nil, err
@@ -222,6 +226,9 @@ func (s *Connectors) Update(ctx context.Context, family, id string, in Connector
 		if err := tx.Save(row).Error; err != nil {
 			return fmt.Errorf("experience: update connector: %w", err)
 		}
+		if err := s.audit.record(tx, connectorEvent(EventConnectorUpdated, row, map[string]any{"fields": in.fields()})); err != nil {
+			return err
+		}
 		if in.Domains == nil {
 			return nil
 		}
@@ -273,14 +280,49 @@ func (s *Connectors) List(ctx context.Context, family string) ([]*Connector, err
 // Delete removes a connector, its domains and the identities linked
 // through it; a sign-in under way with it fails cleanly at its next step.
 func (s *Connectors) Delete(ctx context.Context, family, id string) error {
-	res := s.db.WithContext(ctx).Where("id = ? AND family = ?", id, family).Delete(&connectorRow{})
-	if res.Error != nil {
-		return fmt.Errorf("experience: delete connector: %w", res.Error)
+	row, err := s.row(ctx, family, id)
+	if err != nil {
+		return err
 	}
-	if res.RowsAffected == 0 {
-		return errUpstreamNotFound()
+	return s.db.Tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Where("id = ? AND family = ?", id, family).Delete(&connectorRow{})
+		if res.Error != nil {
+			return fmt.Errorf("experience: delete connector: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return errUpstreamNotFound()
+		}
+		return s.audit.record(tx, connectorEvent(EventConnectorDeleted, row, nil))
+	})
+}
+
+// connectorEvent is the audit row of a connector change: what changed,
+// never a secret.
+func connectorEvent(event string, row *connectorRow, data map[string]any) AuditEvent {
+	if data == nil {
+		data = map[string]any{}
 	}
-	return nil
+	data["connector_id"], data["family"], data["provider"], data["name"] = row.ID, row.Family, row.Provider, row.Name
+	return AuditEvent{Event: event, Outcome: OutcomeSuccess, Data: data}
+}
+
+// fields names what a patch changes (config by its member names).
+func (in ConnectorInput) fields() []string {
+	var out []string
+	for name, set := range map[string]bool{"name": in.Name != nil, "domains": in.Domains != nil,
+		"trust_unverified_email": in.TrustUnverifiedEmail != nil, "jit_organizations": in.JITOrganizations != nil} {
+		if set {
+			out = append(out, name)
+		}
+	}
+	var config map[string]json.RawMessage
+	if json.Unmarshal(in.Config, &config) == nil {
+		for k := range config {
+			out = append(out, "config."+k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ForEmail returns the SSO connectors owning an address's domain.

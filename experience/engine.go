@@ -108,15 +108,16 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
+	audit := &Audit{db: db, now: now}
 	return &Engine{
 		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
 		Users:      directory.NewUsers(db, norm, now),
 		Sessions:   &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
 		Sentinel:   &Sentinel{db: db, now: now, ttl: opts.ReservationTTL},
 		Settings:   &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
-		Audit:      &Audit{db: db, now: now},
+		Audit:      audit,
 		Factors:    &Factors{db: db, now: now},
-		Connectors: &Connectors{db: db, now: now, sealer: opts.Sealer, kinds: opts.Upstream, hc: hc},
+		Connectors: &Connectors{db: db, now: now, sealer: opts.Sealer, kinds: opts.Upstream, hc: hc, audit: audit},
 		Identities: directory.NewIdentities(db, now),
 		resets:     &resetTokens{db: db, now: now, ttl: opts.ResetTokenTTL},
 
