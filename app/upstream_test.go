@@ -305,6 +305,12 @@ func TestEnterpriseSSO(t *testing.T) {
 			}
 			expWantAPI(t, x.post(t, "/verification/verification-code", map[string]any{"identifier": expIdent("email", "bob@"+domain)}),
 				http.StatusUnprocessableEntity, "session.sso_enabled")
+			// An identified user cannot bind an address of the domain either.
+			u := f.user(t)
+			s := f.beginAs(t, f.appTok, "SignIn", false)
+			expMust(t, s.identify(t, s.passwordRecord(t, "username", u.Username, u.Password)), http.StatusNoContent, "identify")
+			expWantAPI(t, s.post(t, "/verification/verification-code", map[string]any{"identifier": expIdent("email", "new@"+domain)}),
+				http.StatusUnprocessableEntity, "session.sso_enabled")
 			r := f.beginAs(t, f.appTok, "Register", false)
 			expWantAPI(t, r.post(t, "/verification/verification-code", map[string]any{"identifier": expIdent("email", "bob@"+domain)}),
 				http.StatusUnprocessableEntity, "session.sso_enabled")

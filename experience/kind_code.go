@@ -174,7 +174,10 @@ func (e *Engine) SendVerificationCode(ctx context.Context, handle, clientID stri
 	if err := codeMethodEnabled(settings, purpose, id.Type); err != nil {
 		return "", err
 	}
-	if purpose != EventForgotPasswordFlow && in.UserID == "" {
+	// Not for ForgotPassword (a user recovers the password they have), but
+	// also when an identified user binds a new address: an SSO domain's
+	// address is linked through its connector only (seed 004, /profile).
+	if purpose != EventForgotPasswordFlow {
 		if err := e.requireNotSSO(ctx, Identifier{Type: id.Type, Value: normalized}); err != nil {
 			return "", err
 		}
