@@ -185,9 +185,15 @@ func (a *App) routes() {
 	e.POST(x+"/verification/web-authn/registration/verify", expRoute(body[webAuthnVerifyRequest], a.webAuthnVerify(true)), handle...)
 	e.POST(x+"/verification/web-authn/authentication", expCall(a.webAuthnStart(false)), handle...)
 	e.POST(x+"/verification/web-authn/authentication/verify", expRoute(body[webAuthnVerifyRequest], a.webAuthnVerify(false)), handle...)
-	// Social and enterprise sign-in (seed 004's /verification/social and
-	// /verification/sso routes) are not registered until they work: an
-	// advertised route that only answers 501 breaks generated clients.
+	// Social and enterprise SSO (issue 13).
+	e.POST(x+"/verification/social/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySocial), handle...)
+	e.POST(x+"/verification/social/:connectorId/verify", a.upstreamVerify(experience.FamilySocial), handle...)
+	e.POST(x+"/verification/sso/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySSO), handle...)
+	e.POST(x+"/verification/sso/:connectorId/verify", a.upstreamVerify(experience.FamilySSO), handle...)
+	e.POST("/v1/auth/sso/start", a.ssoStart, execute...)
+	e.POST("/v1/auth/sso/authenticate", tokenRoute(a, func() *ssoAuthenticateRequest { return &ssoAuthenticateRequest{} }, a.ssoAuthenticate), execute...)
+	a.connectorRoutes("/v1/sso-connectors", experience.FamilySSO, manage)
+	a.connectorRoutes("/v1/social-connectors", experience.FamilySocial, manage)
 
 	e.POST("/api/verification-codes", a.sendManagementCode, manage)
 	e.POST("/api/verification-codes/verify", a.verifyManagementCode, manage)

@@ -3,8 +3,8 @@ package app_test
 // Every status/error row of seed 004 for the Experience API routes in scope
 // of issue 4 (init, interaction-event, identification, submit, profile,
 // profile/password, verification/password, verification-code + verify,
-// new-password-identity, sso-connectors), plus the 404 of the
-// social routes that are not registered yet.
+// new-password-identity, sso-connectors), plus the social and SSO routes'
+// answers for unknown connectors.
 
 import (
 	"net/http"
@@ -391,15 +391,16 @@ func TestExperienceErrorRows(t *testing.T) {
 			}
 		})
 
-		// --- Social and enterprise SSO: not registered until they work ---
-		run("SocialNotRegistered", func(t *testing.T) {
+		// --- Social and enterprise SSO routes: unknown connectors --------
+		run("UnknownConnector", func(t *testing.T) {
 			x := f.begin(t, "SignIn", false)
-			for _, p := range []string{"/verification/social/google/authorization-uri",
-				"/verification/social/google/verify", "/verification/sso/acme/authorization-uri", "/verification/sso/acme/verify"} {
-				res := x.post(t, p, map[string]any{})
-				if res.Status != http.StatusNotFound || res.Str("code") == "" {
-					t.Fatalf("POST %s: %s, want 404", p, res)
-				}
+			for _, p := range []string{"/verification/social/google/authorization-uri", "/verification/sso/acme/authorization-uri"} {
+				expWantAPI(t, x.post(t, p, map[string]any{"state": "s", "redirectUri": "https://app.example.com/cb"}),
+					http.StatusBadRequest, "guard.invalid_input")
+			}
+			for _, p := range []string{"/verification/social/google/verify", "/verification/sso/acme/verify"} {
+				expWantAPI(t, x.post(t, p, map[string]any{"verificationId": "x", "connectorData": map[string]any{"code": "c", "state": "s"}}),
+					http.StatusNotFound, "session.verification_session_not_found")
 			}
 		})
 	})

@@ -255,7 +255,8 @@ func (a *App) newPasswordIdentity(x step, req *newPasswordIdentityRequest) (any,
 }
 
 type identificationRequest struct {
-	VerificationID string `json:"verificationId"`
+	VerificationID     string `json:"verificationId"`
+	LinkSocialIdentity bool   `json:"linkSocialIdentity"`
 }
 
 func (r *identificationRequest) validate() []fault.Detail {
@@ -274,7 +275,8 @@ func (a *App) identify(c echo.Context) error {
 			return err
 		}
 	}
-	created, err := a.engine.Identify(c.Request().Context(), interactionHandle(c), interactionClient(c), req.VerificationID, experienceMeta(c))
+	created, err := a.engine.IdentifyWith(c.Request().Context(), interactionHandle(c), interactionClient(c), req.VerificationID,
+		req.LinkSocialIdentity, experienceMeta(c))
 	if err != nil {
 		return err
 	}
@@ -362,14 +364,21 @@ func (a *App) submitInteraction(c echo.Context) error {
 }
 
 // ssoConnectors is GET /api/experience/sso-connectors?email=: the enterprise
-// SSO connectors for the email's domain. None exist until SSO arrives, but
-// the address is validated as documented.
+// SSO connectors owning the address's domain.
 func (a *App) ssoConnectors(c echo.Context) error {
-	email := c.QueryParam("email")
-	if _, err := experience.NormalizeEmail(email); err != nil {
+	email, err := experience.NormalizeEmail(c.QueryParam("email"))
+	if err != nil {
 		return fault.Invalid(fault.Detail{Field: "email", Message: "must be a valid email address"})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"connectorIds": []string{}})
+	refs, err := a.engine.SSOConnectorsForEmail(c.Request().Context(), email)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(refs))
+	for _, r := range refs {
+		ids = append(ids, r.ID)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"connectorIds": ids})
 }
 
 type managementCodeRequest struct {

@@ -55,6 +55,7 @@ type clientRequest struct {
 	EnforceMFA     *bool     `json:"enforce_mfa"`
 	SSO            *bool     `json:"sso"`
 	AllowedOrigins *[]string `json:"allowed_origins"`
+	RedirectURIs   *[]string `json:"redirect_uris"`
 }
 
 func (r *clientRequest) validate() []fault.Detail {
@@ -62,7 +63,7 @@ func (r *clientRequest) validate() []fault.Detail {
 	if r.Name != nil {
 		f.maxLen("name", *r.Name, 200)
 	}
-	for name, list := range map[string]*[]string{"scopes": r.Scopes, "grant_types": r.GrantTypes, "resources": r.Resources, "allowed_origins": r.AllowedOrigins} {
+	for name, list := range map[string]*[]string{"scopes": r.Scopes, "grant_types": r.GrantTypes, "resources": r.Resources, "allowed_origins": r.AllowedOrigins, "redirect_uris": r.RedirectURIs} {
 		if list != nil && len(*list) > 50 {
 			f.add(name, "must have at most 50 entries")
 		}
@@ -87,7 +88,7 @@ func (a *App) createClient(c echo.Context) error {
 		return fault.Invalid(fault.Detail{Field: "name", Message: "is required"})
 	}
 	in := token.NewClient{Name: *req.Name, Scopes: deref(req.Scopes), GrantTypes: deref(req.GrantTypes), Resources: deref(req.Resources),
-		EnforceMFA: req.EnforceMFA, AllowedOrigins: deref(req.AllowedOrigins)}
+		EnforceMFA: req.EnforceMFA, AllowedOrigins: deref(req.AllowedOrigins), RedirectURIs: deref(req.RedirectURIs)}
 	if req.SSO != nil {
 		in.SSO = *req.SSO
 	}
@@ -125,7 +126,7 @@ func (a *App) updateClient(c echo.Context) error {
 	}
 	client, err := a.tokens.Clients.Update(managementContext(c), c.Param("client_id"), token.ClientPatch{
 		Name: req.Name, Scopes: req.Scopes, GrantTypes: req.GrantTypes, Resources: req.Resources,
-		EnforceMFA: req.EnforceMFA, SSO: req.SSO, AllowedOrigins: req.AllowedOrigins})
+		EnforceMFA: req.EnforceMFA, SSO: req.SSO, AllowedOrigins: req.AllowedOrigins, RedirectURIs: req.RedirectURIs})
 	if err != nil {
 		return err
 	}

@@ -461,6 +461,28 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.json(http.MethodPost, "/api/experience/submit", tok, nil, http.StatusOK, "Latch-Interaction", handle)
 	s.json(http.MethodGet, "/api/experience/interaction", tok, nil, http.StatusNotFound, "Latch-Interaction", handle)
 	s.get("/api/experience/sso-connectors?email=a%40example.com", tok, http.StatusOK)
+	s.json(http.MethodPost, "/api/experience/verification/social/google/authorization-uri", "",
+		map[string]any{"state": "s", "redirectUri": "https://app.example.com/cb"}, http.StatusNotFound, "Latch-Interaction", "lxi_none")
+
+	// Connectors (issue 13); their sign-in flows are checked in upstream_test.go.
+	oidcConfig := map[string]any{"issuer": "https://idp.example.com", "client_id": "rp", "client_secret": "s3cret"}
+	sso := s.json(http.MethodPost, "/v1/sso-connectors", tok, map[string]any{"name": "Acme", "provider": "oidc",
+		"domains": []string{"spec-acme.test"}, "config": oidcConfig}, http.StatusCreated)
+	s.json(http.MethodPost, "/v1/sso-connectors", tok, map[string]any{"name": "Acme", "provider": "oidc",
+		"domains": []string{"spec-acme.test"}, "config": oidcConfig}, http.StatusConflict)
+	s.get("/v1/sso-connectors", tok, http.StatusOK)
+	s.get("/v1/sso-connectors/"+sso.Str("id"), tok, http.StatusOK)
+	s.json(http.MethodPatch, "/v1/sso-connectors/"+sso.Str("id"), tok, map[string]any{"name": "Acme Corp"}, http.StatusOK)
+	s.get("/api/experience/sso-connectors?email=a%40spec-acme.test", "", http.StatusOK)
+	s.json(http.MethodDelete, "/v1/sso-connectors/"+sso.Str("id"), tok, nil, http.StatusNoContent)
+	social := s.json(http.MethodPost, "/v1/social-connectors", tok, map[string]any{"name": "Up", "provider": "oidc", "config": oidcConfig}, http.StatusCreated)
+	s.get("/v1/social-connectors", tok, http.StatusOK)
+	s.get("/v1/social-connectors/"+social.Str("id"), tok, http.StatusOK)
+	s.json(http.MethodPatch, "/v1/social-connectors/"+social.Str("id"), tok, map[string]any{"name": "Upstream"}, http.StatusOK)
+	s.json(http.MethodDelete, "/v1/social-connectors/"+social.Str("id"), tok, nil, http.StatusNoContent)
+	s.get("/v1/social-connectors/"+social.Str("id"), tok, http.StatusNotFound)
+	s.json(http.MethodPost, "/v1/auth/sso/start", tok, map[string]any{"email": "a@nobody.test", "redirect_uri": "https://app.example.com/cb"}, http.StatusNotFound)
+	s.json(http.MethodPost, "/v1/auth/sso/authenticate", tok, map[string]any{"flow_id": "lxi_none", "code": "c", "state": "s"}, http.StatusBadRequest)
 
 	// Errors in each dialect for a missing token.
 	s.get("/v1/users/"+userID, "", http.StatusUnauthorized)

@@ -13,6 +13,9 @@ import (
 	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience"
+	"github.com/latch-dev/latch/experience/connector"
+	"github.com/latch-dev/latch/experience/connector/oauth2"
+	"github.com/latch-dev/latch/experience/connector/oidc"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
@@ -146,6 +149,7 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ens
 		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
 		Sealer: sealer, BackupCodePepper: pepper, WebAuthn: webauthn, TOTPIssuer: cfg.WebAuthnRPName,
 		Clients: peers, ReservationTTL: cfg.LockoutReservationTTL,
+		Upstream: connector.Kinds{"oidc": oidc.Kind{}, "oauth2": oauth2.Kind{}},
 	})
 	tokens := token.New(db, sealer, token.Options{
 		Issuer: cfg.Issuer, APIResource: cfg.APIResource,
@@ -198,6 +202,10 @@ type sessionPeers struct{ clients *token.Clients }
 
 func (p *sessionPeers) SharesSessions(ctx context.Context, clientID string) (bool, error) {
 	return p.clients.SharesSessions(ctx, clientID)
+}
+
+func (p *sessionPeers) AllowsRedirect(ctx context.Context, clientID, uri string) (bool, error) {
+	return p.clients.AllowsRedirect(ctx, clientID, uri)
 }
 
 // Close releases the database.

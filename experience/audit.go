@@ -16,22 +16,27 @@ import (
 
 // Audit event names.
 const (
-	EventSignIn          = "sign_in"
-	EventLockout         = "lockout"
-	EventPasswordSet     = "password.set"
-	EventPasswordReset   = "password.reset"
-	EventPasswordRehash  = "password.rehash"
-	EventRefreshReuse    = "refresh_token.reuse"
-	EventUserCreated     = "user.created"
-	EventUserDeleted     = "user.deleted"
-	EventUserSuspended   = "user.suspended"
-	EventUserUnsuspended = "user.unsuspended"
-	EventUserUnlocked    = "user.unlocked"
-	EventSessionRevoked  = "session.revoked"
-	EventMFABound        = "mfa.bound"
-	EventMFARemoved      = "mfa.removed"
-	EventProfileUpdated  = "user.profile_updated"
-	EventSettingsUpdated = "settings.updated"
+	EventSignIn         = "sign_in"
+	EventLockout        = "lockout"
+	EventPasswordSet    = "password.set"
+	EventPasswordReset  = "password.reset"
+	EventPasswordRehash = "password.rehash"
+	EventRefreshReuse   = "refresh_token.reuse"
+	EventUserCreated    = "user.created"
+	EventIdentityLinked = "user.identity_linked"
+	// Connector changes (social and SSO identity providers).
+	EventConnectorCreated = "connector.created"
+	EventConnectorUpdated = "connector.updated"
+	EventConnectorDeleted = "connector.deleted"
+	EventUserDeleted      = "user.deleted"
+	EventUserSuspended    = "user.suspended"
+	EventUserUnsuspended  = "user.unsuspended"
+	EventUserUnlocked     = "user.unlocked"
+	EventSessionRevoked   = "session.revoked"
+	EventMFABound         = "mfa.bound"
+	EventMFARemoved       = "mfa.removed"
+	EventProfileUpdated   = "user.profile_updated"
+	EventSettingsUpdated  = "settings.updated"
 )
 
 // Outcomes.

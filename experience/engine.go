@@ -10,8 +10,11 @@ package experience
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/latch-dev/latch/experience/connector"
 
 	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience/directory"
@@ -42,6 +45,15 @@ type Options struct {
 	// Clients tells which OAuth clients share sessions (cross-application
 	// SSO); nil: no client ever uses another's session.
 	Clients ClientDirectory
+	// Upstream are the protocols of social and SSO connectors by provider
+	// name (nil: none can be created).
+	Upstream connector.Kinds
+	// UpstreamHTTP reaches identity providers (nil: a client with a
+	// 10-second timeout).
+	UpstreamHTTP *http.Client
+	// Memberships applies SSO connectors' JIT organizations (nil: the
+	// ids are stored and not applied).
+	Memberships Memberships
 	// ReservationTTL bounds how long an attempt's lockout reservation
 	// counts when it is never settled (0: DefaultReservationTTL).
 	ReservationTTL time.Duration
@@ -53,6 +65,9 @@ type ClientDirectory interface {
 	// SharesSessions reports whether a client exists and takes part in
 	// cross-application SSO.
 	SharesSessions(ctx context.Context, clientID string) (bool, error)
+	// AllowsRedirect reports whether a client registered uri as a
+	// redirect URI of social and SSO sign-ins.
+	AllowsRedirect(ctx context.Context, clientID, uri string) (bool, error)
 }
 
 // Engine is the Experience engine.
@@ -70,7 +85,11 @@ type Engine struct {
 	Settings *SettingsStore
 	Audit    *Audit
 	Factors  *Factors
-	resets   *resetTokens
+	// Connectors are the social and SSO connectors; Identities the
+	// upstream identities linked to accounts.
+	Connectors *Connectors
+	Identities *directory.Identities
+	resets     *resetTokens
 
 	interactions *Interactions
 	codes        *Codes
@@ -97,15 +116,22 @@ func (e *Engine) Observe(fn func(context.Context, AuditEvent)) {
 func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Options) *Engine {
 	now := func() time.Time { return time.Now().UTC() }
 	norm := Normalizer{UsernameCaseSensitive: opts.UsernameCaseSensitive}
+	hc := opts.UpstreamHTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	audit := &Audit{db: db, now: now}
 	return &Engine{
 		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
-		Users:    directory.NewUsers(db, norm, now),
-		Sessions: &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
-		Sentinel: &Sentinel{db: db, now: now, ttl: opts.ReservationTTL},
-		Settings: &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
-		Audit:    &Audit{db: db, now: now},
-		Factors:  &Factors{db: db, now: now},
-		resets:   &resetTokens{db: db, now: now, ttl: opts.ResetTokenTTL},
+		Users:      directory.NewUsers(db, norm, now),
+		Sessions:   &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
+		Sentinel:   &Sentinel{db: db, now: now, ttl: opts.ReservationTTL},
+		Settings:   &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
+		Audit:      audit,
+		Factors:    &Factors{db: db, now: now},
+		Connectors: &Connectors{db: db, now: now, sealer: opts.Sealer, kinds: opts.Upstream, hc: hc, audit: audit},
+		Identities: directory.NewIdentities(db, now),
+		resets:     &resetTokens{db: db, now: now, ttl: opts.ResetTokenTTL},
 
 		interactions: &Interactions{db: db, now: now},
 		codes:        &Codes{db: db, now: now, pepper: opts.CodePepper},

@@ -14,6 +14,13 @@ import (
 // (SignIn, ForgotPassword), or creates the account (Register). It reports
 // whether an account was created.
 func (e *Engine) Identify(ctx context.Context, handle, clientID, recordID string, meta SessionMeta) (bool, error) {
+	return e.IdentifyWith(ctx, handle, clientID, recordID, false, meta)
+}
+
+// IdentifyWith is Identify; link (linkSocialIdentity) lets a SignIn with
+// an unknown social identity link it to the account with its verified
+// e-mail address.
+func (e *Engine) IdentifyWith(ctx context.Context, handle, clientID, recordID string, link bool, meta SessionMeta) (bool, error) {
 	in, err := e.interactions.load(ctx, handle, clientID)
 	if err != nil {
 		return false, err
@@ -24,6 +31,9 @@ func (e *Engine) Identify(ctx context.Context, handle, clientID, recordID string
 	}
 	if !eventOpen(settings, in.Event) {
 		return false, errEventNotEnabled(in.Event)
+	}
+	if up, ok := in.record(recordID).(upstream); ok && recordID != "" {
+		return e.identifyUpstream(ctx, handle, in, up, link, settings, meta)
 	}
 	if in.Event == EventRegisterFlow {
 		return true, e.register(ctx, handle, in, recordID, settings, meta)

@@ -82,6 +82,9 @@ type Interaction struct {
 	MFA      map[string]bool `json:"mfa,omitempty"`
 	// MFASkipped: the user chose not to bind a factor (policy permitting).
 	MFASkipped bool `json:"mfa_skipped,omitempty"`
+	// Federated: the user was identified (or created) by a social or SSO
+	// sign-in, which needs no password of Latch's.
+	Federated bool `json:"federated,omitempty"`
 	// NewPasswordHash is the ForgotPassword flow's new password.
 	NewPasswordHash string `json:"new_password_hash,omitempty"`
 

@@ -174,6 +174,14 @@ func (e *Engine) SendVerificationCode(ctx context.Context, handle, clientID stri
 	if err := codeMethodEnabled(settings, purpose, id.Type); err != nil {
 		return "", err
 	}
+	// Not for ForgotPassword (a user recovers the password they have), but
+	// also when an identified user binds a new address: an SSO domain's
+	// address is linked through its connector only (seed 004, /profile).
+	if purpose != EventForgotPasswordFlow {
+		if err := e.requireNotSSO(ctx, Identifier{Type: id.Type, Value: normalized}); err != nil {
+			return "", err
+		}
+	}
 	deliver, err := e.deliversTo(ctx, in, id.Type, normalized, purpose, settings)
 	if err != nil {
 		return "", err

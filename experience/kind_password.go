@@ -34,6 +34,9 @@ func (e *Engine) AddPasswordVerification(ctx context.Context, handle, clientID s
 	if _, err := e.interactions.load(ctx, handle, clientID); err != nil {
 		return "", err
 	}
+	if err := e.requireNotSSO(ctx, id); err != nil {
+		return "", err
+	}
 	user, err := e.VerifyPassword(ctx, id, password, meta)
 	var state *passwordStateError
 	if errors.As(err, &state) {

@@ -111,6 +111,11 @@ func (e *Engine) enrollableFactors(user *User, settings Settings) []string {
 // factors must have proven one (SignIn), and the policy may require or
 // suggest enrolling one.
 func (e *Engine) requireInteractionMFA(ctx context.Context, in *Interaction, user *User, settings Settings) error {
+	// An enterprise provider that did MFA itself satisfies every MFA rule
+	// here: the user proved a second factor, only not to Latch.
+	if upstreamMFAProven(in) {
+		return nil
+	}
 	factors, err := e.Factors.List(ctx, user.ID)
 	if err != nil {
 		return err
@@ -163,6 +168,9 @@ func (e *Engine) requireMFAForChange(ctx context.Context, in *Interaction, user 
 // (or phone) that already signed the user in proves nothing more, so a
 // user who signed in with a verification code must use another factor.
 func mfaProven(in *Interaction) bool {
+	if upstreamMFAProven(in) {
+		return true
+	}
 	first := firstFactors(in)
 	for factor := range in.MFA {
 		if m, ok := amrOfFactor[factor]; ok && !first[m] {

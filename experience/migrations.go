@@ -196,5 +196,38 @@ CREATE INDEX audit_events_client ON audit_events (client_id, created_at);
 CREATE INDEX verification_codes_expires_at ON verification_codes (expires_at);
 CREATE INDEX reset_tokens_expires_at ON reset_tokens (expires_at);
 `},
+		// Upstream identity providers (social and enterprise SSO
+		// connectors): the configuration without its secret, the secret
+		// sealed apart; an SSO domain belongs to one connector (the primary
+		// key); an upstream identity to one account.
+		{ID: "experience/0015_connectors", SQL: `
+CREATE TABLE connectors (
+	id TEXT PRIMARY KEY,
+	family TEXT NOT NULL,
+	name TEXT NOT NULL,
+	provider TEXT NOT NULL,
+	config TEXT NOT NULL,
+	secret BLOB,
+	trust_unverified_email BOOLEAN NOT NULL DEFAULT FALSE,
+	jit_organizations TEXT NOT NULL DEFAULT '[]',
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE connector_domains (
+	domain TEXT PRIMARY KEY,
+	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE
+);
+CREATE INDEX connector_domains_connector ON connector_domains (connector_id);
+CREATE TABLE user_identities (
+	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
+	subject TEXT NOT NULL,
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	email TEXT NOT NULL DEFAULT '',
+	created_at TIMESTAMP NOT NULL,
+	last_used_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (connector_id, subject)
+);
+CREATE INDEX user_identities_user ON user_identities (user_id);
+`},
 	}
 }

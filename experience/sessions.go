@@ -117,7 +117,7 @@ func mergeAMR(have []string, add ...string) []string {
 		set[m] = true
 	}
 	methods := 0
-	for _, m := range []string{AMRPassword, AMROTP, AMRTOTP, AMRBackupCode, AMRWebAuthn} {
+	for _, m := range []string{AMRPassword, AMROTP, AMRTOTP, AMRBackupCode, AMRWebAuthn, AMRFederated} {
 		if set[m] {
 			methods++
 		}

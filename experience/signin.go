@@ -47,6 +47,9 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 	if err := e.passwordSignInAllowed(ctx, req.Identifier.Type); err != nil {
 		return nil, err
 	}
+	if err := e.requireNotSSO(ctx, req.Identifier); err != nil {
+		return nil, err
+	}
 	user, res, err := e.verifyPassword(ctx, req.Identifier, req.Password, req.Meta)
 	defer e.releaseUnsettled(ctx, res)
 	if user != nil && err != nil {

@@ -44,7 +44,7 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 		return nil, err
 	}
 	p := in.Profile
-	if in.Event == EventRegisterFlow && settings.SignUp.Password && !user.HasPassword && p.PasswordHash == "" {
+	if in.Event == EventRegisterFlow && settings.SignUp.Password && !user.HasPassword && p.PasswordHash == "" && !in.Federated {
 		return nil, fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "A password is required to register.").
 			With("missingProfile", []string{"password"})
 	}
@@ -156,6 +156,9 @@ func interactionAMR(in *Interaction) []string {
 		if m, ok := amrOfFactor[factor]; ok {
 			amr = append(amr, m)
 		}
+	}
+	if upstreamMFAProven(in) {
+		amr = append(amr, AMRMFA)
 	}
 	if len(amr) == 0 {
 		amr = []string{AMRPassword}

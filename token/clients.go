@@ -73,7 +73,10 @@ type Client struct {
 	SSO bool `json:"sso"`
 	// AllowedOrigins are the browser origins (besides the issuer's own)
 	// from which the Experience API accepts cookie-authorised calls.
-	AllowedOrigins  []string  `json:"allowed_origins"`
+	AllowedOrigins []string `json:"allowed_origins"`
+	// RedirectURIs are where an upstream identity provider may send the
+	// user back after social or enterprise sign-in (exact match).
+	RedirectURIs    []string  `json:"redirect_uris"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at"`
@@ -114,6 +117,7 @@ type clientRow struct {
 	EnforceMFA       bool `gorm:"column:enforce_mfa"`
 	SSO              bool `gorm:"column:sso"`
 	AllowedOrigins   string
+	RedirectURIs     string `gorm:"column:redirect_uris"`
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	SecretRotatedAt  time.Time
@@ -124,7 +128,7 @@ func (clientRow) TableName() string { return "oauth_clients" }
 
 func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
-		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), RedirectURIs: fields(r.RedirectURIs), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		SecretRotatedAt: r.SecretRotatedAt, TokensValidAfter: r.TokensValidAfter, secretDigest: r.SecretDigest}
 }
 
@@ -141,6 +145,8 @@ type NewClient struct {
 	// AllowedOrigins are browser origins (scheme://host[:port]) allowed to
 	// drive the Experience API with the interaction cookie.
 	AllowedOrigins []string
+	// RedirectURIs are the callback URLs of social and SSO sign-ins.
+	RedirectURIs []string
 }
 
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
@@ -187,11 +193,15 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	if err != nil {
 		return nil, "", err
 	}
+	redirects, err := checkRedirectURIs(in.RedirectURIs)
+	if err != nil {
+		return nil, "", err
+	}
 	secret := clientSecretPrefix + credentials.RandomToken(32)
 	now := s.now()
 	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: credentials.Digest(secret),
 		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
-		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, AllowedOrigins: join(origins), CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
+		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, AllowedOrigins: join(origins), RedirectURIs: join(redirects), CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}
@@ -251,6 +261,16 @@ func (s *Clients) SharesSessions(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	return c.SSO, nil
+}
+
+// AllowsRedirect reports whether a client exists and registered uri as a
+// redirect URI (exact match).
+func (s *Clients) AllowsRedirect(ctx context.Context, id, uri string) (bool, error) {
+	c, err := s.cached(ctx, id)
+	if err != nil || c == nil {
+		return false, err
+	}
+	return contains(c.RedirectURIs, uri), nil
 }
 
 func (s *Clients) forget(id string) {
@@ -318,13 +338,15 @@ type ClientPatch struct {
 	EnforceMFA     *bool
 	SSO            *bool
 	AllowedOrigins *[]string
+	RedirectURIs   *[]string
 }
 
 // fields names the settings the patch changes, for the audit log.
 func (p ClientPatch) fields() []string {
 	var out []string
 	for name, set := range map[string]bool{"name": p.Name != nil, "scopes": p.Scopes != nil, "grant_types": p.GrantTypes != nil,
-		"resources": p.Resources != nil, "enforce_mfa": p.EnforceMFA != nil, "sso": p.SSO != nil, "allowed_origins": p.AllowedOrigins != nil} {
+		"resources": p.Resources != nil, "enforce_mfa": p.EnforceMFA != nil, "sso": p.SSO != nil, "allowed_origins": p.AllowedOrigins != nil,
+		"redirect_uris": p.RedirectURIs != nil} {
 		if set {
 			out = append(out, name)
 		}
@@ -367,6 +389,11 @@ func (s *Clients) Update(ctx context.Context, id string, p ClientPatch) (*Client
 			return nil, err
 		}
 	}
+	if p.RedirectURIs != nil {
+		if c.RedirectURIs, err = checkRedirectURIs(*p.RedirectURIs); err != nil {
+			return nil, err
+		}
+	}
 	if p.EnforceMFA != nil {
 		c.EnforceMFA = *p.EnforceMFA
 	}
@@ -376,7 +403,7 @@ func (s *Clients) Update(ctx context.Context, id string, p ClientPatch) (*Client
 	now := s.now()
 	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", id).Updates(map[string]any{
 		"name": c.Name, "scopes": join(c.Scopes), "grant_types": join(c.GrantTypes), "resources": join(c.Resources),
-		"enforce_mfa": c.EnforceMFA, "sso": c.SSO, "allowed_origins": join(c.AllowedOrigins), "updated_at": now})
+		"enforce_mfa": c.EnforceMFA, "sso": c.SSO, "allowed_origins": join(c.AllowedOrigins), "redirect_uris": join(c.RedirectURIs), "updated_at": now})
 	if res.Error != nil {
 		return nil, fmt.Errorf("token: update client: %w", res.Error)
 	}
@@ -504,6 +531,23 @@ func normalizeOrigins(in []string) ([]string, error) {
 				Message: "must be an origin such as https://app.example.com"})
 		}
 		out = append(out, strings.ToLower(u.Scheme+"://"+u.Host))
+	}
+	return out, nil
+}
+
+// checkRedirectURIs checks redirect URIs: absolute http(s) URLs without a
+// fragment (RFC 6749 §3.1.2), compared later exactly as registered.
+func checkRedirectURIs(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for i, raw := range in {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" || u.User != nil ||
+			strings.ContainsAny(raw, " \t") {
+			return nil, fault.Invalid(fault.Detail{Field: fmt.Sprintf("redirect_uris[%d]", i),
+				Message: "must be an absolute http(s) URL without a fragment"})
+		}
+		out = append(out, raw)
 	}
 	return out, nil
 }

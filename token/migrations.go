@@ -96,5 +96,8 @@ ALTER TABLE oauth_clients ADD COLUMN sso BOOLEAN NOT NULL DEFAULT FALSE;
 		{ID: "token/0009_client_allowed_origins", SQL: `
 ALTER TABLE oauth_clients ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '';
 `},
+		{ID: "token/0010_client_redirect_uris", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
+`},
 	}
 }

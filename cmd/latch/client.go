@@ -24,7 +24,7 @@ func (c *cli) clientCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "client", Short: "Manage OAuth2 clients (trusted backends)"}
 
 	var name, scopes string
-	var grants, resources, origins []string
+	var grants, resources, origins, redirects []string
 	var enforceMFA, sso bool
 	create := &cobra.Command{
 		Use:   "create",
@@ -34,6 +34,7 @@ func (c *cli) clientCmd() *cobra.Command {
 			client, secret, err := svc.Tokens.Clients.Create(ctxOf(cmd), token.NewClient{
 				Name: name, Scopes: strings.Fields(strings.ReplaceAll(scopes, ",", " ")), GrantTypes: splitList(grants), Resources: splitList(resources),
 				EnforceMFA: &enforceMFA, SSO: sso, AllowedOrigins: splitList(origins),
+				RedirectURIs: splitList(redirects),
 			})
 			if err != nil {
 				return err
@@ -51,6 +52,7 @@ func (c *cli) clientCmd() *cobra.Command {
 	create.Flags().BoolVar(&enforceMFA, "enforce-mfa", true, "users with MFA factors must complete MFA before tokens are issued (false: issue tokens after the password and let the app check amr)")
 	create.Flags().BoolVar(&sso, "sso", false, "cross-application single sign-on: this client may re-authenticate (session/authenticate) sessions created by other --sso clients, and they its")
 	create.Flags().StringSliceVar(&origins, "allowed-origin", nil, "browser origin (https://app.example.com) allowed to drive the Experience API with the interaction cookie, besides the issuer's own (repeatable)")
+	create.Flags().StringSliceVar(&redirects, "redirect-uri", nil, "callback URL an upstream identity provider may return to after social or SSO sign-in (exact match; repeatable)")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{

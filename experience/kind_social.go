@@ -1,0 +1,344 @@
+package experience
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"strings"
+
+	"golang.org/x/oauth2"
+	"gorm.io/gorm"
+
+	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/experience/connector"
+	"github.com/latch-dev/latch/fault"
+)
+
+// RecordSocial is a sign-in at a social connector ("Sign in with …").
+const RecordSocial = "Social"
+
+// AMRFederated is the method of a sign-in vouched for by an upstream
+// identity provider.
+const AMRFederated = "fed"
+
+// Codes of upstream sign-ins.
+const (
+	CodeIdentityNotExist = "user.identity_not_exist"
+	CodeSSOEnabled       = "session.sso_enabled"
+)
+
+func init() { registerKind(RecordSocial, func() Verification { return &socialRecord{} }) }
+
+// upstreamRecord is the state social and SSO records share: the round trip
+// to the provider (the client's state, Latch's nonce and PKCE verifier,
+// all checked here, not by the client) and what the provider said.
+type upstreamRecord struct {
+	record
+	ConnectorID string `json:"connector_id"`
+	State       string `json:"state"`
+	Nonce       string `json:"nonce"`
+	// Verifier is the PKCE code verifier, sealed to the record.
+	Verifier    string `json:"verifier,omitempty"`
+	RedirectURI string `json:"redirect_uri"`
+	// Consumed: a callback was presented; state and code are single use.
+	Consumed bool                `json:"consumed,omitempty"`
+	Identity *connector.Identity `json:"identity,omitempty"`
+}
+
+func (r *upstreamRecord) base() *upstreamRecord { return r }
+
+func (r *upstreamRecord) Proof() Proof {
+	return Proof{Method: AMRFederated, FirstFactor: true}
+}
+
+type socialRecord struct{ upstreamRecord }
+
+func (r *socialRecord) Kind() string   { return RecordSocial }
+func (r *socialRecord) family() string { return FamilySocial }
+
+// upstream is a social or SSO record.
+type upstream interface {
+	Verification
+	base() *upstreamRecord
+	family() string
+}
+
+func newUpstream(family string) upstream {
+	if family == FamilySSO {
+		return &ssoRecord{}
+	}
+	return &socialRecord{}
+}
+
+// maxStateLen bounds the client's state.
+const maxStateLen = 512
+
+// StartUpstream is POST /verification/{social|sso}/{connectorId}/authorization-uri:
+// a new record holding the round trip, and the provider's authorization URL.
+func (e *Engine) StartUpstream(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string) (string, string, error) {
+	if _, err := e.interactions.load(ctx, handle, clientID); err != nil {
+		return "", "", err
+	}
+	rec := newUpstream(family)
+	uri, err := e.authorize(ctx, clientID, family, connectorID, state, redirectURI, rec.base())
+	if err != nil {
+		return "", "", err
+	}
+	id, err := e.addRecord(ctx, handle, clientID, rec)
+	return uri, id, err
+}
+
+// authorize fills a record's round trip and returns the provider's URL.
+func (e *Engine) authorize(ctx context.Context, clientID, family, connectorID, state, redirectURI string, b *upstreamRecord) (string, error) {
+	var details []fault.Detail
+	if state == "" || len(state) > maxStateLen {
+		details = append(details, fault.Detail{Field: "state", Message: "is required (at most 512 characters)"})
+	}
+	if redirectURI == "" {
+		details = append(details, fault.Detail{Field: "redirectUri", Message: "is required"})
+	}
+	if len(details) > 0 {
+		return "", fault.Invalid(details...)
+	}
+	allowed := false
+	if e.opts.Clients != nil {
+		var err error
+		if allowed, err = e.opts.Clients.AllowsRedirect(ctx, clientID, redirectURI); err != nil {
+			return "", err
+		}
+	}
+	if !allowed {
+		return "", fault.Invalid(fault.Detail{Field: "redirectUri", Message: "is not a redirect URI registered for this application"})
+	}
+	_, c, err := e.Connectors.open(ctx, family, connectorID)
+	if err != nil {
+		return "", err
+	}
+	*b = upstreamRecord{record: newRecord(), ConnectorID: connectorID, State: state, Nonce: credentials.RandomToken(24), RedirectURI: redirectURI}
+	req := connector.Request{RedirectURI: redirectURI, State: state, Nonce: b.Nonce}
+	if c.UsesPKCE() {
+		req.Verifier = oauth2.GenerateVerifier()
+		sealed, err := e.sealer.Seal([]byte(req.Verifier), []byte("pkce:"+b.ID))
+		if err != nil {
+			return "", err
+		}
+		b.Verifier = base64.StdEncoding.EncodeToString(sealed)
+	}
+	return c.AuthorizationURL(ctx, req)
+}
+
+// Callback is what the user agent brought back from the provider.
+type Callback struct {
+	Code        string
+	State       string
+	RedirectURI string
+}
+
+// VerifyUpstream is POST /verification/{social|sso}/{connectorId}/verify:
+// the callback is checked against the record (state, redirect URI; once
+// only), the code redeemed and the identity verified by the connector.
+func (e *Engine) VerifyUpstream(ctx context.Context, handle, clientID, family, connectorID, recordID string, cb Callback) (string, error) {
+	var rec upstream
+	// Claiming the record first makes state and code single use, also
+	// against a concurrent replay on another replica.
+	_, err := e.interactions.update(ctx, handle, clientID, func(in *Interaction) error {
+		v, ok := in.record(recordID).(upstream)
+		if !ok || v.family() != family || v.base().ConnectorID != connectorID {
+			return errRecordNotFound()
+		}
+		if v.base().Consumed {
+			return fault.New(CodeVerificationFailed, http.StatusBadRequest, "This authorization response was already used.")
+		}
+		v.base().Consumed = true
+		rec = v
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	b := rec.base()
+	if err := e.checkCallback(b, cb); err != nil {
+		return "", err
+	}
+	id, err := e.redeem(ctx, family, b, cb.Code)
+	if err != nil {
+		return "", err
+	}
+	b.Identity = id
+	b.markVerified()
+	return recordID, e.replaceRecord(ctx, handle, clientID, rec)
+}
+
+func (e *Engine) checkCallback(b *upstreamRecord, cb Callback) error {
+	if cb.Code == "" {
+		return fault.Invalid(fault.Detail{Field: "connectorData.code", Message: "is required"})
+	}
+	if subtle.ConstantTimeCompare([]byte(cb.State), []byte(b.State)) != 1 {
+		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The state does not match the authorization request.")
+	}
+	if cb.RedirectURI != "" && cb.RedirectURI != b.RedirectURI {
+		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The redirect URI does not match the authorization request.")
+	}
+	return nil
+}
+
+// redeem exchanges the code at the (still existing) connector.
+func (e *Engine) redeem(ctx context.Context, family string, b *upstreamRecord, code string) (*connector.Identity, error) {
+	_, c, err := e.Connectors.open(ctx, family, b.ConnectorID)
+	if err != nil {
+		return nil, err
+	}
+	req := connector.Request{RedirectURI: b.RedirectURI, State: b.State, Nonce: b.Nonce}
+	if b.Verifier != "" {
+		raw, err := base64.StdEncoding.DecodeString(b.Verifier)
+		if err != nil {
+			return nil, err
+		}
+		plain, err := e.sealer.Open(raw, []byte("pkce:"+b.ID))
+		if err != nil {
+			return nil, err
+		}
+		req.Verifier = string(plain)
+	}
+	id, err := c.Exchange(ctx, req, code)
+	if err != nil {
+		if _, ok := fault.As(err); ok {
+			return nil, err
+		}
+		e.log.WarnContext(ctx, "upstream sign-in failed", "connector", b.ConnectorID, "error", err.Error())
+		return nil, connector.InvalidResponse("the provider could not be reached")
+	}
+	return id, nil
+}
+
+// identifyUpstream identifies (or creates) the account of a verified
+// social or SSO record.
+func (e *Engine) identifyUpstream(ctx context.Context, handle string, in *Interaction, rec upstream, link bool, settings Settings, meta SessionMeta) (bool, error) {
+	if in.Event == EventForgotPasswordFlow {
+		return false, fault.New(CodeNotForForgotPassword, http.StatusBadRequest, "A social or SSO sign-in cannot recover a password.")
+	}
+	b := rec.base()
+	if !rec.Verified() || b.Identity == nil {
+		return false, fault.New(CodeVerificationFailed, http.StatusBadRequest, "The verification record is not verified.")
+	}
+	row, err := e.Connectors.row(ctx, rec.family(), b.ConnectorID)
+	if err != nil {
+		return false, err
+	}
+	id := b.Identity
+	userID, err := e.Identities.Find(ctx, b.ConnectorID, id.Subject)
+	if err != nil {
+		return false, err
+	}
+	if userID != "" {
+		return false, e.identifyAs(ctx, handle, in, userID)
+	}
+	// An upstream address counts only when the upstream verified it (or
+	// the SSO connector is told to trust its directory).
+	var email, unverified string
+	if n, err := NormalizeEmail(id.Email); err == nil && id.Email != "" {
+		if id.EmailVerified || (rec.family() == FamilySSO && row.TrustUnverifiedEmail) {
+			email = n
+		} else {
+			unverified = n
+		}
+	}
+	var related *User
+	if email != "" {
+		if related, err = e.Users.FindByIdentifier(ctx, IdentifierEmail, email); err != nil {
+			return false, err
+		}
+	}
+	sso := rec.family() == FamilySSO
+	switch {
+	case related != nil && (sso || (in.Event == EventSignInFlow && link)):
+		if related.Suspended {
+			return false, errSuspended
+		}
+		if err := e.db.Tx(ctx, func(tx *gorm.DB) error {
+			return e.Identities.LinkTx(tx, b.ConnectorID, id.Subject, related.ID, email)
+		}); err != nil {
+			return false, err
+		}
+		e.audit(ctx, AuditEvent{Event: EventIdentityLinked, Outcome: OutcomeSuccess, UserID: related.ID, ClientID: meta.ClientID,
+			IPAddress: meta.IPAddress, Data: map[string]any{"connector_id": b.ConnectorID}})
+		return false, e.identifyAs(ctx, handle, in, related.ID)
+	case in.Event == EventRegisterFlow || (sso && eventOpen(settings, EventRegisterFlow)):
+		return true, e.registerUpstream(ctx, handle, in, row, id, email, unverified, meta)
+	}
+	fe := fault.New(CodeIdentityNotExist, http.StatusNotFound, "No account is linked to this identity.")
+	if related != nil {
+		fe = fe.With("relatedUser", email)
+	}
+	return false, fe
+}
+
+// identifyAs sets the interaction's user, from an upstream sign-in.
+func (e *Engine) identifyAs(ctx context.Context, handle string, in *Interaction, userID string) error {
+	user, err := e.Users.Get(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if user.Suspended {
+		return errSuspended
+	}
+	_, err = e.interactions.update(ctx, handle, in.ClientID, func(in *Interaction) error {
+		if in.UserID != "" && in.UserID != user.ID {
+			return fault.New(CodeIdentityConflict, http.StatusConflict, "The interaction already identified another user.")
+		}
+		in.UserID, in.Federated = user.ID, true
+		return nil
+	})
+	return err
+}
+
+// registerUpstream creates the account of an upstream identity, links the
+// identity and joins the connector's organizations, in one transaction.
+//
+// A verified address becomes the account's verified e-mail; an unverified
+// one is kept unverified, and only when no account has it (it never links
+// nor takes over one: the registration is refused as the address in use).
+func (e *Engine) registerUpstream(ctx context.Context, handle string, in *Interaction, row *connectorRow, id *connector.Identity, email, unverified string, meta SessionMeta) error {
+	if in.UserID != "" {
+		return fault.New(CodeIdentityConflict, http.StatusConflict, "The interaction already identified a user.")
+	}
+	p := Profile{}
+	switch {
+	case email != "":
+		p.Email, p.EmailVerified = &email, boolPtr(true)
+	case unverified != "":
+		p.Email, p.EmailVerified = &unverified, boolPtr(false)
+	}
+	if name := strings.TrimSpace(id.Name); name != "" {
+		if len(name) > 128 {
+			name = name[:128]
+		}
+		p.Name = &name
+	}
+	var userID string
+	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
+		created, err := e.Users.CreateTx(tx, p, "", false)
+		if err != nil {
+			return err
+		}
+		userID = created.ID
+		if err := e.Identities.LinkTx(tx, row.ID, id.Subject, created.ID, email); err != nil {
+			return err
+		}
+		return e.joinOrganizations(ctx, tx, created.ID, row.jitOrganizations())
+	})
+	if err != nil {
+		return err
+	}
+	e.audit(ctx, AuditEvent{Event: EventUserCreated, Outcome: OutcomeSuccess, UserID: userID, ClientID: meta.ClientID,
+		IPAddress: meta.IPAddress, Data: map[string]any{"via": "experience", "connector_id": row.ID}})
+	_, err = e.interactions.update(ctx, handle, in.ClientID, func(fresh *Interaction) error {
+		if fresh.UserID != "" {
+			return fault.New(CodeIdentityConflict, http.StatusConflict, "The interaction already identified a user.")
+		}
+		fresh.UserID, fresh.Federated = userID, true
+		return nil
+	})
+	return err
+}
