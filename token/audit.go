@@ -9,6 +9,9 @@ const (
 	EventClientCreated       = "client.created"
 	EventClientDeleted       = "client.deleted"
 	EventClientSecretRotated = "client.secret_rotated"
+	// EventCodeReplayed: an authorization code was presented again; what
+	// its first use issued was revoked.
+	EventCodeReplayed = "authorization_code.replayed"
 )
 
 // AuditEvent is a security event of this package. Data holds identifiers,

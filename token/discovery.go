@@ -5,6 +5,11 @@ import "context"
 // Discovery is the OpenID Provider metadata (OIDC Discovery 1.0, RFC 8414).
 type Discovery struct {
 	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported"`
+	PromptValuesSupported             []string `json:"prompt_values_supported"`
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	JWKSURI                           string   `json:"jwks_uri"`
 	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
@@ -27,21 +32,27 @@ func (s *Service) Discovery(ctx context.Context) Discovery {
 	iss := s.opts.Issuer
 	auth := []string{"client_secret_basic", "client_secret_post"}
 	return Discovery{
-		Issuer:                            iss,
-		TokenEndpoint:                     iss + "/oidc/token",
-		JWKSURI:                           iss + "/oidc/jwks",
-		UserinfoEndpoint:                  iss + "/oidc/me",
-		IntrospectionEndpoint:             iss + "/oidc/token/introspection",
-		RevocationEndpoint:                iss + "/oidc/token/revocation",
-		GrantTypesSupported:               []string{GrantClientCredentials, GrantRefreshToken},
-		ResponseTypesSupported:            []string{"code"},
-		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  s.Keys.Algorithms(ctx),
-		TokenEndpointAuthMethodsSupported: auth,
+		Issuer:                           iss,
+		AuthorizationEndpoint:            iss + "/oidc/auth",
+		EndSessionEndpoint:               iss + "/oidc/session/end",
+		CodeChallengeMethodsSupported:    []string{"S256"},
+		ResponseModesSupported:           []string{"query"},
+		PromptValuesSupported:            []string{"none", "login", "consent"},
+		TokenEndpoint:                    iss + "/oidc/token",
+		JWKSURI:                          iss + "/oidc/jwks",
+		UserinfoEndpoint:                 iss + "/oidc/me",
+		IntrospectionEndpoint:            iss + "/oidc/token/introspection",
+		RevocationEndpoint:               iss + "/oidc/token/revocation",
+		GrantTypesSupported:              []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken},
+		ResponseTypesSupported:           []string{"code"},
+		SubjectTypesSupported:            []string{"public"},
+		IDTokenSigningAlgValuesSupported: s.Keys.Algorithms(ctx),
+		// Public clients (spa, native) authenticate with none, and PKCE.
+		TokenEndpointAuthMethodsSupported: append(append([]string{}, auth...), "none"),
 		IntrospectionAuthMethodsSupported: auth,
 		RevocationAuthMethodsSupported:    auth,
-		ScopesSupported:                   []string{"openid", "profile", "email", "phone", ScopeAuthExecute, ScopeUsersRead, ScopeUsersWrite, ScopeManagement},
-		ClaimsSupported: []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "amr", "sid", "username", "name",
+		ScopesSupported:                   []string{"openid", "profile", "email", "phone", ScopeOfflineAccess, ScopeAuthExecute, ScopeUsersRead, ScopeUsersWrite, ScopeManagement},
+		ClaimsSupported: []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "amr", "sid", "azp", "nonce", "at_hash", "username", "name",
 			"email", "email_verified", "phone_number", "phone_number_verified", "org_id", "roles"},
 		ClaimsParameterSupported: true,
 	}
