@@ -172,15 +172,24 @@ func (a *App) continueAuth(c echo.Context, client *token.Client, ar *token.AuthR
 // pages for ar — owned by the authorizing client, so no ClientAccessToken
 // is involved — and sends the browser to the sign-in page.
 func (a *App) startPageInteraction(c echo.Context, ar *token.AuthRequest) error {
+	err := a.startInteractionFor(c, ar, experience.EventSignInFlow, "/ui/sign-in")
+	if fe, ok := fault.As(err); ok && fe.Code == experience.CodeEventNotEnabled {
+		// Sign-in is closed (register-only mode): offer what is open.
+		return a.startInteractionFor(c, ar, experience.EventRegisterFlow, "/ui/register")
+	}
+	return err
+}
+
+// startInteractionFor starts an interaction of event for ar and sends the
+// browser to page.
+func (a *App) startInteractionFor(c echo.Context, ar *token.AuthRequest, event, page string) error {
 	ctx := c.Request().Context()
-	handle, err := a.engine.StartInteraction(ctx, ar.ClientID, experience.EventSignInFlow)
+	handle, err := a.engine.StartInteraction(ctx, ar.ClientID, event)
 	if err != nil {
-		if fe, ok := fault.As(err); ok && fe.Code == experience.CodeEventNotEnabled {
-			// Sign-in is closed (register-only mode): the page offers
-			// what is open.
-			handle, err = a.engine.StartInteraction(ctx, ar.ClientID, experience.EventRegisterFlow)
-		}
-		if err != nil {
+		return err
+	}
+	if old := interactionHandle(c); old != "" {
+		if err := a.engine.EndInteraction(ctx, old, ar.ClientID); err != nil {
 			return err
 		}
 	}
@@ -188,7 +197,7 @@ func (a *App) startPageInteraction(c echo.Context, ar *token.AuthRequest) error 
 		return err
 	}
 	a.setInteractionCookie(c, handle)
-	return c.Redirect(http.StatusSeeOther, "/ui/sign-in?request="+url.QueryEscape(ar.ID))
+	return c.Redirect(http.StatusSeeOther, page+"?request="+url.QueryEscape(ar.ID))
 }
 
 // browserSignIn returns the sign-in of this browser's live session when the
@@ -339,13 +348,17 @@ func (a *App) consentDecision(c echo.Context) error {
 	return a.finishAuth(c, client, ar, signIn)
 }
 
-// restartAuth is GET /oidc/auth/restart, the redirectTo of a ForgotPassword
-// submit started by an authorization request: a fresh sign-in interaction
-// for the same request.
+// restartAuth is GET /oidc/auth/restart?request=…&event=…: a fresh
+// interaction for the same authorization request — ForgotPassword from the
+// sign-in page (an interaction cannot switch into or out of it, seed 004),
+// and SignIn again after it (the redirectTo of its submit).
 func (a *App) restartAuth(c echo.Context) error {
 	ar, _, err := a.liveAuthRequest(c.Request().Context(), c.QueryParam("request"))
 	if err != nil || ar == nil || ar.SessionID != "" {
 		return orPage(a, c, err)
+	}
+	if c.QueryParam("event") == experience.EventForgotPasswordFlow {
+		return a.startInteractionFor(c, ar, experience.EventForgotPasswordFlow, "/ui/forgot-password")
 	}
 	return a.startPageInteraction(c, ar)
 }

@@ -108,7 +108,8 @@ func (a *App) page(name string) echo.HandlerFunc {
 // renderPage renders a page with the security headers of every hosted
 // page: a strict Content-Security-Policy (scripts and styles from Latch
 // only, the branding colour through a per-response nonce), no framing
-// (clickjacking), no referrer (the URL carries the request id), no caching.
+// (clickjacking), no referrer to other sites (the URL carries the request
+// id), no caching.
 func (a *App) renderPage(c echo.Context, status int, name string, d pageData) error {
 	ctx := c.Request().Context()
 	settings, err := a.engine.Settings.Get(ctx)
@@ -141,7 +142,10 @@ func (a *App) renderPage(c echo.Context, status int, name string, d pageData) er
 		"; connect-src 'self'; form-action "+strings.Join(formAction, " ")+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin: the request id in page URLs never leaves Latch, and
+	// the pages' own form posts keep their Origin (no-referrer would send
+	// "Origin: null", which the CSRF check refuses).
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set(echo.HeaderCacheControl, "no-store")
 	return c.HTMLBlob(status, buf.Bytes())
 }

@@ -255,9 +255,7 @@
     form.addEventListener("submit", busy(form, function () {
       id = identifierOf(value("identifier"));
       if (id.type === "username") { throw { message: "Enter the e-mail address or phone number of your account." }; }
-      return api("PUT", "/interaction-event", { interactionEvent: "ForgotPassword" }).then(function () {
-        return api("POST", "/verification/verification-code", { identifier: id, interactionEvent: "ForgotPassword" });
-      }).then(function (rec) {
+      return api("POST", "/verification/verification-code", { identifier: id, interactionEvent: "ForgotPassword" }).then(function (rec) {
         vid = rec.verificationId;
         $("code-to").textContent = id.value;
         form.hidden = true;
@@ -330,8 +328,9 @@
       return api("POST", "/profile/mfa/mfa-skipped").then(submit);
     }));
     // After a first factor, backup codes to save (when enabled), then submit.
+    // Backup codes are never a first factor, so the list of factors to
+    // enrol does not name them: offer them whenever the server allows.
     function afterFirstFactor() {
-      if (factors.indexOf("BackupCode") < 0) { return submit(); }
       return api("POST", "/verification/backup-code/generate").then(function (res) {
         var list = $("backup-list");
         res.codes.forEach(function (c) { var li = document.createElement("li"); li.textContent = c; list.appendChild(li); });
@@ -342,6 +341,9 @@
         $("backup-done").addEventListener("click", busy($("backup-codes"), function () {
           return api("POST", "/profile/mfa", { type: "BackupCode", verificationId: res.verificationId }).then(submit);
         }));
+      }, function (err) {
+        if (err.code === "session.mfa.mfa_factor_not_enabled") { return submit(); }
+        throw err;
       });
     }
     document.querySelector('[data-enroll="Totp"]').addEventListener("click", busy($("factors"), function () {
