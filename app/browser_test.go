@@ -269,6 +269,18 @@ func TestBrowserHostedPages(t *testing.T) {
 		tb.signedIn(r, u.ID)
 	})
 
+	t.Run("SignInWithEmailCode", func(t *testing.T) {
+		u := f.user(t)
+		tb := newTab(t)
+		tb.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		tb.at("sign-in", "#password-form")
+		tb.run("ask for a code", tb.fill("#identifier", u.Email), click("#code-start"))
+		tb.at("sign-in-code", "#code-form")
+		mail := f.mail.WaitFor(t, u.Email, expWait)
+		tb.run("enter the code", tb.fill("#code", mail.Code), click(`#code-form button[type=submit]`))
+		tb.signedIn(r, u.ID)
+	})
+
 	t.Run("Register", func(t *testing.T) {
 		tb := newTab(t)
 		tb.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
@@ -312,6 +324,18 @@ func TestBrowserHostedPages(t *testing.T) {
 		tb.run("choose totp", click(`[data-factor="Totp"]`))
 		tb.at("mfa-totp", "#mfa-form")
 		tb.run("totp", tb.fill("#mfa-code", totpNext(t, secret)), click(`#mfa-form button[type=submit]`))
+		tb.signedIn(r, u.ID)
+	})
+
+	t.Run("BackupCodeVerification", func(t *testing.T) {
+		u := f.user(t)
+		_, codes := f.enrol(t, u, true)
+		tb := newTab(t)
+		signIn(tb, u.Username, u.Password)
+		tb.at("mfa", `[data-factor="BackupCode"]`)
+		tb.run("choose backup code", click(`[data-factor="BackupCode"]`))
+		tb.at("mfa-backup-code", "#mfa-form")
+		tb.run("backup code", tb.fill("#mfa-code", codes[0]), click(`#mfa-form button[type=submit]`))
 		tb.signedIn(r, u.ID)
 	})
 
