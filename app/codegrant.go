@@ -84,8 +84,10 @@ func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form 
 		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, Scope: grant.Scope}, nil
 }
 
-// wantsRefresh: a refresh token only for offline_access (OIDC Core §11),
-// and only to a client allowed the refresh_token grant.
+// wantsRefresh: a refresh token only for offline_access (OIDC Core §11) —
+// or, for a confidential client configured so, always — and only to a
+// client allowed the refresh_token grant.
 func wantsRefresh(client *token.Client, scopes []string) bool {
-	return contains(scopes, token.ScopeOfflineAccess) && client.HasGrant(token.GrantRefreshToken)
+	asked := contains(scopes, token.ScopeOfflineAccess) || (client.RefreshWithoutOfflineAccess && !client.Public())
+	return asked && client.HasGrant(token.GrantRefreshToken)
 }

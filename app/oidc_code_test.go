@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -100,6 +101,19 @@ func TestAuthorizationCodeGoOIDC(t *testing.T) {
 			st, out = f.tokenForm(t, web.client.ID, "", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {rpRedirect}})
 			if st != http.StatusUnauthorized || out["error"] != "invalid_client" {
 				t.Fatalf("confidential client without secret: %d %v", st, out)
+			}
+		})
+
+		t.Run("ConfidentialRefreshWithoutOfflineAccess", func(t *testing.T) {
+			r := f.newRP(t, token.NewClient{Type: token.ClientWeb, RefreshWithoutOfflineAccess: true})
+			verifier, challenge := pkce()
+			back := f.browser(t).authorize(r.config.AuthCodeURL("s", challenge), u.Username, u.Password)
+			if tok, _, _ := r.exchange(t, codeOf(t, back, "s"), verifier, ""); tok.RefreshToken == "" {
+				t.Fatal("a client configured for refresh tokens got none")
+			}
+			if _, _, err := f.Services.Tokens.Clients.Create(context.Background(), token.NewClient{Name: "spa", Type: token.ClientSPA,
+				RedirectURIs: []string{rpRedirect}, RefreshWithoutOfflineAccess: true}); err == nil {
+				t.Fatal("a public client was configured for refresh tokens without offline_access")
 			}
 		})
 

@@ -83,8 +83,11 @@ type Client struct {
 	RedirectURIs           []string `json:"redirect_uris"`
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	// FirstParty clients are the deployment's own apps: no consent page.
-	FirstParty   bool `json:"first_party"`
-	secretDigest string
+	FirstParty bool `json:"first_party"`
+	// RefreshWithoutOfflineAccess: a confidential client gets a refresh
+	// token from the authorization code grant even without offline_access.
+	RefreshWithoutOfflineAccess bool `json:"refresh_without_offline_access"`
+	secretDigest                string
 }
 
 // Public reports whether the client cannot keep a secret (spa, native).
@@ -139,6 +142,7 @@ type clientRow struct {
 	RedirectURIs           string `gorm:"column:redirect_uris"`
 	PostLogoutRedirectURIs string `gorm:"column:post_logout_redirect_uris"`
 	FirstParty             bool   `gorm:"column:first_party"`
+	RefreshWithoutOffline  bool   `gorm:"column:refresh_without_offline_access"`
 }
 
 func (clientRow) TableName() string { return "oauth_clients" }
@@ -147,7 +151,8 @@ func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
 		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		SecretRotatedAt: r.SecretRotatedAt, TokensValidAfter: r.TokensValidAfter, secretDigest: r.SecretDigest,
-		Type: r.ClientType, RedirectURIs: lines(r.RedirectURIs), PostLogoutRedirectURIs: lines(r.PostLogoutRedirectURIs), FirstParty: r.FirstParty}
+		Type: r.ClientType, RedirectURIs: lines(r.RedirectURIs), PostLogoutRedirectURIs: lines(r.PostLogoutRedirectURIs), FirstParty: r.FirstParty,
+		RefreshWithoutOfflineAccess: r.RefreshWithoutOffline}
 }
 
 // NewClient is the input to CreateClient.
@@ -171,6 +176,10 @@ type NewClient struct {
 	PostLogoutRedirectURIs []string
 	// FirstParty defaults to true (nil): no consent page.
 	FirstParty *bool
+	// RefreshWithoutOfflineAccess (confidential clients only) issues a
+	// refresh token from the authorization code grant without the
+	// offline_access scope.
+	RefreshWithoutOfflineAccess bool
 }
 
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
@@ -225,6 +234,9 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	if (in.Type == ClientSPA || in.Type == ClientNative) && contains(in.GrantTypes, GrantClientCredentials) {
 		return nil, "", fault.Invalid(fault.Detail{Field: "grant_types", Message: "a public client cannot use client_credentials"})
 	}
+	if in.RefreshWithoutOfflineAccess && in.Type != ClientWeb {
+		return nil, "", fault.Invalid(fault.Detail{Field: "refresh_without_offline_access", Message: "only for web (confidential) clients"})
+	}
 	origins, err := normalizeOrigins(in.AllowedOrigins)
 	if err != nil {
 		return nil, "", err
@@ -241,7 +253,7 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
 		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, AllowedOrigins: join(origins), CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now,
 		ClientType: in.Type, RedirectURIs: joinLines(in.RedirectURIs), PostLogoutRedirectURIs: joinLines(in.PostLogoutRedirectURIs),
-		FirstParty: in.FirstParty == nil || *in.FirstParty}
+		FirstParty: in.FirstParty == nil || *in.FirstParty, RefreshWithoutOffline: in.RefreshWithoutOfflineAccess}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}

@@ -107,6 +107,7 @@ ALTER TABLE oauth_clients ADD COLUMN client_type TEXT NOT NULL DEFAULT 'backend'
 ALTER TABLE oauth_clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
 ALTER TABLE oauth_clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '';
 ALTER TABLE oauth_clients ADD COLUMN first_party BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE oauth_clients ADD COLUMN refresh_without_offline_access BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE TABLE oidc_auth_requests (
 	id TEXT PRIMARY KEY,
 	client_id TEXT NOT NULL,

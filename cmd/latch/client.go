@@ -25,7 +25,7 @@ func (c *cli) clientCmd() *cobra.Command {
 
 	var name, scopes, typ string
 	var grants, resources, origins, redirects, logouts []string
-	var enforceMFA, sso, firstParty bool
+	var enforceMFA, sso, firstParty, refreshAlways bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a client and print its secret (shown once)",
@@ -35,6 +35,7 @@ func (c *cli) clientCmd() *cobra.Command {
 				Name: name, Scopes: strings.Fields(strings.ReplaceAll(scopes, ",", " ")), GrantTypes: splitList(grants), Resources: splitList(resources),
 				EnforceMFA: &enforceMFA, SSO: sso, AllowedOrigins: splitList(origins),
 				Type: typ, RedirectURIs: splitList(redirects), PostLogoutRedirectURIs: splitList(logouts), FirstParty: &firstParty,
+				RefreshWithoutOfflineAccess: refreshAlways,
 			})
 			if err != nil {
 				return err
@@ -61,6 +62,7 @@ func (c *cli) clientCmd() *cobra.Command {
 	create.Flags().StringSliceVar(&redirects, "redirect-uri", nil, "redirect URI for the authorization code flow, matched exactly (repeatable; web, spa and native clients)")
 	create.Flags().StringSliceVar(&logouts, "post-logout-redirect-uri", nil, "URI /oidc/session/end may send the browser back to (repeatable)")
 	create.Flags().BoolVar(&firstParty, "first-party", true, "the deployment's own app: no consent page (false: users consent to the scopes once per client)")
+	create.Flags().BoolVar(&refreshAlways, "refresh-without-offline-access", false, "web clients: the authorization code grant also issues a refresh token when offline_access was not requested")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{
