@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -170,6 +171,50 @@ func TestAuthorizationCodeSecurity(t *testing.T) {
 			_, challenge = pkce()
 			if p := br.get(r.config.AuthCodeURL("s", challenge)); p.Location != nil || p.URL.Path != "/ui/sign-in" {
 				t.Fatalf("after logout the browser session must be gone: %d at %s", p.Status, p.URL)
+			}
+		})
+
+		t.Run("BrowserSessionCookie", func(t *testing.T) {
+			br := f.browser(t)
+			_, challenge := pkce()
+			if p := br.get(r.config.AuthCodeURL("s", challenge)); p.URL.Path != "/ui/sign-in" {
+				t.Fatalf("want the sign-in page, got %s", p.URL)
+			}
+			st, rec := br.api(http.MethodPost, "/verification/password", map[string]any{
+				"identifier": map[string]any{"type": "username", "value": u.Username}, "password": u.Password})
+			if st != http.StatusOK {
+				t.Fatalf("password: %d %v", st, rec)
+			}
+			br.api(http.MethodPost, "/identification", map[string]any{"verificationId": rec["verificationId"]})
+			req, _ := http.NewRequest(http.MethodPost, f.URL+"/api/experience/submit", nil)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := br.hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out map[string]string
+			_ = json.NewDecoder(res.Body).Decode(&out)
+			res.Body.Close()
+			var session *http.Cookie
+			for _, c := range res.Cookies() {
+				if c.Name == "latch_session" {
+					session = c
+				}
+			}
+			if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteLaxMode || session.Path != "/oidc" ||
+				!strings.HasPrefix(session.Value, "lbs_") || res.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("browser session cookie %+v (Cache-Control %q)", session, res.Header.Get("Cache-Control"))
+			}
+			// The redirectTo is bound to this browser: another one (without
+			// its session cookie) cannot turn it into a code.
+			if out["redirectTo"] == "" {
+				t.Fatalf("submit answered %v", out)
+			}
+			if q := f.browser(t).get(out["redirectTo"]); q.Location != nil || q.Status != http.StatusBadRequest {
+				t.Fatalf("redirectTo in another browser: %d %v", q.Status, q.Location)
+			}
+			if q := br.get(out["redirectTo"]); q.Location == nil || q.Location.Query().Get("code") == "" {
+				t.Fatalf("redirectTo in the signing-in browser: %d %v", q.Status, q.Location)
 			}
 		})
 
