@@ -66,6 +66,7 @@ func New(d Deps) *App {
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,
+		token.GrantAuthorizationCode: a.authorizationCodeGrant,
 	}
 
 	e := echo.New()
@@ -113,6 +114,19 @@ func (a *App) routes() {
 	read := a.requireClientToken(token.ScopeUsersRead)
 	write := a.requireClientToken(token.ScopeUsersWrite)
 	manage := a.requireClientToken(token.ScopeManagement)
+
+	// OpenID Connect authorization code flow and the hosted pages.
+	e.GET("/.well-known/oauth-authorization-server", a.discovery)
+	e.GET("/oidc/auth", a.authorize, limit)
+	e.GET("/oidc/auth/resume", a.resumeAuth, limit)
+	e.GET("/oidc/auth/restart", a.restartAuth, limit)
+	e.POST("/oidc/auth/consent", a.consentDecision, limit)
+	e.GET("/oidc/session/end", a.endSession, limit)
+	e.POST("/oidc/session/end", a.endSession, limit)
+	for name := range pageTitles {
+		e.GET("/ui/"+name, a.page(name), limit)
+	}
+	e.GET("/ui/assets/:name", a.asset)
 
 	e.GET("/v1/auth/whoami", a.whoami, anyClient...)
 	e.POST("/v1/auth/password/authenticate", tokenRoute(a, func() *passwordAuthenticateRequest { return &passwordAuthenticateRequest{} }, a.passwordAuthenticate), execute...)

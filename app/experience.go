@@ -350,13 +350,28 @@ func (a *App) submitInteraction(c echo.Context) error {
 	if client == nil {
 		return experience.ErrInteractionNotFound()
 	}
-	res, err := a.engine.SubmitInteraction(c.Request().Context(), interactionHandle(c), client.ID, experienceMeta(c))
+	ctx := c.Request().Context()
+	// An interaction that an authorization request started ends in a
+	// redirect back to it, not in tokens.
+	ar, err := a.tokens.AuthRequestForInteraction(ctx, interactionHandle(c))
+	if err != nil {
+		return err
+	}
+	res, err := a.engine.SubmitInteraction(ctx, interactionHandle(c), client.ID, experienceMeta(c))
 	if err != nil {
 		return err
 	}
 	// The interaction is over: drop the cookie.
 	c.SetCookie(&http.Cookie{Name: interactionCookie, Value: "", Path: "/api/experience", MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(a.cfg.Issuer, "https://")})
+	if ar != nil {
+		to, err := a.completePageSubmit(c, ar, res.SignIn)
+		if err != nil {
+			return err
+		}
+		noStore(c)
+		return c.JSON(http.StatusOK, map[string]string{"redirectTo": to})
+	}
 	if res.SignIn == nil {
 		return c.JSON(http.StatusOK, map[string]any{})
 	}

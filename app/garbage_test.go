@@ -43,6 +43,15 @@ func TestGarbageNeverYields500(t *testing.T) {
 					if res.Status >= 500 && res.Status != http.StatusNotImplemented {
 						t.Errorf("%s %s %s %q: %s", r.Method, path, ct, body, res)
 					}
+					// The browser-facing routes of issue 15 answer HTML pages
+					// (an error before the redirect URI is trusted is shown,
+					// never redirected) or redirects.
+					if browserRoute(r.Path) {
+						if ct := res.Header.Get("Content-Type"); res.Status/100 != 3 && !strings.HasPrefix(ct, "text/html") && !json.Valid(res.Raw) {
+							t.Errorf("%s %s: answer %d %q is neither a page, a redirect nor JSON", r.Method, path, res.Status, ct)
+						}
+						continue
+					}
 					if r.Method != http.MethodHead && res.Status != http.StatusNoContent && !json.Valid(res.Raw) && !strings.HasPrefix(r.Path, "/openapi") && r.Path != "/metrics" {
 						t.Errorf("%s %s: non-JSON answer %d %.80q", r.Method, path, res.Status, res.Raw)
 					}
@@ -50,4 +59,10 @@ func TestGarbageNeverYields500(t *testing.T) {
 			}
 		}
 	})
+}
+
+// browserRoute reports whether a route is one of the hosted pages or the
+// browser endpoints of the authorization code flow.
+func browserRoute(path string) bool {
+	return strings.HasPrefix(path, "/ui/") || strings.HasPrefix(path, "/oidc/auth") || path == "/oidc/session/end"
 }

@@ -43,12 +43,32 @@ func oauthForm(c echo.Context, repeatable ...string) (url.Values, error) {
 
 // authenticateClient authenticates the calling client by client_secret_basic
 // or client_secret_post (RFC 6749 §2.3.1); using both is refused.
-func (a *App) authenticateClient(c echo.Context, form url.Values) (client *token.Client, err error) {
+func (a *App) authenticateClient(c echo.Context, form url.Values) (*token.Client, error) {
+	return a.authenticateClientOrPublic(c, form, false)
+}
+
+// authenticateClientOrPublic also accepts, with allowPublic, a public
+// client (spa, native) that names itself by client_id alone
+// (token_endpoint_auth_method none): it has no secret to present, and the
+// grants it may use are bound by PKCE or by refresh-token rotation. A
+// confidential client can never authenticate that way.
+func (a *App) authenticateClientOrPublic(c echo.Context, form url.Values, allowPublic bool) (client *token.Client, err error) {
 	defer func() {
 		if client != nil {
 			c.Set(ctxClient, client) // for the request log line
 		}
 	}()
+	if id := form.Get("client_id"); allowPublic && id != "" && form.Get("client_secret") == "" &&
+		c.Request().Header.Get(echo.HeaderAuthorization) == "" {
+		found, err := a.tokens.Clients.Lookup(c.Request().Context(), id)
+		if err != nil {
+			return nil, err
+		}
+		if found == nil || !found.Public() {
+			return nil, token.OAuthError(token.CodeInvalidClient, "client authentication failed")
+		}
+		return found, nil
+	}
 	header := c.Request().Header.Get(echo.HeaderAuthorization)
 	basicID, basicSecret, hasBasic := c.Request().BasicAuth()
 	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
@@ -93,7 +113,7 @@ func (a *App) tokenEndpoint(c echo.Context) error {
 	if grant == "" {
 		return token.OAuthError(token.CodeInvalidRequest, "grant_type is required")
 	}
-	client, err := a.authenticateClient(c, form)
+	client, err := a.authenticateClientOrPublic(c, form, true)
 	if err != nil {
 		return err
 	}

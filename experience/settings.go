@@ -35,6 +35,16 @@ type Settings struct {
 	ForgotPassword ForgotPasswordMethod `json:"forgot_password"`
 	Code           CodePolicy           `json:"verification_code"`
 	Password       PasswordChange       `json:"password"`
+	Branding       Branding             `json:"branding"`
+}
+
+// Branding is how the hosted sign-in pages present the deployment.
+type Branding struct {
+	DisplayName string `json:"display_name"`
+	// LogoURL is an https URL (or empty: no logo).
+	LogoURL string `json:"logo_url"`
+	// PrimaryColor is a #rrggbb colour for buttons and links.
+	PrimaryColor string `json:"primary_color"`
 }
 
 // PasswordChange governs what a password change does beyond the hash.
@@ -143,6 +153,7 @@ func DefaultSettings() Settings {
 		ForgotPassword: ForgotPasswordMethod{Email: true, Phone: true},
 		Code:           DefaultCodePolicy(),
 		Password:       PasswordChange{RevokeSessionsOnChange: true},
+		Branding:       Branding{DisplayName: "Latch", PrimaryColor: "#3558d4"},
 	}
 }
 
@@ -213,6 +224,13 @@ func (s Settings) Validate() error {
 			return bad(fmt.Sprintf("sign_up.identifiers[%d]", i), "must be username, email or phone")
 		}
 	}
+	if b := s.Branding; len(b.DisplayName) > 100 {
+		return bad("branding.display_name", "must be at most 100 characters")
+	} else if b.LogoURL != "" && (!strings.HasPrefix(b.LogoURL, "https://") || len(b.LogoURL) > 1024 || strings.ContainsAny(b.LogoURL, " \"'<>")) {
+		return bad("branding.logo_url", "must be an https URL")
+	} else if !validColor(b.PrimaryColor) {
+		return bad("branding.primary_color", "must be a colour like #3558d4")
+	}
 	c := s.Code
 	if c.ExpirySeconds < 60 || c.ExpirySeconds > 3600 {
 		return bad("verification_code.expiry_seconds", "must be between 60 and 3600")
@@ -227,6 +245,20 @@ func (s Settings) Validate() error {
 		return bad("verification_code.send_window_seconds", "must be between 1 and 86400")
 	}
 	return nil
+}
+
+// validColor accepts #rrggbb only: the value is written into the pages'
+// style sheet, so nothing but hex digits may pass.
+func validColor(c string) bool {
+	if len(c) != 7 || c[0] != '#' {
+		return false
+	}
+	for _, r := range c[1:] {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func validIdentifierType(t string) bool {

@@ -10,6 +10,9 @@ const (
 	EventClientDeleted       = "client.deleted"
 	EventClientUpdated       = "client.updated"
 	EventClientSecretRotated = "client.secret_rotated"
+	// EventCodeReplayed: an authorization code was presented again; what
+	// its first use issued was revoked.
+	EventCodeReplayed = "authorization_code.replayed"
 )
 
 // AuditEvent is a security event of this package. Data holds identifiers,

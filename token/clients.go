@@ -22,9 +22,21 @@ import (
 const (
 	GrantClientCredentials = "client_credentials"
 	GrantRefreshToken      = "refresh_token"
+	GrantAuthorizationCode = "authorization_code"
 )
 
-var knownGrantTypes = map[string]bool{GrantClientCredentials: true, GrantRefreshToken: true}
+var knownGrantTypes = map[string]bool{GrantClientCredentials: true, GrantRefreshToken: true, GrantAuthorizationCode: true}
+
+// Client types. A backend client (the default) holds a secret and uses
+// Latch's backend APIs; web, spa and native clients sign people in through
+// the authorization endpoint. spa and native clients cannot keep a secret
+// (public clients, RFC 6749 §2.1): they get none and must use PKCE.
+const (
+	ClientBackend = "backend"
+	ClientWeb     = "web"
+	ClientSPA     = "spa"
+	ClientNative  = "native"
+)
 
 // Scopes of Latch's own API.
 const (
@@ -33,6 +45,8 @@ const (
 	ScopeUsersWrite  = "users:write"
 	ScopeManagement  = "management"
 	ScopeOpenID      = "openid"
+	// ScopeOfflineAccess asks for a refresh token (OIDC Core §11).
+	ScopeOfflineAccess = "offline_access"
 )
 
 // knownScopes are the scopes a client may be granted. Organization scopes
@@ -73,10 +87,7 @@ type Client struct {
 	SSO bool `json:"sso"`
 	// AllowedOrigins are the browser origins (besides the issuer's own)
 	// from which the Experience API accepts cookie-authorised calls.
-	AllowedOrigins []string `json:"allowed_origins"`
-	// RedirectURIs are where an upstream identity provider may send the
-	// user back after social or enterprise sign-in (exact match).
-	RedirectURIs    []string  `json:"redirect_uris"`
+	AllowedOrigins  []string  `json:"allowed_origins"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	SecretRotatedAt time.Time `json:"secret_rotated_at"`
@@ -84,7 +95,33 @@ type Client struct {
 	// client's tokens: ClientAccessTokens issued in that second or earlier
 	// are refused (see AcceptsIssuedAt).
 	TokensValidAfter *time.Time `json:"tokens_valid_after,omitempty"`
-	secretDigest     string
+	// Type is backend, web, spa or native (see the Client* constants).
+	Type string `json:"type"`
+	// RedirectURIs are the exact redirect_uri values the authorization
+	// endpoint accepts (web, spa, native) or, for a backend client, where
+	// an upstream identity provider may send the user back after a social
+	// or SSO sign-in of its Experience API interactions; PostLogoutRedirectURIs
+	// are those of RP-Initiated Logout.
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	// FirstParty clients are the deployment's own apps: no consent page.
+	FirstParty bool `json:"first_party"`
+	// RefreshWithoutOfflineAccess: a confidential client gets a refresh
+	// token from the authorization code grant even without offline_access.
+	RefreshWithoutOfflineAccess bool `json:"refresh_without_offline_access"`
+	secretDigest                string
+}
+
+// Public reports whether the client cannot keep a secret (spa, native).
+func (c *Client) Public() bool { return c.Type == ClientSPA || c.Type == ClientNative }
+
+// HasRedirectURI reports whether uri is registered, compared exactly
+// (RFC 9700 §2.1).
+func (c *Client) HasRedirectURI(uri string) bool { return uri != "" && contains(c.RedirectURIs, uri) }
+
+// HasPostLogoutRedirectURI reports whether uri is registered for logout.
+func (c *Client) HasPostLogoutRedirectURI(uri string) bool {
+	return uri != "" && contains(c.PostLogoutRedirectURIs, uri)
 }
 
 // HasScope reports whether the client was granted scope.
@@ -117,19 +154,27 @@ type clientRow struct {
 	EnforceMFA       bool `gorm:"column:enforce_mfa"`
 	SSO              bool `gorm:"column:sso"`
 	AllowedOrigins   string
-	RedirectURIs     string `gorm:"column:redirect_uris"`
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 	SecretRotatedAt  time.Time
 	TokensValidAfter *time.Time
+	ClientType       string `gorm:"column:client_type"`
+	// Redirect URIs are kept one per line: they may not contain spaces
+	// either, but a newline can never be part of a valid one.
+	RedirectURIs           string `gorm:"column:redirect_uris"`
+	PostLogoutRedirectURIs string `gorm:"column:post_logout_redirect_uris"`
+	FirstParty             bool   `gorm:"column:first_party"`
+	RefreshWithoutOffline  bool   `gorm:"column:refresh_without_offline_access"`
 }
 
 func (clientRow) TableName() string { return "oauth_clients" }
 
 func (r clientRow) client() *Client {
 	return &Client{ID: r.ID, Name: r.Name, Scopes: fields(r.Scopes), GrantTypes: fields(r.GrantTypes),
-		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), RedirectURIs: fields(r.RedirectURIs), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		SecretRotatedAt: r.SecretRotatedAt, TokensValidAfter: r.TokensValidAfter, secretDigest: r.SecretDigest}
+		Resources: fields(r.Resources), EnforceMFA: r.EnforceMFA, SSO: r.SSO, AllowedOrigins: fields(r.AllowedOrigins), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		SecretRotatedAt: r.SecretRotatedAt, TokensValidAfter: r.TokensValidAfter, secretDigest: r.SecretDigest,
+		Type: r.ClientType, RedirectURIs: lines(r.RedirectURIs), PostLogoutRedirectURIs: lines(r.PostLogoutRedirectURIs), FirstParty: r.FirstParty,
+		RefreshWithoutOfflineAccess: r.RefreshWithoutOffline}
 }
 
 // NewClient is the input to CreateClient.
@@ -145,8 +190,18 @@ type NewClient struct {
 	// AllowedOrigins are browser origins (scheme://host[:port]) allowed to
 	// drive the Experience API with the interaction cookie.
 	AllowedOrigins []string
-	// RedirectURIs are the callback URLs of social and SSO sign-ins.
-	RedirectURIs []string
+	// Type is backend (default), web, spa or native.
+	Type string
+	// RedirectURIs and PostLogoutRedirectURIs are absolute URIs without a
+	// fragment; web, spa and native clients need at least one redirect URI.
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	// FirstParty defaults to true (nil): no consent page.
+	FirstParty *bool
+	// RefreshWithoutOfflineAccess (confidential clients only) issues a
+	// refresh token from the authorization code grant without the
+	// offline_access scope.
+	RefreshWithoutOfflineAccess bool
 }
 
 // Clients stores OAuth2 clients. Lookups are cached for a short TTL: the
@@ -183,25 +238,50 @@ func (s *Clients) Create(ctx context.Context, in NewClient) (*Client, string, er
 	if strings.TrimSpace(in.Name) == "" {
 		return nil, "", fault.Invalid(fault.Detail{Field: "name", Message: "is required"})
 	}
+	if in.Type == "" {
+		in.Type = ClientBackend
+	}
+	if err := validateClientType(in.Type, in.RedirectURIs, in.PostLogoutRedirectURIs); err != nil {
+		return nil, "", err
+	}
 	if len(in.GrantTypes) == 0 {
 		in.GrantTypes = []string{GrantClientCredentials, GrantRefreshToken}
+		if in.Type != ClientBackend {
+			in.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+		}
 	}
 	if err := validateClientLists(in.Scopes, in.GrantTypes, in.Resources); err != nil {
 		return nil, "", err
+	}
+	if (in.Type == ClientSPA || in.Type == ClientNative) && contains(in.GrantTypes, GrantClientCredentials) {
+		return nil, "", fault.Invalid(fault.Detail{Field: "grant_types", Message: "a public client cannot use client_credentials"})
+	}
+	if in.RefreshWithoutOfflineAccess && in.Type != ClientWeb {
+		return nil, "", fault.Invalid(fault.Detail{Field: "refresh_without_offline_access", Message: "only for web (confidential) clients"})
 	}
 	origins, err := normalizeOrigins(in.AllowedOrigins)
 	if err != nil {
 		return nil, "", err
 	}
-	redirects, err := checkRedirectURIs(in.RedirectURIs)
-	if err != nil {
-		return nil, "", err
+	redirects := in.RedirectURIs
+	if in.Type == ClientBackend {
+		if redirects, err = checkRedirectURIs(in.RedirectURIs); err != nil {
+			return nil, "", err
+		}
 	}
 	secret := clientSecretPrefix + credentials.RandomToken(32)
+	digest := credentials.Digest(secret)
+	if in.Type == ClientSPA || in.Type == ClientNative {
+		// A public client has no secret: the digest of a discarded one
+		// matches nothing.
+		secret = ""
+	}
 	now := s.now()
-	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: credentials.Digest(secret),
+	row := clientRow{ID: credentials.RandomID(24), Name: strings.TrimSpace(in.Name), SecretDigest: digest,
 		Scopes: join(in.Scopes), GrantTypes: join(in.GrantTypes), Resources: join(in.Resources),
-		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, AllowedOrigins: join(origins), RedirectURIs: join(redirects), CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now}
+		EnforceMFA: in.EnforceMFA == nil || *in.EnforceMFA, SSO: in.SSO, AllowedOrigins: join(origins), CreatedAt: now, UpdatedAt: now, SecretRotatedAt: now,
+		ClientType: in.Type, RedirectURIs: joinLines(redirects), PostLogoutRedirectURIs: joinLines(in.PostLogoutRedirectURIs),
+		FirstParty: in.FirstParty == nil || *in.FirstParty, RefreshWithoutOffline: in.RefreshWithoutOfflineAccess}
 	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, "", fmt.Errorf("token: create client: %w", err)
 	}
@@ -403,7 +483,7 @@ func (s *Clients) Update(ctx context.Context, id string, p ClientPatch) (*Client
 	now := s.now()
 	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", id).Updates(map[string]any{
 		"name": c.Name, "scopes": join(c.Scopes), "grant_types": join(c.GrantTypes), "resources": join(c.Resources),
-		"enforce_mfa": c.EnforceMFA, "sso": c.SSO, "allowed_origins": join(c.AllowedOrigins), "redirect_uris": join(c.RedirectURIs), "updated_at": now})
+		"enforce_mfa": c.EnforceMFA, "sso": c.SSO, "allowed_origins": join(c.AllowedOrigins), "redirect_uris": joinLines(c.RedirectURIs), "updated_at": now})
 	if res.Error != nil {
 		return nil, fmt.Errorf("token: update client: %w", res.Error)
 	}
@@ -455,7 +535,7 @@ func validateClientLists(scopes, grants, resources []string) error {
 	}
 	for _, g := range grants {
 		if !knownGrantTypes[g] {
-			return fault.Invalid(fault.Detail{Field: "grant_types", Message: fmt.Sprintf("%q is not a supported grant type (client_credentials, refresh_token)", g)})
+			return fault.Invalid(fault.Detail{Field: "grant_types", Message: fmt.Sprintf("%q is not a supported grant type (client_credentials, refresh_token, authorization_code)", g)})
 		}
 	}
 	for _, r := range resources {
@@ -555,4 +635,74 @@ func checkRedirectURIs(in []string) ([]string, error) {
 // AllowsOrigin reports whether the client lists a browser origin.
 func (c *Client) AllowsOrigin(origin string) bool {
 	return contains(c.AllowedOrigins, strings.ToLower(origin))
+}
+
+// validateClientType checks a client's type against its redirect URIs: a
+// browser client (web, spa, native) needs at least one redirect URI, a
+// backend client none; every URI is absolute, without fragment (RFC 6749
+// §3.1.2), and http only for loopback hosts (RFC 8252 §7.3, RFC 9700 §2.6).
+func validateClientType(typ string, redirects, logouts []string) error {
+	switch typ {
+	case ClientBackend:
+		// A backend client never uses the authorization endpoint; its
+		// redirect URIs are where social and SSO sign-ins of its Experience
+		// API interactions return (checked by checkRedirectURIs).
+		if len(logouts) > 0 {
+			return fault.Invalid(fault.Detail{Field: "post_logout_redirect_uris", Message: "a backend client has no post-logout redirect URIs (use --type web, spa or native)"})
+		}
+		return nil
+	case ClientWeb, ClientSPA, ClientNative:
+	default:
+		return fault.Invalid(fault.Detail{Field: "type", Message: fmt.Sprintf("%q is not a client type (backend, web, spa, native)", typ)})
+	}
+	if len(redirects) == 0 {
+		return fault.Invalid(fault.Detail{Field: "redirect_uris", Message: "a " + typ + " client needs at least one redirect URI"})
+	}
+	for field, list := range map[string][]string{"redirect_uris": redirects, "post_logout_redirect_uris": logouts} {
+		for _, r := range list {
+			if err := validRedirectURI(typ, r); err != nil {
+				return fault.Invalid(fault.Detail{Field: field, Message: err.Error()})
+			}
+		}
+	}
+	return nil
+}
+
+func validRedirectURI(typ, r string) error {
+	u, err := url.Parse(r)
+	if err != nil || !u.IsAbs() || u.Fragment != "" || strings.ContainsAny(r, " \t\r\n#") || len(r) > 1024 || u.User != nil {
+		return fmt.Errorf("%q is not an absolute URI without fragment", r)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if h := u.Hostname(); h == "localhost" || h == "127.0.0.1" || h == "::1" {
+			return nil
+		}
+		return fmt.Errorf("%q: http is allowed only for loopback hosts", r)
+	}
+	if typ == ClientNative && strings.Contains(u.Scheme, ".") {
+		return nil // a private-use scheme (RFC 8252 §7.1), e.g. com.example.app:/cb
+	}
+	return fmt.Errorf("%q: the scheme must be https (or a reverse-domain scheme for native apps)", r)
+}
+
+func lines(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, "\n")
+}
+
+func joinLines(list []string) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -7,6 +7,11 @@ import "context"
 // advertises only what works.
 type Discovery struct {
 	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported"`
+	PromptValuesSupported             []string `json:"prompt_values_supported"`
 	TokenEndpoint                     string   `json:"token_endpoint"`
 	JWKSURI                           string   `json:"jwks_uri"`
 	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
@@ -43,23 +48,29 @@ func (s *Service) Discovery(ctx context.Context) Discovery {
 	iss := s.opts.Issuer
 	auth := []string{"client_secret_basic", "client_secret_post"}
 	return Discovery{
-		Issuer:                iss,
-		TokenEndpoint:         iss + "/oidc/token",
-		JWKSURI:               iss + "/oidc/jwks",
-		UserinfoEndpoint:      iss + "/oidc/me",
-		IntrospectionEndpoint: iss + "/oidc/token/introspection",
-		RevocationEndpoint:    iss + "/oidc/token/revocation",
-		GrantTypesSupported:   []string{GrantClientCredentials, GrantRefreshToken},
-		// No authorization endpoint yet: no response type works, and an
-		// empty list says so (RFC 8414 §2 requires the member).
-		ResponseTypesSupported:            []string{},
-		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  s.Keys.Algorithms(ctx),
-		TokenEndpointAuthMethodsSupported: auth,
+		Issuer:                           iss,
+		AuthorizationEndpoint:            iss + "/oidc/auth",
+		EndSessionEndpoint:               iss + "/oidc/session/end",
+		CodeChallengeMethodsSupported:    []string{"S256"},
+		ResponseModesSupported:           []string{"query"},
+		PromptValuesSupported:            []string{"none", "login", "consent"},
+		TokenEndpoint:                    iss + "/oidc/token",
+		JWKSURI:                          iss + "/oidc/jwks",
+		UserinfoEndpoint:                 iss + "/oidc/me",
+		IntrospectionEndpoint:            iss + "/oidc/token/introspection",
+		RevocationEndpoint:               iss + "/oidc/token/revocation",
+		GrantTypesSupported:              []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken},
+		ResponseTypesSupported:           []string{"code"},
+		SubjectTypesSupported:            []string{"public"},
+		IDTokenSigningAlgValuesSupported: s.Keys.Algorithms(ctx),
+		// Public clients (spa, native) authenticate with none, and PKCE.
+		TokenEndpointAuthMethodsSupported: append(append([]string{}, auth...), "none"),
 		IntrospectionAuthMethodsSupported: auth,
 		RevocationAuthMethodsSupported:    auth,
-		ScopesSupported:                   KnownScopes(),
-		ClaimsSupported:                   append(append([]string{}, IDTokenClaims...), ProfileClaims...),
-		ClaimsParameterSupported:          true,
+		// The code flow grants profile, email, phone and offline_access on
+		// top of the scopes clients hold.
+		ScopesSupported: append([]string{"profile", "email", "phone", ScopeOfflineAccess}, KnownScopes()...),
+		ClaimsSupported: append(append([]string{}, IDTokenClaims...), ProfileClaims...),
+		ClaimsParameterSupported: true,
 	}
 }

@@ -99,5 +99,68 @@ ALTER TABLE oauth_clients ADD COLUMN allowed_origins TEXT NOT NULL DEFAULT '';
 		{ID: "token/0010_client_redirect_uris", SQL: `
 ALTER TABLE oauth_clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
 `},
+		// OpenID Connect authorization code flow: client types and redirect
+		// URIs; authorization requests (one per GET /oidc/auth, linked to the
+		// interaction that signs the person in); single-use codes, stored
+		// as digests and remembering what their first use issued (so a
+		// replay can revoke it); browser sessions (the HttpOnly cookie's
+		// digest → the Latch session it stands for); remembered consent.
+		{ID: "token/0011_oidc_authorization_code", SQL: `
+ALTER TABLE oauth_clients ADD COLUMN client_type TEXT NOT NULL DEFAULT 'backend';
+ALTER TABLE oauth_clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '';
+ALTER TABLE oauth_clients ADD COLUMN first_party BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE oauth_clients ADD COLUMN refresh_without_offline_access BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE oidc_auth_requests (
+	id TEXT PRIMARY KEY,
+	client_id TEXT NOT NULL,
+	redirect_uri TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	state TEXT NOT NULL,
+	nonce TEXT NOT NULL,
+	code_challenge TEXT NOT NULL,
+	prompt TEXT NOT NULL,
+	max_age INTEGER NOT NULL,
+	login_hint TEXT NOT NULL,
+	interaction_digest TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	used_at TIMESTAMP
+);
+CREATE INDEX oidc_auth_requests_interaction ON oidc_auth_requests (interaction_digest);
+CREATE INDEX oidc_auth_requests_expires_at ON oidc_auth_requests (expires_at);
+CREATE TABLE oidc_codes (
+	digest TEXT PRIMARY KEY,
+	client_id TEXT NOT NULL,
+	redirect_uri TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	nonce TEXT NOT NULL,
+	code_challenge TEXT NOT NULL,
+	session_id TEXT NOT NULL,
+	user_id TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	used_at TIMESTAMP,
+	family_id TEXT NOT NULL DEFAULT '',
+	access_jti TEXT NOT NULL DEFAULT '',
+	access_expires_at TIMESTAMP
+);
+CREATE INDEX oidc_codes_expires_at ON oidc_codes (expires_at);
+CREATE TABLE oidc_browser_sessions (
+	digest TEXT PRIMARY KEY,
+	session_id TEXT NOT NULL,
+	user_id TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	expires_at TIMESTAMP NOT NULL
+);
+CREATE INDEX oidc_browser_sessions_session_id ON oidc_browser_sessions (session_id);
+CREATE TABLE oidc_consents (
+	user_id TEXT NOT NULL,
+	client_id TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	created_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (user_id, client_id)
+);
+`},
 	}
 }

@@ -43,6 +43,10 @@ type UserGrant struct {
 	// rotation issues with WithRefresh false and hands out the successor
 	// from RotateRefreshToken instead.
 	WithRefresh bool
+	// AuthorizationCode marks tokens of the authorization code flow: the ID
+	// token then carries azp and at_hash, and Nonce when the request had one.
+	AuthorizationCode bool
+	Nonce             string
 }
 
 // UserTokens are the tokens issued for a UserGrant.
@@ -55,6 +59,10 @@ type UserTokens struct {
 	// told).
 	RefreshExpiresAt time.Time
 	FamilyID         string
+	// AccessJTI and AccessExpiresAt identify the access token, so it can
+	// be revoked later (an authorization code's replay).
+	AccessJTI       string
+	AccessExpiresAt time.Time
 }
 
 // registeredIDClaims are the ID-token claims this package sets or that carry
@@ -126,6 +134,7 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 	if out.AccessToken, err = s.sign(ctx, AccessTokenType, access); err != nil {
 		return nil, err
 	}
+	out.AccessJTI, out.AccessExpiresAt = access.ID, access.ExpiresAt.Time
 
 	id := jwt.MapClaims{}
 	for k, v := range g.IDClaims {
@@ -144,6 +153,13 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 	}
 	if len(g.AMR) > 0 {
 		id["amr"] = g.AMR
+	}
+	if g.AuthorizationCode {
+		id["azp"] = g.ClientID
+		id["at_hash"] = atHash(out.AccessToken)
+		if g.Nonce != "" {
+			id["nonce"] = g.Nonce
+		}
 	}
 	if out.IDToken, err = s.sign(ctx, IDTokenType, id); err != nil {
 		return nil, err

@@ -23,9 +23,9 @@ type clientWithSecret struct {
 func (c *cli) clientCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "client", Short: "Manage OAuth2 clients (trusted backends)"}
 
-	var name, scopes string
-	var grants, resources, origins, redirects []string
-	var enforceMFA, sso bool
+	var name, scopes, typ string
+	var grants, resources, origins, redirects, logouts []string
+	var enforceMFA, sso, firstParty, refreshAlways bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a client and print its secret (shown once)",
@@ -34,12 +34,18 @@ func (c *cli) clientCmd() *cobra.Command {
 			client, secret, err := svc.Tokens.Clients.Create(ctxOf(cmd), token.NewClient{
 				Name: name, Scopes: strings.Fields(strings.ReplaceAll(scopes, ",", " ")), GrantTypes: splitList(grants), Resources: splitList(resources),
 				EnforceMFA: &enforceMFA, SSO: sso, AllowedOrigins: splitList(origins),
-				RedirectURIs: splitList(redirects),
+				Type: typ, RedirectURIs: splitList(redirects), PostLogoutRedirectURIs: splitList(logouts), FirstParty: &firstParty,
+				RefreshWithoutOfflineAccess: refreshAlways,
 			})
 			if err != nil {
 				return err
 			}
 			return c.print(clientWithSecret{client, secret}, func(w io.Writer) {
+				if client.Public() {
+					fmt.Fprintf(w, "client_id:     %s\ntype:          %s (public: no secret, PKCE required)\nscopes:        %s\n",
+						client.ID, client.Type, strings.Join(client.Scopes, " "))
+					return
+				}
 				fmt.Fprintf(w, "client_id:     %s\nclient_secret: %s\nscopes:        %s\n(store the secret now: it is not shown again)\n",
 					client.ID, secret, strings.Join(client.Scopes, " "))
 			})
@@ -52,7 +58,11 @@ func (c *cli) clientCmd() *cobra.Command {
 	create.Flags().BoolVar(&enforceMFA, "enforce-mfa", true, "users with MFA factors must complete MFA before tokens are issued (false: issue tokens after the password and let the app check amr)")
 	create.Flags().BoolVar(&sso, "sso", false, "cross-application single sign-on: this client may re-authenticate (session/authenticate) sessions created by other --sso clients, and they its")
 	create.Flags().StringSliceVar(&origins, "allowed-origin", nil, "browser origin (https://app.example.com) allowed to drive the Experience API with the interaction cookie, besides the issuer's own (repeatable)")
-	create.Flags().StringSliceVar(&redirects, "redirect-uri", nil, "callback URL an upstream identity provider may return to after social or SSO sign-in (exact match; repeatable)")
+	create.Flags().StringVar(&typ, "type", "backend", "backend (a trusted server using Latch's APIs), web (a server-side web app: secret), spa or native (public: no secret, PKCE): web, spa and native sign people in through /oidc/auth")
+	create.Flags().StringSliceVar(&redirects, "redirect-uri", nil, "redirect URI, matched exactly (repeatable): of the authorization code flow (web, spa, native clients), or where social and SSO sign-ins of a backend client's Experience API interactions return")
+	create.Flags().StringSliceVar(&logouts, "post-logout-redirect-uri", nil, "URI /oidc/session/end may send the browser back to (repeatable)")
+	create.Flags().BoolVar(&firstParty, "first-party", true, "the deployment's own app: no consent page (false: users consent to the scopes once per client)")
+	create.Flags().BoolVar(&refreshAlways, "refresh-without-offline-access", false, "web clients: the authorization code grant also issues a refresh token when offline_access was not requested")
 	_ = create.MarkFlagRequired("name")
 
 	list := &cobra.Command{

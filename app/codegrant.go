@@ -1,0 +1,93 @@
+package app
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/latch-dev/latch/fault"
+	"github.com/latch-dev/latch/token"
+)
+
+// codeTokenResponse is the token response of the authorization code grant
+// (RFC 6749 §5.1, OIDC Core §3.1.3.3).
+type codeTokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	IDToken      string `json:"id_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope"`
+}
+
+// scopeClaims are the ID-token claims each OIDC scope asks for (OIDC Core
+// §5.4).
+var scopeClaims = map[string][]string{
+	"profile": {"name", "username"},
+	"email":   {"email", "email_verified"},
+	"phone":   {"phone_number", "phone_number_verified"},
+}
+
+// authorizationCodeGrant serves grant_type=authorization_code at
+// /oidc/token (RFC 6749 §4.1.3, RFC 7636 §4.5).
+func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form url.Values) (any, error) {
+	if !client.HasGrant(token.GrantAuthorizationCode) {
+		return nil, token.OAuthError(token.CodeUnauthorizedClient, "the client is not allowed to use the authorization_code grant")
+	}
+	code, redirect := form.Get("code"), form.Get("redirect_uri")
+	if code == "" || redirect == "" {
+		return nil, token.OAuthError(token.CodeInvalidRequest, "code and redirect_uri are required")
+	}
+	ctx := c.Request().Context()
+	grant, err := a.tokens.RedeemCode(ctx, client, code, redirect, form.Get("code_verifier"))
+	if err != nil {
+		return nil, err
+	}
+	signIn, err := a.engine.ActiveSession(ctx, grant.SessionID)
+	if err != nil {
+		if _, ok := fault.As(err); ok {
+			return nil, token.OAuthError(token.CodeInvalidGrant, "the sign-in behind this code has ended")
+		}
+		return nil, err
+	}
+	if signIn.User.ID != grant.UserID {
+		return nil, token.OAuthError(token.CodeInvalidGrant, "the sign-in behind this code has ended")
+	}
+	scopes := strings.Fields(grant.Scope)
+	var claimNames []string
+	for _, s := range scopes {
+		claimNames = append(claimNames, scopeClaims[s]...)
+	}
+	toks, err := a.tokens.IssueUserTokens(ctx, token.UserGrant{
+		ClientID:          client.ID,
+		UserID:            signIn.User.ID,
+		SessionID:         signIn.Session.ID,
+		AuthTime:          signIn.Session.AuthTime,
+		AMR:               signIn.Session.AMR,
+		Scope:             grant.Scope,
+		OrgID:             signIn.Session.OrgID,
+		IDClaims:          profileClaims(signIn.User, claimNames),
+		IDClaimNames:      claimNames,
+		SessionExpiresAt:  signIn.Session.ExpiresAt,
+		WithRefresh:       wantsRefresh(client, scopes),
+		AuthorizationCode: true,
+		Nonce:             grant.Nonce,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.tokens.RecordCodeTokens(ctx, grant, toks); err != nil {
+		return nil, err
+	}
+	return &codeTokenResponse{AccessToken: toks.AccessToken, IDToken: toks.IDToken, RefreshToken: toks.RefreshToken,
+		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, Scope: grant.Scope}, nil
+}
+
+// wantsRefresh: a refresh token only for offline_access (OIDC Core §11) —
+// or, for a confidential client configured so, always — and only to a
+// client allowed the refresh_token grant.
+func wantsRefresh(client *token.Client, scopes []string) bool {
+	asked := contains(scopes, token.ScopeOfflineAccess) || (client.RefreshWithoutOfflineAccess && !client.Public())
+	return asked && client.HasGrant(token.GrantRefreshToken)
+}
