@@ -54,13 +54,15 @@ func TestDiscoveryAdvertisesOnlyWhatWorks(t *testing.T) {
 	if oidcDoc["issuer"] != env.Config.Issuer {
 		t.Errorf("issuer %v, want %s", oidcDoc["issuer"], env.Config.Issuer)
 	}
-	// No authorization endpoint: no response type works, and the member
-	// is present (RFC 8414 §2) as an empty list.
-	if rt, ok := oidcDoc["response_types_supported"].([]any); !ok || len(rt) != 0 {
-		t.Errorf("response_types_supported = %#v, want []", oidcDoc["response_types_supported"])
+	// The authorization endpoint (issue 15) serves the code flow only.
+	if rt := stringList(oidcDoc["response_types_supported"]); !slices.Equal(rt, []string{"code"}) {
+		t.Errorf("response_types_supported = %v, want [code]", rt)
 	}
-	if _, ok := oidcDoc["authorization_endpoint"]; ok {
-		t.Error("authorization_endpoint is advertised")
+	if oidcDoc["authorization_endpoint"] != env.Config.Issuer+"/oidc/auth" {
+		t.Errorf("authorization_endpoint %v", oidcDoc["authorization_endpoint"])
+	}
+	if m := stringList(oidcDoc["code_challenge_methods_supported"]); !slices.Equal(m, []string{"S256"}) {
+		t.Errorf("code_challenge_methods_supported %v, want [S256]", m)
 	}
 	// request_uri_parameter_supported defaults to true when absent.
 	for _, k := range []string{"request_uri_parameter_supported", "request_parameter_supported"} {
@@ -68,9 +70,17 @@ func TestDiscoveryAdvertisesOnlyWhatWorks(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want false", k, v, ok)
 		}
 	}
-	// Every advertised scope can be granted: a client created with all of
-	// them gets a token with all of them.
-	scopes := stringList(oidcDoc["scopes_supported"])
+	// Every advertised scope can be granted: the user scopes of the code
+	// flow to any web client, and a client created with all the others
+	// gets a token with all of them.
+	var scopes []string
+	for _, sc := range stringList(oidcDoc["scopes_supported"]) {
+		switch sc {
+		case "profile", "email", "phone", "offline_access":
+		default:
+			scopes = append(scopes, sc)
+		}
+	}
 	if !slices.Contains(scopes, "openid") {
 		t.Errorf("scopes_supported %v lacks openid", scopes)
 	}
