@@ -69,8 +69,8 @@ func (s *Service) Discovery(ctx context.Context) Discovery {
 		RevocationAuthMethodsSupported:    auth,
 		// The code flow grants profile, email, phone and offline_access on
 		// top of the scopes clients hold.
-		ScopesSupported: append([]string{"profile", "email", "phone", ScopeOfflineAccess}, KnownScopes()...),
-		ClaimsSupported: append(append([]string{}, IDTokenClaims...), ProfileClaims...),
+		ScopesSupported:          append([]string{"profile", "email", "phone", ScopeOfflineAccess}, KnownScopes()...),
+		ClaimsSupported:          append(append([]string{}, IDTokenClaims...), ProfileClaims...),
 		ClaimsParameterSupported: true,
 	}
 }
