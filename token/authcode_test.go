@@ -36,7 +36,10 @@ func TestClientTypes(t *testing.T) {
 			{Name: "x", Type: ClientWeb, RedirectURIs: []string{"https://app.example/cb#frag"}},
 			{Name: "x", Type: ClientWeb, RedirectURIs: []string{"/relative"}},
 			{Name: "x", Type: ClientWeb, RedirectURIs: []string{"com.example.app:/cb"}},
-			{Name: "x", Type: ClientBackend, RedirectURIs: []string{"https://app.example/cb"}},
+			// A backend client's redirect URIs are social/SSO return URLs
+			// (https, no fragment); it has no post-logout URIs.
+			{Name: "x", Type: ClientBackend, RedirectURIs: []string{"https://app.example/cb#frag"}},
+			{Name: "x", Type: ClientBackend, PostLogoutRedirectURIs: []string{"https://app.example/"}},
 			{Name: "x", Type: "mobile", RedirectURIs: []string{"https://app.example/cb"}},
 			{Name: "x", Type: ClientNative, RedirectURIs: []string{"com.example.app:/cb"}, GrantTypes: []string{GrantClientCredentials}},
 		} {
