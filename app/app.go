@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
@@ -43,6 +44,9 @@ type Deps struct {
 	DB     *store.DB
 	Tokens *token.Service
 	Engine *experience.Engine
+	// Gate is the hashing admission gate, exported in the metrics (nil:
+	// none).
+	Gate *credentials.Gate
 }
 
 // New builds the HTTP server around already constructed services.
@@ -50,6 +54,9 @@ func New(d Deps) *App {
 	a := &App{cfg: d.Config, log: d.Logger, db: d.DB, tokens: d.Tokens, engine: d.Engine, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = newMetrics(a.reg)
+	if d.Gate != nil {
+		a.reg.MustRegister(newGateCollector(d.Gate))
+	}
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,
 		token.GrantRefreshToken:      a.refreshTokenGrant,
