@@ -36,9 +36,9 @@ const (
 	// RefusedFull: the queue had no room (or, waits being bounded, the
 	// expected wait was already beyond the bound): refused at once.
 	RefusedFull = "queue_full"
-	// RefusedOverload: under overload, a waiter that had waited as long as
-	// a full queue takes to drain: the newest are served first, so it would
-	// only have been served late, if ever (drop the stalest).
+	// RefusedOverload: under overload, a waiter that would only have been
+	// served late, if ever: it had waited a whole drain time while newer
+	// callers were served first, or even the newest had waited two hashes.
 	RefusedOverload = "overload"
 	// RefusedTimeout: the wait bound passed outside overload (a stalled
 	// machine: hashes much slower than measured).
@@ -78,11 +78,15 @@ var GateWaitBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 //     within the last drain time. Arrivals then outpace the hashes, and
 //     serving in arrival order would make every admitted caller wait for
 //     the whole queue. Instead the newest waiter is served first (adaptive
-//     LIFO): it has waited least, so admitted latency stays near one hash;
-//     and a waiter that has waited a whole drain time is refused rather
-//     than served late (it would have been overtaken by every newcomer).
-//     The excess is refused at once at the full queue, before the caller
-//     does any other work (see Shed).
+//     LIFO): it has waited least, so admitted latency stays near one hash.
+//     Nobody is served after waiting more than two hashes: when even the
+//     newest has waited that long (the burst is over), every waiter is
+//     refused rather than served late. The oldest waiters, which the
+//     newcomers keep overtaking, are refused once they have waited a whole
+//     drain time (drop the stalest); until then they keep the queue full,
+//     which is what tells the gate that the overload goes on. The excess
+//     is refused at once at the full queue, before the caller does any
+//     other work (see Shed).
 //
 // The drain time is measured: the queue's length in hashes times an
 // exponentially weighted average of how long a hash takes here, now. A
@@ -331,20 +335,44 @@ func (g *Gate) purge(now time.Time) {
 		bound, reason = min(g.drainTime(), bound), RefusedOverload
 	}
 	for wt := g.waiters.front(); wt != nil && now.Sub(wt.since) >= bound; wt = g.waiters.front() {
-		g.waiters.remove(wt)
-		g.queued -= wt.units
-		g.stats.refused[reason]++
-		wt.done <- BusyError()
+		g.refuse(wt, reason)
 	}
 }
 
+// refuse takes a waiter out of the queue with a refusal. g.mu held.
+func (g *Gate) refuse(wt *waiter, reason string) {
+	g.waiters.remove(wt)
+	g.queued -= wt.units
+	g.stats.refused[reason]++
+	wt.done <- BusyError()
+}
+
+// staleAfter is the longest anyone waits to be served under overload: two
+// hashes (the one running when it arrived, and one more), at least 1ms.
+// g.mu held.
+func (g *Gate) staleAfter() time.Duration {
+	if g.avg <= 0 {
+		return g.drainTime()
+	}
+	return max(2*g.avg, time.Millisecond)
+}
+
 // dispatch starts waiters while the one whose turn it is fits: the oldest,
-// or under overload the newest. g.mu held.
+// or under overload the newest — unless even the newest has waited longer
+// than staleAfter: then every waiter is late, and all are refused rather
+// than served late (this is how a queue left over from a burst ends).
+// g.mu held.
 func (g *Gate) dispatch(now time.Time) {
 	for {
 		wt := g.waiters.front()
 		if g.overloaded(now) {
 			wt = g.waiters.back()
+			if wt != nil && now.Sub(wt.since) >= g.staleAfter() {
+				for wt := g.waiters.front(); wt != nil; wt = g.waiters.front() {
+					g.refuse(wt, RefusedOverload)
+				}
+				return
+			}
 		}
 		if wt == nil || g.used+wt.units > g.concurrency {
 			return

@@ -30,7 +30,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func neverFires(time.Duration) (<-chan time.Time, func() bool) { return nil, func() bool { return false } }
+func neverFires(time.Duration) (<-chan time.Time, func() bool) {
+	return nil, func() bool { return false }
+}
 
 // policyGate returns a gate on a fake clock that has measured one hash of
 // exactly run.
@@ -211,7 +213,7 @@ func TestGateOverloadRefusesTheStalest(t *testing.T) {
 	b := queueCaller(t, g, 1, "b", order)
 	c := queueCaller(t, g, 1, "c", order)
 	assertBusy(t, g.Do(context.Background(), func() {})) // overload begins
-	clk.Advance(70 * time.Millisecond)                    // a has waited 170ms, b and c 70ms
+	clk.Advance(70 * time.Millisecond)                   // a has waited 170ms, b and c 70ms
 	select {
 	case err := <-a:
 		t.Fatalf("a decided before any event: %v", err)
@@ -325,5 +327,35 @@ func TestGateOverloadKeepsWeights(t *testing.T) {
 	wantOrder(t, drain(t, order, 2), "heavy", "light")
 	if err, err2 := <-light, <-heavy; err != nil || err2 != nil {
 		t.Fatal(err, err2)
+	}
+}
+
+// Under overload nobody is served after waiting more than two hashes: when
+// the burst ends and even the newest waiter has waited that long, the
+// whole queue left over is refused rather than served late.
+func TestGateOverloadNeverServesLate(t *testing.T) {
+	g, clk := policyGate(t, 1, 3, 0, 40*time.Millisecond)
+	release := hold(t, g)
+	order := make(chan string, 3)
+	a := queueCaller(t, g, 1, "a", order)
+	b := queueCaller(t, g, 1, "b", order)
+	c := queueCaller(t, g, 1, "c", order)
+	assertBusy(t, g.Do(context.Background(), func() {})) // overload
+	// The held hash takes 100ms: the average becomes 47.5ms, two of which
+	// (95ms) is less than the 100ms everyone has waited by then.
+	clk.Advance(100 * time.Millisecond)
+	release()
+	for _, r := range []<-chan error{a, b, c} {
+		assertBusy(t, <-r)
+	}
+	select {
+	case name := <-order:
+		t.Fatalf("%s was served after waiting 100ms under overload", name)
+	default:
+	}
+	wantRefused(t, g, 1, 3, 0)
+	// The gate is not stuck: the next caller runs at once.
+	if err := g.Do(context.Background(), func() {}); err != nil {
+		t.Fatal(err)
 	}
 }
