@@ -13,7 +13,7 @@ type gateCollector struct {
 	gate *credentials.Gate
 
 	limit, running, runningUnits, queued, queuedUnits *prometheus.Desc
-	overloaded, meanHash, admitted, cancelled         *prometheus.Desc
+	overloaded, meanHash, busy, admitted, cancelled   *prometheus.Desc
 	refusals, wait                                    *prometheus.Desc
 }
 
@@ -30,6 +30,7 @@ func newGateCollector(g *credentials.Gate) *gateCollector {
 		queuedUnits:  d("queued_units", "Units of the queue held by waiting requests."),
 		overloaded:   d("overloaded", "1 while the gate is in overload mode (the queue overflowed within the last drain time): newest served first, stale waiters refused."),
 		meanHash:     d("mean_hash_seconds", "Moving average of one hash's duration, which sizes the queue's drain time."),
+		busy:         d("busy_unit_seconds_total", "Unit-seconds of the budget held by finished hashes; its rate over limit_units{limit=\"concurrency\"} is the share of the budget hashing."),
 		admitted:     d("admitted_total", "Requests admitted to hash."),
 		cancelled:    d("cancelled_total", "Requests whose context ended while waiting for a hash slot."),
 		refusals:     d("refusals_total", "Requests refused with 503 server_busy by the hashing gate, by reason: queue_full (at once), overload (a stale waiter under overload), timeout (the wait bound passed).", "reason"),
@@ -39,7 +40,7 @@ func newGateCollector(g *credentials.Gate) *gateCollector {
 
 func (c *gateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.limit, c.running, c.runningUnits, c.queued, c.queuedUnits,
-		c.overloaded, c.meanHash, c.admitted, c.cancelled, c.refusals, c.wait} {
+		c.overloaded, c.meanHash, c.busy, c.admitted, c.cancelled, c.refusals, c.wait} {
 		ch <- d
 	}
 }
@@ -64,6 +65,7 @@ func (c *gateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.overloaded, overloaded)
 	gauge(c.meanHash, s.MeanRun.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.busy, prometheus.CounterValue, s.Busy)
 	counter(c.admitted, s.Admitted)
 	counter(c.cancelled, s.Cancelled)
 	for reason, n := range s.Refused {

@@ -27,18 +27,24 @@ const DefaultGateQueueFactor = 8
 const BusyRetryAfter = time.Second
 
 // minOverloadHold is the shortest time the gate stays in overload mode
-// after the queue was last found full, so that the mode does not flicker
+// after the queue last overflowed, so that the mode does not flicker
 // between two arrivals when hashes are very short.
 const minOverloadHold = 100 * time.Millisecond
+
+// OverloadProbeAfter is the longest the gate stays in overload mode in one
+// go: then it tries its normal queue again, and goes back into overload at
+// once if that overflows too. Clients that retry a refusal at once (ignoring
+// Retry-After) look exactly like an overload; the probe lets a closed loop
+// that the normal queue holds out of overload mode within this time.
+const OverloadProbeAfter = 10 * time.Second
 
 // Refusal reasons, as counted in GateSnapshot.Refused.
 const (
 	// RefusedFull: the queue had no room (or, waits being bounded, the
 	// expected wait was already beyond the bound): refused at once.
 	RefusedFull = "queue_full"
-	// RefusedOverload: under overload, a waiter that would only have been
-	// served late, if ever: it had waited a whole drain time while newer
-	// callers were served first, or even the newest had waited two hashes.
+	// RefusedOverload: under overload, a waiter that had waited two hashes:
+	// it would only have been served late, if ever (drop the stalest).
 	RefusedOverload = "overload"
 	// RefusedTimeout: the wait bound passed outside overload (a stalled
 	// machine: hashes much slower than measured).
@@ -74,25 +80,25 @@ var GateWaitBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 //     of callers — each one back as soon as it is answered — never holds
 //     more waiters than it has members, so up to concurrency + queue of
 //     them are all served, none refused, however long they queue.
-//   - Overload: a caller found the queue full (and was refused at once)
-//     within the last drain time. Arrivals then outpace the hashes, and
-//     serving in arrival order would make every admitted caller wait for
-//     the whole queue. Instead the newest waiter is served first (adaptive
-//     LIFO): it has waited least, so admitted latency stays near one hash.
-//     Nobody is served after waiting more than two hashes: when even the
-//     newest has waited that long (the burst is over), every waiter is
-//     refused rather than served late. The oldest waiters, which the
-//     newcomers keep overtaking, are refused once they have waited a whole
-//     drain time (drop the stalest); until then they keep the queue full,
-//     which is what tells the gate that the overload goes on. The excess
-//     is refused at once at the full queue, before the caller does any
-//     other work (see Shed).
+//   - Overload: a caller found the queue full (and was refused at once).
+//     Arrivals outpace the hashes, and serving in arrival order would make
+//     every admitted caller wait for the whole queue. The queue shrinks to
+//     one round of the budget (concurrency units) and the newest waiter is
+//     served first (adaptive LIFO): it has waited least, so admitted
+//     latency stays near one hash. Nobody is served after waiting two
+//     hashes under overload: such a waiter (a straggler, or the queue left
+//     over from the burst) is refused rather than served late (drop the
+//     stalest). The excess is refused at once, before the caller does any
+//     other work (see Shed). The mode lasts while the short queue keeps
+//     overflowing — until it has not for a drain time of the normal queue
+//     — and at most OverloadProbeAfter in one go.
 //
-// The drain time is measured: the queue's length in hashes times an
-// exponentially weighted average of how long a hash takes here, now. A
-// stale waiter under overload is purged when the gate next changes state
-// (an arrival or a finished hash, at most one hash time later); a waiter
-// beyond the normal wait bound also wakes by itself.
+// Hash times are measured: an exponentially weighted average of how long a
+// hash takes here, now, and the drain time is the normal queue's length in
+// rounds of the budget times that. A stale waiter under overload is
+// refused when the gate next changes state (an arrival or a finished hash,
+// at most one hash later); a waiter beyond the normal wait bound also wakes
+// by itself.
 //
 // Weights hold in both orders: the caller whose turn it is (the oldest, or
 // the newest under overload) is not overtaken by a lighter one that would
@@ -105,14 +111,16 @@ type Gate struct {
 	now   func() time.Time
 	timer func(time.Duration) (<-chan time.Time, func() bool)
 
-	mu       sync.Mutex
-	used     int64 // units held by running callers
-	queued   int64 // units held by waiters
-	running  int   // running callers
-	waiters  waitList
-	lastFull time.Time     // when a caller last found the queue full
-	avg      time.Duration // moving average of a run (0: none seen)
-	stats    gateCounters
+	mu      sync.Mutex
+	used    int64 // units held by running callers
+	queued  int64 // units held by waiters
+	running int   // running callers
+	waiters waitList
+	// The overload mode: since when, and when the queue last overflowed
+	// (zero: never).
+	overSince, lastFull time.Time
+	avg                 time.Duration // moving average of a run (0: none seen)
+	stats               gateCounters
 }
 
 // NewGate returns a gate with a budget of concurrency units — as many
@@ -220,9 +228,8 @@ func (g *Gate) clamp(units int64) int64 {
 // counting the refusal (and marking the overload) when it may not. Called
 // with g.mu held, after purge.
 func (g *Gate) roomFor(w int64, now time.Time) bool {
-	if g.queued+w > g.queue {
-		g.lastFull = now
-		g.stats.refused[RefusedFull]++
+	if g.queued+w > g.queueLimit(now) {
+		g.overflow(now)
 		return false
 	}
 	// In arrival order, a caller with `ahead` units before it (and its own
@@ -237,6 +244,25 @@ func (g *Gate) roomFor(w int64, now time.Time) bool {
 		}
 	}
 	return true
+}
+
+// overflow counts a caller refused for want of room and enters (or
+// prolongs) the overload mode. g.mu held.
+func (g *Gate) overflow(now time.Time) {
+	if !g.overloaded(now) {
+		g.overSince = now
+	}
+	g.lastFull = now
+	g.stats.refused[RefusedFull]++
+}
+
+// queueLimit is the room for waiters now: the whole queue, or under
+// overload one round of the budget. g.mu held.
+func (g *Gate) queueLimit(now time.Time) int64 {
+	if g.overloaded(now) {
+		return min(g.queue, g.concurrency)
+	}
+	return g.queue
 }
 
 // start takes w units for a caller that waited `waited`. g.mu held.
@@ -257,7 +283,7 @@ func (g *Gate) run(w int64, fn func()) error {
 		g.used -= w
 		g.running--
 		g.observeRun(now.Sub(start))
-		g.purge(now)
+		g.stats.busy += now.Sub(start).Seconds() * float64(w)
 		g.dispatch(now)
 	}()
 	fn()
@@ -294,10 +320,12 @@ func (g *Gate) leave(wt *waiter, err error, reason string) error {
 	return decided
 }
 
-// overloaded reports whether the queue was found full within the last
-// drain time. g.mu held.
+// overloaded reports whether the gate is in overload mode: the queue
+// overflowed within the last drain time (at least minOverloadHold), and
+// the mode began less than OverloadProbeAfter ago. g.mu held.
 func (g *Gate) overloaded(now time.Time) bool {
-	return !g.lastFull.IsZero() && now.Sub(g.lastFull) < max(g.drainTime(), minOverloadHold)
+	return !g.lastFull.IsZero() && now.Sub(g.lastFull) < max(g.drainTime(), minOverloadHold) &&
+		now.Sub(g.overSince) < OverloadProbeAfter
 }
 
 // drainTime is how long a full queue takes to drain at the measured hash
@@ -326,25 +354,21 @@ func (g *Gate) normalBound() time.Duration {
 }
 
 // purge refuses the waiters that have waited too long: under overload,
-// those that have waited a whole drain time; otherwise those beyond the
-// normal bound (which normally wake by themselves first). Waiters are in
-// arrival order, so the stale ones are at the front. g.mu held.
+// those that have waited two hashes (they would only be served late);
+// otherwise those beyond the normal bound (which normally wake by
+// themselves first). Waiters are in arrival order, so the stale ones are
+// at the front. g.mu held.
 func (g *Gate) purge(now time.Time) {
 	bound, reason := g.normalBound(), RefusedTimeout
 	if g.overloaded(now) {
-		bound, reason = min(g.drainTime(), bound), RefusedOverload
+		bound, reason = min(g.staleAfter(), bound), RefusedOverload
 	}
 	for wt := g.waiters.front(); wt != nil && now.Sub(wt.since) >= bound; wt = g.waiters.front() {
-		g.refuse(wt, reason)
+		g.waiters.remove(wt)
+		g.queued -= wt.units
+		g.stats.refused[reason]++
+		wt.done <- BusyError()
 	}
-}
-
-// refuse takes a waiter out of the queue with a refusal. g.mu held.
-func (g *Gate) refuse(wt *waiter, reason string) {
-	g.waiters.remove(wt)
-	g.queued -= wt.units
-	g.stats.refused[reason]++
-	wt.done <- BusyError()
 }
 
 // staleAfter is the longest anyone waits to be served under overload: two
@@ -352,27 +376,20 @@ func (g *Gate) refuse(wt *waiter, reason string) {
 // g.mu held.
 func (g *Gate) staleAfter() time.Duration {
 	if g.avg <= 0 {
-		return g.drainTime()
+		return g.normalBound()
 	}
 	return max(2*g.avg, time.Millisecond)
 }
 
-// dispatch starts waiters while the one whose turn it is fits: the oldest,
-// or under overload the newest — unless even the newest has waited longer
-// than staleAfter: then every waiter is late, and all are refused rather
-// than served late (this is how a queue left over from a burst ends).
+// dispatch refuses the stale waiters, then starts waiters while the one
+// whose turn it is fits: the oldest, or under overload the newest.
 // g.mu held.
 func (g *Gate) dispatch(now time.Time) {
+	g.purge(now)
 	for {
 		wt := g.waiters.front()
 		if g.overloaded(now) {
 			wt = g.waiters.back()
-			if wt != nil && now.Sub(wt.since) >= g.staleAfter() {
-				for wt := g.waiters.front(); wt != nil; wt = g.waiters.front() {
-					g.refuse(wt, RefusedOverload)
-				}
-				return
-			}
 		}
 		if wt == nil || g.used+wt.units > g.concurrency {
 			return
@@ -409,7 +426,7 @@ func (g *Gate) full() bool {
 	if g.waiters.empty() && g.used < g.concurrency {
 		return false
 	}
-	return g.queued+1 > g.queue
+	return g.queued+1 > g.queueLimit(g.now())
 }
 
 // Shed is Full for a caller about to prepare a hash: it reports whether a
@@ -426,8 +443,7 @@ func (g *Gate) Shed() bool {
 	if !g.full() {
 		return false
 	}
-	g.lastFull = now
-	g.stats.refused[RefusedFull]++
+	g.overflow(now)
 	return true
 }
 
@@ -448,9 +464,13 @@ type GateSnapshot struct {
 	// MeanRun is the moving average of a hash (0: none yet); DrainTime
 	// what a full queue takes to drain at that pace.
 	MeanRun, DrainTime time.Duration
-	Admitted           uint64
-	Cancelled          uint64            // callers whose context ended first
-	Refused            map[string]uint64 // by reason (Refused* constants)
+	// Busy is the unit-seconds the finished runs held: over an interval,
+	// its growth divided by Concurrency × the interval is the share of the
+	// budget that was hashing.
+	Busy      float64
+	Admitted  uint64
+	Cancelled uint64            // callers whose context ended first
+	Refused   map[string]uint64 // by reason (Refused* constants)
 	// The wait of admitted callers: counts per bucket of GateWaitBuckets
 	// (not cumulative), their sum in seconds and their number.
 	WaitCounts []uint64
@@ -470,7 +490,7 @@ func (g *Gate) Snapshot() GateSnapshot {
 		Concurrency: g.concurrency, Queue: g.queue,
 		Running: g.running, Waiting: g.waiters.len, RunningUnits: g.used, WaitingUnits: g.queued,
 		Overloaded: g.overloaded(g.now()), MeanRun: g.avg, DrainTime: g.drainTime(),
-		Admitted: g.stats.admitted, Cancelled: g.stats.cancelled, Refused: refused,
+		Busy: g.stats.busy, Admitted: g.stats.admitted, Cancelled: g.stats.cancelled, Refused: refused,
 		WaitCounts: append([]uint64(nil), g.stats.waitCounts...), WaitSum: g.stats.waitSum, WaitCount: g.stats.admitted,
 	}
 }
@@ -479,6 +499,7 @@ func (g *Gate) Snapshot() GateSnapshot {
 type gateCounters struct {
 	admitted, cancelled uint64
 	refused             map[string]uint64
+	busy                float64  // unit-seconds of runs finished
 	waitCounts          []uint64 // per GateWaitBuckets bucket; beyond the last: only in waitSum/admitted
 	waitSum             float64
 }

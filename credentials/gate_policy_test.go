@@ -59,6 +59,23 @@ func queueCaller(t *testing.T, g *Gate, units int64, name string, order chan<- s
 	return done
 }
 
+// arrive starts a one-unit caller and returns once the gate has decided
+// about it (queued, admitted or refused).
+func arrive(t *testing.T, g *Gate) {
+	t.Helper()
+	decided := func() uint64 {
+		s := g.Snapshot()
+		n := s.Admitted + s.Cancelled + uint64(s.Waiting)
+		for _, r := range s.Refused {
+			n += r
+		}
+		return n
+	}
+	before := decided()
+	go g.Do(context.Background(), func() {})
+	waitFor(t, func() bool { return decided() == before+1 })
+}
+
 func drain(t *testing.T, order <-chan string, n int) []string {
 	t.Helper()
 	out := make([]string, 0, n)
@@ -200,37 +217,83 @@ func TestGateOverloadServesNewestFirst(t *testing.T) {
 	wantRefused(t, g, 1, 0, 0)
 }
 
-// Under sustained overload, a waiter that has waited as long as a full
-// queue takes to drain is refused (the stalest goes), at the next arrival,
-// and the newcomer takes its place at the head of the line.
-func TestGateOverloadRefusesTheStalest(t *testing.T) {
-	// One slot, three waiting, 40ms hashes: a full queue drains in 160ms.
+// Under overload the queue shrinks to one round of the budget (the excess
+// is refused at once), and a waiter that has waited two hashes is refused
+// at the next event rather than served late (the stalest goes).
+func TestGateOverloadShortQueueDropsTheStalest(t *testing.T) {
+	// One slot, three waiting normally; 40ms hashes: stale after 80ms.
 	g, clk := policyGate(t, 1, 3, 0, 40*time.Millisecond)
 	release := hold(t, g)
 	order := make(chan string, 4)
 	a := queueCaller(t, g, 1, "a", order)
-	clk.Advance(100 * time.Millisecond)
+	clk.Advance(50 * time.Millisecond)
 	b := queueCaller(t, g, 1, "b", order)
 	c := queueCaller(t, g, 1, "c", order)
 	assertBusy(t, g.Do(context.Background(), func() {})) // overload begins
-	clk.Advance(70 * time.Millisecond)                   // a has waited 170ms, b and c 70ms
+	if _, q, _ := g.Limits(); q != 3 || !g.Full() {
+		t.Fatal("the overloaded gate has room")
+	}
+	clk.Advance(40 * time.Millisecond) // a has waited 90ms, b and c 40ms
 	select {
 	case err := <-a:
 		t.Fatalf("a decided before any event: %v", err)
 	default:
 	}
-	// The next arrival purges a and takes its place.
-	e := make(chan error, 1)
-	go func() { e <- g.Do(context.Background(), func() { order <- "e" }) }()
+	// An arrival: a is purged, and with b and c waiting the short queue
+	// (one unit) is still full, so the newcomer is refused at once.
+	if !g.Shed() {
+		t.Fatal("a caller found room beyond the short queue")
+	}
 	assertBusy(t, <-a)
-	waitFor(t, func() bool { _, w := g.Stats(); return w == 3 })
-	wantRefused(t, g, 1, 1, 0)
+	wantRefused(t, g, 2, 1, 0)
 	release()
-	wantOrder(t, drain(t, order, 3), "e", "c", "b")
-	for _, r := range []<-chan error{b, c, e} {
+	wantOrder(t, drain(t, order, 2), "c", "b")
+	for _, r := range []<-chan error{b, c} {
 		if err := <-r; err != nil {
 			t.Fatal(err)
 		}
+	}
+	// With the queue empty, one caller may wait again (one round).
+	release = hold(t, g)
+	d := queueCaller(t, g, 1, "d", order)
+	assertBusy(t, g.Do(context.Background(), func() {}))
+	release()
+	if err := <-d; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A run of overflows keeps the overload mode only OverloadProbeAfter in one
+// go; then the normal queue is tried again (and a closed loop it holds
+// stays out of overload).
+func TestGateOverloadProbesTheNormalQueue(t *testing.T) {
+	g, clk := policyGate(t, 1, 3, 0, 40*time.Millisecond)
+	release := hold(t, g)
+	defer release()
+	order := make(chan string, 8)
+	queueCaller(t, g, 1, "a", order)
+	queueCaller(t, g, 1, "b", order)
+	queueCaller(t, g, 1, "c", order)
+	assertBusy(t, g.Do(context.Background(), func() {})) // overload begins; a, b, c will go stale
+	for elapsed := time.Duration(0); elapsed < OverloadProbeAfter-50*time.Millisecond; elapsed += 50 * time.Millisecond {
+		clk.Advance(50 * time.Millisecond)
+		arrive(t, g) // takes the short queue's one place or is refused
+		if !g.Shed() {
+			t.Fatalf("room beyond the short queue after %v", elapsed)
+		}
+	}
+	if !g.Snapshot().Overloaded {
+		t.Fatal("the overload ended while the queue kept overflowing")
+	}
+	clk.Advance(50 * time.Millisecond)
+	if g.Snapshot().Overloaded {
+		t.Fatalf("still overloaded after %v", OverloadProbeAfter)
+	}
+	// The normal queue again: beyond the one place of the short queue
+	// (taken, perhaps, by the last x), more may wait.
+	queueCaller(t, g, 1, "y", order)
+	if g.Full() || g.Snapshot().Overloaded {
+		t.Fatal("the probe does not offer the normal queue")
 	}
 }
 
