@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/latch-dev/latch/bench/internal/harness"
@@ -47,9 +48,20 @@ func main() {
 	clients := flag.String("clients", "4,8,16", "closed-loop client counts, comma-separated")
 	sessions := flag.Bool("sessions", true, "also measure session/authenticate and token/refresh")
 	profile := flag.String("profile", "", "save a server CPU profile of each closed-loop phase in this directory")
+	serverEnv := flag.String("env", "", "extra environment of the server, e.g. GOGC=200,LATCH_HASH_QUEUE=32")
+	serverLog := flag.String("server-log", "", "write the server's output (e.g. with -env GODEBUG=gctrace=1) to this file")
 	flag.Parse()
+	extra := map[string]string{}
+	for _, kv := range strings.Split(*serverEnv, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+			extra[k] = v
+		}
+	}
 	var loops []int
 	for _, s := range strings.Split(*clients, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
 			fmt.Fprintln(os.Stderr, "authload: bad -clients", *clients)
@@ -59,7 +71,7 @@ func main() {
 	}
 	var summaries []string
 	for _, db := range strings.Split(*dbs, ",") {
-		sum, err := run(strings.TrimSpace(db), *dsn, *d, *users, loops, *sessions, *profile)
+		sum, err := run(strings.TrimSpace(db), *dsn, *d, *users, loops, *sessions, *profile, extra, *serverLog)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "authload:", err)
 			os.Exit(1)
@@ -87,10 +99,13 @@ type bench struct {
 	pprof string // the server's pprof address, when profiling
 }
 
-func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool, profileDir string) (string, error) {
+func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool, profileDir string, extra map[string]string, serverLog string) (string, error) {
 	ctx := context.Background()
 	params := credentials.DefaultArgon2Params()
 	env := map[string]string{"LATCH_IP_RATE_LIMIT": "0"}
+	for k, v := range extra {
+		env[k] = v
+	}
 	pprofAddr := ""
 	if profileDir != "" {
 		if err := os.MkdirAll(profileDir, 0o755); err != nil {
@@ -102,6 +117,14 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	srv, err := harness.Start(ctx, harness.Options{DB: db, PostgresDSN: dsn, Env: env})
 	if err != nil {
 		return "", err
+	}
+	if serverLog != "" {
+		// Deferred before Close, so it runs after it: the whole output.
+		defer func() {
+			if err := os.WriteFile(serverLog+"."+db, srv.Log.Bytes(), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "server log:", err)
+			}
+		}()
 	}
 	defer srv.Close()
 	b := &bench{srv: srv, hc: harness.HTTPClient(), pprof: pprofAddr}
@@ -131,17 +154,21 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	// workers as CPUs, no server work): this machine's hash rate drifts
 	// (shared CPUs), so the yardstick of a phase is the higher of the two
 	// around it and the ratio can only be understated.
-	raw := credentials.MeasureHashRate(params, cpus, d)
-	fmt.Printf("raw argon2id rate (%d workers, in-process):        %6.1f hashes/s\n", cpus, raw)
+	raw, rawCPU, rawFaults := measureRaw(params, cpus, d)
+	fmt.Printf("raw argon2id rate (%d workers, in-process):        %6.1f hashes/s   (%.1f ms of CPU per hash)\n", cpus, raw, ms(rawCPU))
 	rawLow, rawHigh := raw, raw
-	var shares []string
+	var shares, cpuShares []string
 	for _, n := range loops {
-		before := srv.CPUNow()
+		before, busyBefore, t0 := srv.CPUNow(), b.gateMetric("latch_hash_gate_busy_unit_seconds_total"), time.Now()
+		selfBefore, _, _ := selfCPU()
 		stopProfile := b.profile(ctx, filepath.Join(profileDir, fmt.Sprintf("%s-%d.pprof", db, n)), d)
 		sat := load.Closed(ctx, n, d, b.authenticate)
 		stopProfile()
-		used := srv.CPUNow().Sub(before)
-		after := credentials.MeasureHashRate(params, cpus, d)
+		selfAfter, _, _ := selfCPU()
+		used, self := srv.CPUNow().Sub(before), selfAfter-selfBefore
+		busy := (b.gateMetric("latch_hash_gate_busy_unit_seconds_total") - busyBefore) /
+			(b.gateMetric(`latch_hash_gate_limit_units{limit="concurrency"}`) * time.Since(t0).Seconds())
+		after, afterCPU, afterFaults := measureRaw(params, cpus, d)
 		yard := max(raw, after)
 		rawLow, rawHigh = min(rawLow, after), max(rawHigh, after)
 		ratio := sat.Rate(200) / yard
@@ -149,12 +176,21 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 		fmt.Printf("%2d clients: %6.1f authentications/s = %.3f of raw %.1f (target ≥ 0.90); non-200: %d   p50 %5.0f ms  p99 %5.0f ms   [%s]\n",
 			n, sat.Rate(200), ratio, yard, non200, ms(sat.Percentile(200, 50)), ms(sat.Percentile(200, 99)), sat.Statuses())
 		if c := float64(sat.Count(200)); c > 0 {
-			fmt.Printf("            CPU per authentication: server %.1f ms, whole machine %.1f ms (one raw hash: %.1f ms of CPU)\n",
-				ms(used.Server)/c, ms(used.Machine)/c, 1000*float64(cpus)/yard)
+			// What the ratio would be on a machine running nothing else:
+			// the CPU of a raw hash over all the CPU one authentication
+			// costs (server, its database backends, the load generator).
+			hash := (rawCPU + afterCPU) / 2
+			total := used.Server + used.Database + self
+			share := float64(hash) * c / float64(total)
+			fmt.Printf("            CPU per authentication: server %.1f + PostgreSQL %.1f + load generator %.1f = %.1f ms; raw hash %.1f ms → CPU share %.3f; machine busy %.1f ms (others included)\n",
+				ms(used.Server)/c, ms(used.Database)/c, ms(self)/c, ms(total)/c, ms(hash), share, ms(used.Machine)/c)
+			fmt.Printf("            hash slots busy %.0f%%; server kernel time %.1f ms and %.0f page faults per authentication (raw hash: %.0f faults)\n",
+				100*busy, ms(used.System)/c, float64(used.Faults)/c, (rawFaults+afterFaults)/2)
+			cpuShares = append(cpuShares, fmt.Sprintf("%d: %.2f", n, share))
 		}
-		fmt.Printf("raw argon2id rate again:                          %6.1f hashes/s\n", after)
+		fmt.Printf("raw argon2id rate again:                          %6.1f hashes/s   (%.1f ms of CPU per hash)\n", after, ms(afterCPU))
 		shares = append(shares, fmt.Sprintf("%d: %.2f (%d non-200)", n, ratio, non200))
-		raw = after
+		raw, rawCPU, rawFaults = after, afterCPU, afterFaults
 	}
 
 	// Overload: four times what the machine can hash, open loop (arrivals
@@ -176,8 +212,8 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	}
 	fmt.Println()
 
-	summary := fmt.Sprintf("  %-8s auth/raw %s (raw %.0f–%.0f/s); 4× overload admitted p99 / unloaded p99 = %.2f (%.0f / %.0f ms), 503 p50/p99 %.0f/%.0f ms; peak RSS %.0f MiB",
-		db, strings.Join(shares, ", "), rawLow, rawHigh, overRatio, ms(over.Percentile(200, 99)), ms(unloaded.Percentile(200, 99)),
+	summary := fmt.Sprintf("  %-8s auth/raw %s (raw %.0f–%.0f/s; CPU share %s)\n           4× overload admitted p99 / unloaded p99 = %.2f (%.0f / %.0f ms), 503 p50/p99 %.0f/%.0f ms; peak RSS %.0f MiB",
+		db, strings.Join(shares, ", "), rawLow, rawHigh, strings.Join(cpuShares, ", "), overRatio, ms(over.Percentile(200, 99)), ms(unloaded.Percentile(200, 99)),
 		ms(over.Percentile(503, 50)), ms(over.Percentile(503, 99)), rss)
 	if sessions {
 		if err := b.sessionPhases(ctx, d); err != nil {
@@ -186,6 +222,30 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 		fmt.Println()
 	}
 	return summary, nil
+}
+
+// measureRaw returns the raw argon2id rate with workers goroutines for
+// about d, and the CPU time and the minor page faults of one hash (this
+// process does nothing else meanwhile).
+func measureRaw(p credentials.Argon2Params, workers int, d time.Duration) (rate float64, cpu time.Duration, faults float64) {
+	before, faultsBefore, start := selfCPU()
+	rate = credentials.MeasureHashRate(p, workers, d)
+	hashes := rate * time.Since(start).Seconds()
+	if hashes < 1 {
+		return rate, 0, 0
+	}
+	after, faultsAfter, _ := selfCPU()
+	return rate, time.Duration(float64(after-before) / hashes), float64(faultsAfter-faultsBefore) / hashes
+}
+
+// selfCPU returns this process's user+system CPU time and minor page
+// faults, and the time now.
+func selfCPU() (time.Duration, int64, time.Time) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0, 0, time.Now()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt, time.Now()
 }
 
 // freeAddr returns a free loopback address.
@@ -223,6 +283,24 @@ func (b *bench) profile(ctx context.Context, file string, d time.Duration) (wait
 		}
 	}()
 	return func() { <-done }
+}
+
+// gateMetric returns the value of one sample of the server's metrics (0
+// if absent).
+func (b *bench) gateMetric(sample string) float64 {
+	res, err := b.hc.Get(b.srv.URL + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // gateMetrics summarises the server's hashing-gate counters.

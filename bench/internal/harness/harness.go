@@ -31,6 +31,7 @@ import (
 // Server is a running latch process.
 type Server struct {
 	URL     string
+	DBURL   string // the database the server runs on
 	cmd     *exec.Cmd
 	env     []string
 	bin     string
@@ -67,6 +68,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.DBURL = dbURL
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		s.Close()
@@ -129,6 +131,9 @@ func (s *Server) postgresSchema(base string) (string, error) {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	// The server's connections carry the schema's name, so that the CPU
+	// of their backends can be told apart (PostgresCPU).
+	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
@@ -229,8 +234,11 @@ func HTTPClient() *http.Client {
 
 // CPU is a snapshot of CPU time: the server process's and the machine's.
 type CPU struct {
-	Server  time.Duration // user+system time of the latch process
-	Machine time.Duration // busy time of all CPUs (everything but idle/iowait)
+	Server   time.Duration // user+system time of the latch process
+	System   time.Duration // of which system (kernel) time: page faults, syscalls
+	Faults   int64         // minor page faults of the latch process
+	Database time.Duration // PostgreSQL backends of the server's connections (PostgresCPU)
+	Machine  time.Duration // busy time of all CPUs (everything but idle/iowait)
 }
 
 // clockTick is USER_HZ, the unit of /proc CPU counters on Linux.
@@ -238,16 +246,8 @@ const clockTick = 100
 
 // CPUNow reads the CPU counters (zero values where /proc is unavailable).
 func (s *Server) CPUNow() CPU {
-	var c CPU
-	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil {
-		// Fields after the command name (which is in parentheses).
-		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			c.Server = time.Duration(u+st) * time.Second / clockTick
-		}
-	}
+	c := CPU{Database: s.PostgresCPU()}
+	c.Server, c.System, c.Faults = procStat(s.cmd.Process.Pid)
 	if raw, err := os.ReadFile("/proc/stat"); err == nil {
 		line := strings.SplitN(string(raw), "\n", 2)[0]
 		f := strings.Fields(line)
@@ -265,4 +265,66 @@ func (s *Server) CPUNow() CPU {
 }
 
 // Sub returns the CPU spent between two snapshots.
-func (c CPU) Sub(o CPU) CPU { return CPU{Server: c.Server - o.Server, Machine: c.Machine - o.Machine} }
+func (c CPU) Sub(o CPU) CPU {
+	return CPU{Server: c.Server - o.Server, System: c.System - o.System, Faults: c.Faults - o.Faults,
+		Database: c.Database - o.Database, Machine: c.Machine - o.Machine}
+}
+
+// PostgresCPU returns the CPU time used so far by the PostgreSQL backends
+// serving this server's connections (found by their application_name, on a
+// PostgreSQL running on this machine); zero on SQLite or when they cannot
+// be read. Connections closed in between take their CPU with them, which
+// the server's pool (idle connections kept for minutes) makes rare.
+func (s *Server) PostgresCPU() time.Duration {
+	u, err := url.Parse(s.DBURL)
+	if err != nil || !strings.HasPrefix(s.DBURL, "postgres") {
+		return 0
+	}
+	app := u.Query().Get("application_name")
+	q := u.Query()
+	q.Del("application_name")
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		return 0
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
+	if err != nil {
+		return 0
+	}
+	defer rows.Close()
+	var total time.Duration
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			total += procCPU(pid)
+		}
+	}
+	return total
+}
+
+// procCPU returns the user+system CPU time of a process (zero if unknown).
+func procCPU(pid int) time.Duration {
+	cpu, _, _ := procStat(pid)
+	return cpu
+}
+
+// procStat returns the user+system and the system CPU time of a process
+// and its minor page faults (zeros if unknown).
+func procStat(pid int) (cpu, sys time.Duration, faults int64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0
+	}
+	// Fields after the command name (which is in parentheses).
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	if len(f) <= 12 {
+		return 0, 0, 0
+	}
+	faults, _ = strconv.ParseInt(f[7], 10, 64)
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / clockTick, time.Duration(st) * time.Second / clockTick, faults
+}
