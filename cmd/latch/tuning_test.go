@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"testing"
 
@@ -47,5 +48,21 @@ func TestKeepHashMemoryHotRespectsTheOperator(t *testing.T) {
 		if got := keepHashMemoryHot(config.Default(), getenv, log); got != 0 || debug.SetMemoryLimit(-1) != before {
 			t.Fatalf("with %s set the limit was changed (%d)", env, got)
 		}
+	}
+}
+
+func TestLeaveRoomForRequests(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	if n := leaveRoomForRequests(func(k string) string {
+		if k == "GOMAXPROCS" {
+			return "1"
+		}
+		return ""
+	}); n != 0 || runtime.GOMAXPROCS(0) != before {
+		t.Fatalf("GOMAXPROCS changed to %d although the operator set it", runtime.GOMAXPROCS(0))
+	}
+	if n := leaveRoomForRequests(func(string) string { return "" }); n != before+1 || runtime.GOMAXPROCS(0) != before+1 {
+		t.Fatalf("GOMAXPROCS %d, want %d", runtime.GOMAXPROCS(0), before+1)
 	}
 }
