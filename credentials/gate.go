@@ -43,8 +43,9 @@ const (
 	// RefusedFull: the queue had no room (or, waits being bounded, the
 	// expected wait was already beyond the bound): refused at once.
 	RefusedFull = "queue_full"
-	// RefusedOverload: under overload, a waiter that had waited two hashes:
-	// it would only have been served late, if ever (drop the stalest).
+	// RefusedOverload: under overload, a waiter that had waited one and a
+	// half hashes: it would only have been served late, if ever (drop the
+	// stalest).
 	RefusedOverload = "overload"
 	// RefusedTimeout: the wait bound passed outside overload (a stalled
 	// machine: hashes much slower than measured).
@@ -85,10 +86,10 @@ var GateWaitBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 //     every admitted caller wait for the whole queue. The queue shrinks to
 //     one round of the budget (concurrency units) and the newest waiter is
 //     served first (adaptive LIFO): it has waited least, so admitted
-//     latency stays near one hash. Nobody is served after waiting two
-//     hashes under overload: such a waiter (a straggler, or the queue left
-//     over from the burst) is refused rather than served late (drop the
-//     stalest). The excess is refused at once, before the caller does any
+//     latency stays near one hash. Nobody is served after waiting one and
+//     a half hashes under overload: such a waiter (overtaken by newer ones,
+//     or left over from the burst) is refused rather than served late
+//     (drop the stalest). The excess is refused at once, before the caller does any
 //     other work (see Shed). The mode lasts while the short queue keeps
 //     overflowing — until it has not for a drain time of the normal queue
 //     — and at most OverloadProbeAfter in one go.
@@ -354,7 +355,8 @@ func (g *Gate) normalBound() time.Duration {
 }
 
 // purge refuses the waiters that have waited too long: under overload,
-// those that have waited two hashes (they would only be served late);
+// those that have waited one and a half hashes (they would only be served
+// late);
 // otherwise those beyond the normal bound (which normally wake by
 // themselves first). Waiters are in arrival order, so the stale ones are
 // at the front. g.mu held.
@@ -371,14 +373,16 @@ func (g *Gate) purge(now time.Time) {
 	}
 }
 
-// staleAfter is the longest anyone waits to be served under overload: two
-// hashes (the one running when it arrived, and one more), at least 1ms.
-// g.mu held.
+// staleAfter is the longest anyone waits to be served under overload: one
+// and a half hashes. The newest waiter gets the next slot that frees, at
+// most one hash away; one that has waited half a hash more has been
+// overtaken by newer callers, and would only be served later still. At
+// least 1ms. g.mu held.
 func (g *Gate) staleAfter() time.Duration {
 	if g.avg <= 0 {
 		return g.normalBound()
 	}
-	return max(2*g.avg, time.Millisecond)
+	return max(g.avg*3/2, time.Millisecond)
 }
 
 // dispatch refuses the stale waiters, then starts waiters while the one

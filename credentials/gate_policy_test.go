@@ -218,10 +218,10 @@ func TestGateOverloadServesNewestFirst(t *testing.T) {
 }
 
 // Under overload the queue shrinks to one round of the budget (the excess
-// is refused at once), and a waiter that has waited two hashes is refused
+// is refused at once), and a waiter that has waited 1.5 hashes is refused
 // at the next event rather than served late (the stalest goes).
 func TestGateOverloadShortQueueDropsTheStalest(t *testing.T) {
-	// One slot, three waiting normally; 40ms hashes: stale after 80ms.
+	// One slot, three waiting normally; 40ms hashes: stale after 60ms.
 	g, clk := policyGate(t, 1, 3, 0, 40*time.Millisecond)
 	release := hold(t, g)
 	order := make(chan string, 4)
@@ -393,7 +393,7 @@ func TestGateOverloadKeepsWeights(t *testing.T) {
 	}
 }
 
-// Under overload nobody is served after waiting more than two hashes: when
+// Under overload nobody is served after waiting 1.5 hashes: when
 // the burst ends and even the newest waiter has waited that long, the
 // whole queue left over is refused rather than served late.
 func TestGateOverloadNeverServesLate(t *testing.T) {
@@ -404,16 +404,16 @@ func TestGateOverloadNeverServesLate(t *testing.T) {
 	b := queueCaller(t, g, 1, "b", order)
 	c := queueCaller(t, g, 1, "c", order)
 	assertBusy(t, g.Do(context.Background(), func() {})) // overload
-	// The held hash takes 100ms: the average becomes 47.5ms, two of which
-	// (95ms) is less than the 100ms everyone has waited by then.
-	clk.Advance(100 * time.Millisecond)
+	// The held hash takes 80ms: the average becomes 45ms, one and a half of
+	// which (67.5ms) is less than the 80ms everyone has waited by then.
+	clk.Advance(80 * time.Millisecond)
 	release()
 	for _, r := range []<-chan error{a, b, c} {
 		assertBusy(t, <-r)
 	}
 	select {
 	case name := <-order:
-		t.Fatalf("%s was served after waiting 100ms under overload", name)
+		t.Fatalf("%s was served after waiting 80ms under overload", name)
 	default:
 	}
 	wantRefused(t, g, 1, 3, 0)
