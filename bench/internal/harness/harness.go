@@ -239,6 +239,7 @@ type CPU struct {
 	Faults   int64         // minor page faults of the latch process
 	Database time.Duration // PostgreSQL backends of the server's connections (PostgresCPU)
 	Machine  time.Duration // busy time of all CPUs (everything but idle/iowait)
+	backends map[int]time.Duration
 }
 
 // clockTick is USER_HZ, the unit of /proc CPU counters on Linux.
@@ -246,7 +247,10 @@ const clockTick = 100
 
 // CPUNow reads the CPU counters (zero values where /proc is unavailable).
 func (s *Server) CPUNow() CPU {
-	c := CPU{Database: s.PostgresCPU()}
+	c := CPU{backends: s.postgresBackends()}
+	for _, cpu := range c.backends {
+		c.Database += cpu
+	}
 	c.Server, c.System, c.Faults = procStat(s.cmd.Process.Pid)
 	if raw, err := os.ReadFile("/proc/stat"); err == nil {
 		line := strings.SplitN(string(raw), "\n", 2)[0]
@@ -264,21 +268,36 @@ func (s *Server) CPUNow() CPU {
 	return c
 }
 
-// Sub returns the CPU spent between two snapshots.
+// Sub returns the CPU spent between two snapshots. The database's is
+// counted per backend process, so that a connection closed in between
+// does not take its past CPU off the sum (its last moments are lost).
 func (c CPU) Sub(o CPU) CPU {
+	var db time.Duration
+	for pid, cpu := range c.backends {
+		db += cpu - o.backends[pid]
+	}
 	return CPU{Server: c.Server - o.Server, System: c.System - o.System, Faults: c.Faults - o.Faults,
-		Database: c.Database - o.Database, Machine: c.Machine - o.Machine}
+		Database: db, Machine: c.Machine - o.Machine}
 }
 
 // PostgresCPU returns the CPU time used so far by the PostgreSQL backends
 // serving this server's connections (found by their application_name, on a
 // PostgreSQL running on this machine); zero on SQLite or when they cannot
-// be read. Connections closed in between take their CPU with them, which
-// the server's pool (idle connections kept for minutes) makes rare.
+// be read.
 func (s *Server) PostgresCPU() time.Duration {
+	var total time.Duration
+	for _, cpu := range s.postgresBackends() {
+		total += cpu
+	}
+	return total
+}
+
+// postgresBackends returns the CPU time of each PostgreSQL backend serving
+// this server, by process id.
+func (s *Server) postgresBackends() map[int]time.Duration {
 	u, err := url.Parse(s.DBURL)
 	if err != nil || !strings.HasPrefix(s.DBURL, "postgres") {
-		return 0
+		return nil
 	}
 	app := u.Query().Get("application_name")
 	q := u.Query()
@@ -287,22 +306,22 @@ func (s *Server) PostgresCPU() time.Duration {
 	u.RawQuery = q.Encode()
 	db, err := sql.Open("pgx", u.String())
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer db.Close()
 	rows, err := db.Query("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer rows.Close()
-	var total time.Duration
+	out := map[int]time.Duration{}
 	for rows.Next() {
 		var pid int
 		if rows.Scan(&pid) == nil {
-			total += procCPU(pid)
+			out[pid] = procCPU(pid)
 		}
 	}
-	return total
+	return out
 }
 
 // procCPU returns the user+system CPU time of a process (zero if unknown).
