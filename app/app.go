@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/credentials"
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
@@ -48,6 +49,9 @@ type Deps struct {
 	DB     *store.DB
 	Tokens *token.Service
 	Engine *experience.Engine
+	// Gate is the hashing admission gate, exported in the metrics (nil:
+	// none).
+	Gate *credentials.Gate
 }
 
 // New builds the HTTP server around already constructed services.
@@ -62,6 +66,9 @@ func New(d Deps) *App {
 	a.ops = newOpsMetrics(a)
 	if d.Engine != nil {
 		d.Engine.Observe(a.onAudit)
+	}
+	if d.Gate != nil {
+		a.reg.MustRegister(newGateCollector(d.Gate))
 	}
 	a.grants = map[string]grantHandler{
 		token.GrantClientCredentials: a.clientCredentialsGrant,

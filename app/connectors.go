@@ -261,6 +261,6 @@ func (r *ssoAuthenticateRequest) validate() []fault.Detail {
 
 // ssoAuthenticate is POST /v1/auth/sso/authenticate: the token response of
 // seed 003 for a completed SSO flow.
-func (a *App) ssoAuthenticate(c echo.Context, client *token.Client, req *ssoAuthenticateRequest) (*experience.SignIn, error) {
+func (a *App) ssoAuthenticate(c echo.Context, client *token.Client, req *ssoAuthenticateRequest, _ *signInTokens) (*experience.SignIn, error) {
 	return a.engine.AuthenticateSSO(c.Request().Context(), req.FlowID, req.Code, req.State, req.meta(c, client), client.EnforceMFA)
 }

@@ -375,7 +375,7 @@ func (a *App) submitInteraction(c echo.Context) error {
 	if res.SignIn == nil {
 		return c.JSON(http.StatusOK, map[string]any{})
 	}
-	return a.respondTokens(c, client, res.SignIn, tokenPlan{})
+	return a.respondTokens(c, &signInTokens{client: client}, res.SignIn)
 }
 
 // ssoConnectors is GET /api/experience/sso-connectors?email=: the enterprise

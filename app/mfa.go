@@ -189,7 +189,7 @@ func (r *mfaAuthenticateRequest) validate() []fault.Detail {
 
 // mfaAuthenticate decides /v1/auth/{totp,backup-code,otp}/authenticate: a
 // second factor completes a pending session (or steps up an active one).
-func (a *App) mfaAuthenticate(c echo.Context, client *token.Client, req *mfaAuthenticateRequest) (*experience.SignIn, error) {
+func (a *App) mfaAuthenticate(c echo.Context, client *token.Client, req *mfaAuthenticateRequest, _ *signInTokens) (*experience.SignIn, error) {
 	code := req.Code
 	if req.factor == "otp" {
 		code = req.Passcode

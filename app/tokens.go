@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 
 	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
@@ -62,13 +63,27 @@ func (a *App) callingClient(c echo.Context) (*token.Client, error) {
 }
 
 // issue turns a sign-in into user tokens. withRefresh starts a new refresh
-// token family when the client may refresh; a rotation passes false and
-// attaches the successor itself.
-func (a *App) issue(ctx context.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, scope string, withRefresh bool) (*userTokenResponse, error) {
+// token family when the client may refresh, unless stored is the one
+// already stored with the sign-in; a rotation passes false and attaches the
+// successor itself.
+func (a *App) issue(ctx context.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, scope string, withRefresh bool, stored *token.RefreshIssue) (*userTokenResponse, error) {
+	g := a.userGrant(client, signIn, plan, scope)
+	g.WithRefresh = withRefresh && client.HasGrant(token.GrantRefreshToken)
+	g.Refresh = stored
+	toks, err := a.tokens.IssueUserTokens(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	return &userTokenResponse{AccessToken: toks.AccessToken, IDToken: toks.IDToken, RefreshToken: toks.RefreshToken,
+		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, SessionID: signIn.Session.ID}, nil
+}
+
+// userGrant is what the tokens of a sign-in are issued for.
+func (a *App) userGrant(client *token.Client, signIn *experience.SignIn, plan tokenPlan, scope string) token.UserGrant {
 	if scope == "" {
 		scope = "openid"
 	}
-	toks, err := a.tokens.IssueUserTokens(ctx, token.UserGrant{
+	return token.UserGrant{
 		ClientID:         client.ID,
 		UserID:           signIn.User.ID,
 		SessionID:        signIn.Session.ID,
@@ -80,13 +95,32 @@ func (a *App) issue(ctx context.Context, client *token.Client, signIn *experienc
 		IDClaims:         profileClaims(signIn.User, plan.idClaims),
 		IDClaimNames:     plan.idClaims,
 		SessionExpiresAt: signIn.Session.ExpiresAt,
-		WithRefresh:      withRefresh && client.HasGrant(token.GrantRefreshToken),
-	})
-	if err != nil {
-		return nil, err
 	}
-	return &userTokenResponse{AccessToken: toks.AccessToken, IDToken: toks.IDToken, RefreshToken: toks.RefreshToken,
-		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, SessionID: signIn.Session.ID}, nil
+}
+
+// signInTokens is the token response a /v1 sign-in is heading for: the
+// calling client, what the request asked of its tokens and, once stored
+// with the sign-in, the refresh token.
+type signInTokens struct {
+	client  *token.Client
+	plan    tokenPlan
+	refresh *token.RefreshIssue
+}
+
+// storeRefresh returns the work a sign-in commits with its session
+// (experience.PasswordSignIn.InTx): storing its refresh token, when the
+// client may refresh — one commit for both instead of two. The token is
+// only handed out once that commit succeeded (the engine then returns the
+// sign-in).
+func (a *App) storeRefresh(t *signInTokens) func(*gorm.DB, *experience.SignIn) error {
+	return func(tx *gorm.DB, s *experience.SignIn) error {
+		if !t.client.HasGrant(token.GrantRefreshToken) {
+			return nil
+		}
+		r, err := a.tokens.StoreRefreshFamily(tx, a.userGrant(t.client, s, t.plan, ""))
+		t.refresh = r
+		return err
+	}
 }
 
 // tokenRequester is a /v1 request body that ends in user tokens.
@@ -101,8 +135,9 @@ func (r *tokenRequest) tokenParams() tokenRequest { return *r }
 // validate the body, resolve the calling client and what its tokens should
 // carry — before any credential is checked, so a bad request never costs a
 // hash or an attempt — let decide (the engine) authenticate, and render the
-// token response.
-func tokenRoute[R tokenRequester](a *App, newReq func() R, decide func(echo.Context, *token.Client, R) (*experience.SignIn, error)) echo.HandlerFunc {
+// token response. decide may store the refresh token with the sign-in
+// (a.storeRefresh(t)); otherwise it is stored when the tokens are issued.
+func tokenRoute[R tokenRequester](a *App, newReq func() R, decide func(echo.Context, *token.Client, R, *signInTokens) (*experience.SignIn, error)) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := newReq()
 		if err := bindJSON(c, req); err != nil {
@@ -116,19 +151,19 @@ func tokenRoute[R tokenRequester](a *App, newReq func() R, decide func(echo.Cont
 		if err != nil {
 			return err
 		}
-		signIn, err := decide(c, client, req)
+		t := &signInTokens{client: client, plan: plan}
+		signIn, err := decide(c, client, req, t)
 		if err != nil {
 			return err
 		}
-		return a.respondTokens(c, client, signIn, plan)
+		return a.respondTokens(c, t, signIn)
 	}
 }
 
 // respondTokens renders the token response of a completed sign-in, with a
-// new refresh token family. The last parameter is unused (it carried a
-// family to continue, which rotation no longer does through here).
-func (a *App) respondTokens(c echo.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan) error {
-	resp, err := a.issue(c.Request().Context(), client, signIn, plan, "", true)
+// new refresh token family (t.refresh if already stored).
+func (a *App) respondTokens(c echo.Context, t *signInTokens, signIn *experience.SignIn) error {
+	resp, err := a.issue(c.Request().Context(), t.client, signIn, t.plan, "", true, t.refresh)
 	if err != nil {
 		return err
 	}
@@ -167,7 +202,7 @@ func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*u
 	// Sign first: it writes nothing, so if it fails the presented token is
 	// still unconsumed and the client can retry; once the rotation commits,
 	// nothing is left that can fail.
-	resp, err := a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience, idClaims: grant.IDClaims}, grant.Scope, false)
+	resp, err := a.issue(ctx, client, signIn, tokenPlan{audience: grant.Audience, idClaims: grant.IDClaims}, grant.Scope, false, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -83,13 +83,14 @@ func (r *passwordAuthenticateRequest) validate() []fault.Detail {
 }
 
 // passwordAuthenticate is POST /v1/auth/password/authenticate.
-func (a *App) passwordAuthenticate(c echo.Context, client *token.Client, req *passwordAuthenticateRequest) (*experience.SignIn, error) {
+func (a *App) passwordAuthenticate(c echo.Context, client *token.Client, req *passwordAuthenticateRequest, t *signInTokens) (*experience.SignIn, error) {
 	return a.engine.SignInWithPassword(c.Request().Context(), experience.PasswordSignIn{
 		Identifier: experience.Identifier{Type: usernameTypes[req.UsernameType], Value: req.Username},
 		Password:   req.Password,
 		SessionID:  req.SessionID,
 		Meta:       req.meta(c, client),
 		EnforceMFA: client.EnforceMFA,
+		InTx:       a.storeRefresh(t),
 	})
 }
 
@@ -108,7 +109,7 @@ func (r *sessionAuthenticateRequest) validate() []fault.Detail {
 
 // sessionAuthenticate is POST /v1/auth/session/authenticate: new tokens for
 // a live session, without the user (silent authentication).
-func (a *App) sessionAuthenticate(c echo.Context, client *token.Client, req *sessionAuthenticateRequest) (*experience.SignIn, error) {
+func (a *App) sessionAuthenticate(c echo.Context, client *token.Client, req *sessionAuthenticateRequest, _ *signInTokens) (*experience.SignIn, error) {
 	return a.engine.ReauthenticateSession(c.Request().Context(), req.SessionID, req.meta(c, client), client.EnforceMFA)
 }
 
@@ -216,7 +217,7 @@ func (r *passwordResetRequest) validate() []fault.Detail {
 
 // passwordReset is POST /v1/auth/password/reset: change an expired or
 // temporary password with the reset token, and sign in.
-func (a *App) passwordReset(c echo.Context, client *token.Client, req *passwordResetRequest) (*experience.SignIn, error) {
+func (a *App) passwordReset(c echo.Context, client *token.Client, req *passwordResetRequest, _ *signInTokens) (*experience.SignIn, error) {
 	return a.engine.ResetPassword(c.Request().Context(), experience.PasswordReset{
 		ResetToken: req.ResetToken, NewPassword: req.NewPassword, Meta: req.meta(c, client), EnforceMFA: client.EnforceMFA,
 	})

@@ -213,7 +213,7 @@ func (s *Services) Close() error { return s.DB.Close() }
 
 // NewServer builds the HTTP app over the services.
 func (s *Services) NewServer(log *slog.Logger) *App {
-	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens, Engine: s.Engine})
+	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens, Engine: s.Engine, Gate: s.Hasher.Gate()})
 }
 
 // RunHousekeeping deletes dead rows on a schedule until ctx ends: refresh
@@ -239,12 +239,11 @@ func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every 
 	}
 }
 
-// hashGate builds the hashing admission gate: with LATCH_HASH_QUEUE_WAIT 0
-// (the default) waits adapt to how long hashes take right now.
+// hashGate builds the hashing admission gate. Zero settings take the
+// gate's defaults: one hash per CPU, a queue of 8 units per hash (a closed
+// loop of 9 × the CPUs is never refused), and waits bounded by the measured
+// hash time (LATCH_HASH_QUEUE_WAIT 0).
 func hashGate(cfg config.Config) *credentials.Gate {
-	if cfg.HashQueueWait == 0 {
-		return credentials.NewAdaptiveGate(cfg.HashConcurrency, cfg.HashQueue)
-	}
 	return credentials.NewGate(cfg.HashConcurrency, cfg.HashQueue, cfg.HashQueueWait)
 }
 

@@ -164,8 +164,8 @@ func Default() Config {
 		Argon2Iterations:    2,
 		Argon2Parallelism:   1,
 		HashConcurrency:     0, // 0 = number of CPUs
-		HashQueue:           0, // 0 = 2 × concurrency
-		HashQueueWait:       0, // 0 = adaptive: about 1.5 recent hash times
+		HashQueue:           0, // 0 = 8 × concurrency
+		HashQueueWait:       0, // 0 = adaptive: twice the time a full queue takes to drain, at least 1s
 		SettingsCacheTTL:    2 * time.Second,
 		IPRateLimit:         0,
 		IPRateBurst:         20,
@@ -512,7 +512,7 @@ func (c *Config) finish(name func(env string) string, generate bool) error {
 		return bad("LATCH_HASH_CONCURRENCY", "must be 0 (number of CPUs) or more, got %d", c.HashConcurrency)
 	}
 	if c.HashQueue < 0 {
-		return bad("LATCH_HASH_QUEUE", "must be 0 (2 × concurrency) or more, got %d", c.HashQueue)
+		return bad("LATCH_HASH_QUEUE", "must be 0 (8 × concurrency) or more, got %d", c.HashQueue)
 	}
 	// The import budget stays within the bounds every stored hash must
 	// respect (credentials' Max* constants).

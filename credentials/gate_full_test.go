@@ -61,33 +61,3 @@ func TestGateFullHint(t *testing.T) {
 		t.Fatal("a drained gate reports full")
 	}
 }
-
-// An adaptive gate bounds waits by recent run time: with runs of ~20ms a
-// caller with two runs' worth of callers ahead of it is refused at once,
-// while the callers already in line are served.
-func TestAdaptiveGateBoundsWaitsByRunTime(t *testing.T) {
-	g := NewAdaptiveGate(1, 10)
-	if err := g.Do(context.Background(), func() { time.Sleep(20 * time.Millisecond) }); err != nil {
-		t.Fatal(err)
-	}
-	if b := g.waitBound(); b < 25*time.Millisecond || b > 40*time.Millisecond {
-		t.Fatalf("wait bound %v, want about 1.5 runs", b)
-	}
-	release := hold(t, g)
-	served := make(chan error, 2)
-	for i := 1; i <= 2; i++ {
-		go func() { served <- g.Do(context.Background(), func() {}) }()
-		waitFor(t, func() bool { _, w := g.Stats(); return w == i })
-	}
-	start := time.Now()
-	assertBusy(t, g.Do(context.Background(), func() {})) // two runs ahead: ~40ms > ~30ms
-	if d := time.Since(start); d > 10*time.Millisecond {
-		t.Fatalf("the refusal waited %v", d)
-	}
-	release()
-	for i := 0; i < 2; i++ {
-		if err := <-served; err != nil {
-			t.Fatalf("a caller already in line was not served: %v", err)
-		}
-	}
-}

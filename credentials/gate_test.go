@@ -33,11 +33,11 @@ func TestNewGateDefaults(t *testing.T) {
 		wantConc, wantQueue int
 		wantWait            time.Duration
 	}{
-		{"all defaults", 0, 0, 0, cpus, 2 * cpus, DefaultGateMaxWait},
+		{"all defaults", 0, 0, 0, cpus, DefaultGateQueueFactor * cpus, 0},
 		{"explicit", 3, 7, 250 * time.Millisecond, 3, 7, 250 * time.Millisecond},
-		{"queue defaults to 2x concurrency", 2, 0, time.Second, 2, 4, time.Second},
+		{"queue defaults to 8x concurrency", 2, 0, time.Second, 2, 16, time.Second},
 		{"negative queue means no waiting", 2, -1, time.Second, 2, 0, time.Second},
-		{"negative concurrency and wait take defaults", -5, 1, -time.Second, cpus, 1, DefaultGateMaxWait},
+		{"negative concurrency and wait take defaults", -5, 1, -time.Second, cpus, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,6 +234,8 @@ func TestGateCancelledContextDoesNotRunEvenWithFreeSlot(t *testing.T) {
 	}
 }
 
+// Outside overload (nobody was refused for want of room), waiters are
+// served in arrival order.
 func TestGateStatsAndFIFOHandoff(t *testing.T) {
 	g := NewGate(1, 2, 5*time.Second)
 	release := hold(t, g)
@@ -249,19 +251,26 @@ func TestGateStatsAndFIFOHandoff(t *testing.T) {
 		}()
 		want := i
 		waitFor(t, func() bool { _, w := g.Stats(); return w == want })
-		// Let the waiter block on the slot before the next one queues.
-		time.Sleep(20 * time.Millisecond)
 	}
 	if r, w := g.Stats(); r != 1 || w != 2 {
 		t.Fatalf("Stats = %d running, %d waiting; want 1, 2", r, w)
 	}
-	// The queue is full: a third caller is refused.
-	assertBusy(t, g.Do(context.Background(), func() {}))
+	if !g.Full() {
+		t.Fatal("a gate with its slot and queue taken does not report full")
+	}
 	release()
 	wg.Wait()
 	if a, b := <-order, <-order; a != 1 || b != 2 {
 		t.Fatalf("waiters ran in order %d, %d; want 1, 2", a, b)
 	}
+	// The queue full, a third caller is refused at once.
+	release = hold(t, g)
+	defer release()
+	for range 2 {
+		go g.Do(context.Background(), func() {})
+	}
+	waitFor(t, func() bool { _, w := g.Stats(); return w == 2 })
+	assertBusy(t, g.Do(context.Background(), func() {}))
 }
 
 func TestGatePanicReleasesSlot(t *testing.T) {

@@ -125,10 +125,10 @@ func (h *Hasher) Params() Argon2Params { return h.params }
 // Gate returns the admission gate the hasher runs through (nil if none).
 func (h *Hasher) Gate() *Gate { return h.gate }
 
-// Saturated reports whether the hashing gate is full right now (a hint):
-// callers refuse with BusyError before doing work for a hash that would
-// not be admitted.
-func (h *Hasher) Saturated() bool { return h.gate != nil && h.gate.Full() }
+// Saturated reports whether the hashing gate would refuse a hash right
+// now, counting the refusal (Gate.Shed): callers refuse with BusyError
+// before doing work for a hash that would not be admitted.
+func (h *Hasher) Saturated() bool { return h.gate != nil && h.gate.Shed() }
 
 // ImportBudget returns the most an imported hash may cost to verify.
 func (h *Hasher) ImportBudget() ImportBudget { return h.budget }

@@ -165,5 +165,5 @@ func (e *Engine) AuthenticateSSO(ctx context.Context, flowID, code, state string
 	if upstreamMFAProven(in) {
 		amr, enforceMFA = append(amr, AMRMFA), false
 	}
-	return e.completeFirstFactor(ctx, user, nil, amr, meta, enforceMFA, nil)
+	return e.completeFirstFactor(ctx, user, nil, amr, meta, enforceMFA, nil, nil)
 }

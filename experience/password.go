@@ -272,5 +272,5 @@ func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn,
 	if err != nil {
 		return nil, err
 	}
-	return e.completeFirstFactor(ctx, user, nil, []string{AMRPassword}, req.Meta, req.EnforceMFA, nil)
+	return e.completeFirstFactor(ctx, user, nil, []string{AMRPassword}, req.Meta, req.EnforceMFA, nil, nil)
 }

@@ -21,6 +21,11 @@ type PasswordSignIn struct {
 	// EnforceMFA is the calling application's choice; when false, tokens
 	// are issued after the password and the application checks amr.
 	EnforceMFA bool
+	// InTx, when set, runs inside the transaction that completes a
+	// successful sign-in (not one left waiting for MFA), with its session:
+	// work that must commit with the sign-in, such as storing its refresh
+	// token, in the same commit. Its error rolls the sign-in back.
+	InTx func(tx *gorm.DB, s *SignIn) error
 }
 
 // SignIn is a completed sign-in: the user and their active session.
@@ -72,7 +77,7 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		}
 		return nil, errSessionNotFound()
 	}
-	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, res)
+	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, res, req.InTx)
 }
 
 // passwordSignInAllowed refuses a password sign-in the settings close:
@@ -105,9 +110,9 @@ func (e *Engine) offerReset(ctx context.Context, state *passwordStateError, meta
 // completeFirstFactor opens the session after a first factor: pending with
 // mfa_required when the user must still prove a second factor, else active.
 // Everything it writes — the sentinel reservation to clear (if any), the
-// session, the last sign-in time and the audit event — commits in one
-// transaction.
-func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, res *Verdict) (*SignIn, error) {
+// session, the last sign-in time, the audit event and what inTx adds to a
+// completed sign-in — commits in one transaction.
+func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, res *Verdict, inTx func(*gorm.DB, *SignIn) error) (*SignIn, error) {
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -146,7 +151,13 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 			return e.Audit.record(tx, AuditEvent{Event: EventSignIn, Outcome: OutcomeFailure, UserID: user.ID, ClientID: meta.ClientID,
 				IPAddress: meta.IPAddress, Data: map[string]any{"method": amr[0], "reason": "mfa_required", "session_id": sess.ID}})
 		}
-		return e.markSignedIn(tx, user, sess, amr, meta)
+		if err := e.markSignedIn(tx, user, sess, amr, meta); err != nil {
+			return err
+		}
+		if inTx != nil {
+			return inTx(tx, &SignIn{User: user, Session: sess})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

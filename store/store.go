@@ -61,7 +61,13 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		Logger:                 logger.Discard,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 		SkipDefaultTransaction: true,
-		PrepareStmt:            true,
+		// No gorm statement cache: it prepares a statement first run in a
+		// transaction on that transaction, and database/sql then prepares
+		// and closes it again in every later transaction — three round trips
+		// per statement of every sign-in on PostgreSQL. pgx caches prepared
+		// statements per connection by itself (inside transactions too), and
+		// the SQLite driver prepares at each execution anyway.
+		PrepareStmt: false,
 	}
 	var (
 		db      *gorm.DB

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -265,5 +266,38 @@ func TestOpenUnreachablePostgresFails(t *testing.T) {
 	_, err := store.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2", store.Options{})
 	if err == nil {
 		t.Fatal("open of an unreachable PostgreSQL succeeded")
+	}
+}
+
+// A statement run inside transactions is prepared once per connection and
+// stays prepared (pgx's statement cache), not prepared and deallocated
+// again in every transaction: that cost every sign-in two extra round
+// trips per statement on PostgreSQL.
+func TestStatementsInTransactionsStayPrepared(t *testing.T) {
+	if os.Getenv(apptest.PostgresEnv) == "" {
+		t.Skip(apptest.PostgresEnv + " is not set; a PostgreSQL test")
+	}
+	db, err := store.Open(context.Background(), apptest.DatabaseURL(t, apptest.Postgres), store.Options{MaxOpenConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	if err := db.Exec("CREATE TABLE stmt_probe (n INTEGER)").Error; err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := db.Tx(ctx, func(tx *gorm.DB) error { return tx.Exec("INSERT INTO stmt_probe (n) VALUES (?)", i).Error }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One connection: the query below sees the prepared statements of the
+	// connection the transactions ran on.
+	var n int
+	if err := db.Raw("SELECT COUNT(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO stmt_probe%'").Scan(&n).Error; err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("%d prepared INSERTs on the connection after three transactions, want 1 kept from the first", n)
 	}
 }

@@ -398,10 +398,32 @@ func (s *Service) PurgeRefreshTokens(ctx context.Context, retain time.Duration) 
 	return res.RowsAffected, nil
 }
 
+// RefreshIssue is a refresh token started ahead of the other tokens of a
+// sign-in, in the sign-in's own transaction (StoreRefreshFamily).
+type RefreshIssue struct {
+	Token     string
+	ExpiresAt time.Time
+	FamilyID  string
+}
+
+// StoreRefreshFamily starts a refresh-token family for g (WithRefresh is not
+// looked at) through tx, a transaction of the caller's: the token commits
+// with the sign-in that earns it — one commit instead of two — or not at
+// all. Pass the result to IssueUserTokens as g.Refresh; it is only handed
+// out once tx has committed.
+func (s *Service) StoreRefreshFamily(tx *gorm.DB, g UserGrant) (*RefreshIssue, error) {
+	raw, exp, family, err := s.newRefreshFamily(tx, true, g, s.audienceOf(g), s.now())
+	if err != nil {
+		return nil, err
+	}
+	return &RefreshIssue{Token: raw, ExpiresAt: exp, FamilyID: family}, nil
+}
+
 // newRefreshFamily starts a family for g with its first token, in one
-// transaction (two INSERTs), and returns the token, its expiry and the
-// family's id. The family's absolute bound is the session's expiry.
-func (s *Service) newRefreshFamily(ctx context.Context, g UserGrant, audience string, now time.Time) (string, time.Time, string, error) {
+// transaction (two INSERTs) — db's own when inTx, else one of its own —
+// and returns the token, its expiry and the family's id. The family's
+// absolute bound is the session's expiry.
+func (s *Service) newRefreshFamily(db *gorm.DB, inTx bool, g UserGrant, audience string, now time.Time) (string, time.Time, string, error) {
 	if g.SessionExpiresAt.IsZero() {
 		return "", time.Time{}, "", errors.New("token: a refresh token needs the session's expiry (UserGrant.SessionExpiresAt)")
 	}
@@ -421,18 +443,23 @@ func (s *Service) newRefreshFamily(ctx context.Context, g UserGrant, audience st
 	var err error
 	if s.db.Dialect == store.Postgres {
 		// Both INSERTs as one statement: one round trip, one transaction.
-		res := s.db.WithContext(ctx).Exec(newFamilyPostgresSQL, fam.ID, fam.ClientID, fam.UserID, fam.SessionID,
+		res := db.Exec(newFamilyPostgresSQL, fam.ID, fam.ClientID, fam.UserID, fam.SessionID,
 			fam.Audience, fam.Scope, fam.OrgID, fam.IDClaims, fam.CreatedAt, fam.ExpiresAt, tok.ID, tok.Digest, tok.CreatedAt, tok.ExpiresAt)
 		if err = res.Error; err == nil && res.RowsAffected != 1 {
 			err = fmt.Errorf("stored %d tokens", res.RowsAffected)
 		}
 	} else {
-		err = s.db.Tx(ctx, func(tx *gorm.DB) error {
+		insert := func(tx *gorm.DB) error {
 			if err := tx.Create(&fam).Error; err != nil {
 				return err
 			}
 			return tx.Create(&tok).Error
-		})
+		}
+		if inTx {
+			err = insert(db)
+		} else {
+			err = db.Transaction(insert)
+		}
 	}
 	if err != nil {
 		return "", time.Time{}, "", fmt.Errorf("token: store refresh token: %w", err)

@@ -47,6 +47,10 @@ type UserGrant struct {
 	// token then carries azp and at_hash, and Nonce when the request had one.
 	AuthorizationCode bool
 	Nonce             string
+	// Refresh is a refresh token already stored for the grant, with the
+	// sign-in (StoreRefreshFamily): it is handed out and WithRefresh is
+	// ignored.
+	Refresh *RefreshIssue
 }
 
 // UserTokens are the tokens issued for a UserGrant.
@@ -94,15 +98,15 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 		return nil, errors.New("token: IssueUserTokens needs ClientID, UserID and SessionID")
 	}
 	now := s.now()
-	audience := g.Audience
-	if audience == "" {
-		audience = s.opts.Issuer
-	}
+	audience := s.audienceOf(g)
 	out := &UserTokens{ExpiresIn: int64(s.opts.AccessTokenTTL / time.Second)}
 	// The refresh token is stored first: if the session has already ended,
 	// nothing is signed.
-	if g.WithRefresh {
-		raw, exp, family, err := s.newRefreshFamily(ctx, g, audience, now)
+	switch {
+	case g.Refresh != nil:
+		out.RefreshToken, out.RefreshExpiresAt, out.FamilyID = g.Refresh.Token, g.Refresh.ExpiresAt, g.Refresh.FamilyID
+	case g.WithRefresh:
+		raw, exp, family, err := s.newRefreshFamily(s.db.WithContext(ctx), false, g, audience, now)
 		if err != nil {
 			return nil, err
 		}
@@ -165,6 +169,15 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 		return nil, err
 	}
 	return out, nil
+}
+
+// audienceOf is the audience of g's tokens: the resolved resource, or the
+// issuer.
+func (s *Service) audienceOf(g UserGrant) string {
+	if g.Audience == "" {
+		return s.opts.Issuer
+	}
+	return g.Audience
 }
 
 // VerifyUserAccessToken verifies a user access token for any audience (for

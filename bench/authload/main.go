@@ -1,15 +1,20 @@
 // Command authload measures Latch's password authentication against the
-// machine's raw argon2id rate, in one run, on a real `latch serve` process:
+// machine's raw argon2id rate, in one run, on a real `latch serve` process
+// per database:
 //
+//	go run ./bench/authload -duration 5s                 # SQLite, then PostgreSQL
 //	go run ./bench/authload -db sqlite -duration 10s
-//	go run ./bench/authload -db postgres -duration 10s
 //
-// It prints: the raw hash rate; authenticate throughput at saturation and
-// its ratio to the raw rate (target ≥ 90%); p50/p99 unloaded and at 50%
-// load; at 4× overload the p99 of admitted requests against the unloaded
-// p99 (target ≤ 3×), how the rest were refused, and the server's peak RSS
-// (target < 300 MiB); and session/authenticate and token/refresh rates
-// (target ≥ 1,500/s on PostgreSQL).
+// For each database it prints: the raw argon2id rate (measured in-process
+// around every closed-loop phase, same parameters); the authenticate rate
+// at 4, 8 and 16 closed-loop clients, its ratio to the raw rate (target ≥
+// 0.90) and its non-200 answers (target 0); p50/p99 unloaded; at 4×
+// open-loop overload the p99 of admitted requests against the unloaded p99
+// (target ≤ 3×) and how the rest were refused (status, latency); the
+// server's peak RSS; and session/authenticate and token/refresh rates.
+//
+// With -profile DIR it also saves a CPU profile of the server during each
+// closed-loop phase (through LATCH_PPROF_ADDR) for `go tool pprof`.
 package main
 
 import (
@@ -19,11 +24,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/latch-dev/latch/bench/internal/harness"
@@ -32,14 +41,46 @@ import (
 )
 
 func main() {
-	db := flag.String("db", "sqlite", "database: sqlite or postgres")
+	dbs := flag.String("db", "sqlite,postgres", "databases, comma-separated: sqlite, postgres")
 	dsn := flag.String("pg", envOr("LATCH_TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL base URL")
 	d := flag.Duration("duration", 10*time.Second, "length of each phase")
 	users := flag.Int("users", 50, "users to spread sign-ins over")
+	clients := flag.String("clients", "4,8,16", "closed-loop client counts, comma-separated")
+	sessions := flag.Bool("sessions", true, "also measure session/authenticate and token/refresh")
+	profile := flag.String("profile", "", "save a server CPU profile of each closed-loop phase in this directory")
+	serverEnv := flag.String("env", "", "extra environment of the server, e.g. GOGC=200,LATCH_HASH_QUEUE=32")
+	serverLog := flag.String("server-log", "", "write the server's output (e.g. with -env GODEBUG=gctrace=1) to this file")
 	flag.Parse()
-	if err := run(*db, *dsn, *d, *users); err != nil {
-		fmt.Fprintln(os.Stderr, "authload:", err)
-		os.Exit(1)
+	extra := map[string]string{}
+	for _, kv := range strings.Split(*serverEnv, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+			extra[k] = v
+		}
+	}
+	var loops []int
+	for _, s := range strings.Split(*clients, ",") {
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "authload: bad -clients", *clients)
+			os.Exit(2)
+		}
+		loops = append(loops, n)
+	}
+	var summaries []string
+	for _, db := range strings.Split(*dbs, ",") {
+		sum, err := run(strings.TrimSpace(db), *dsn, *d, *users, loops, *sessions, *profile, extra, *serverLog)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "authload:", err)
+			os.Exit(1)
+		}
+		summaries = append(summaries, sum)
+	}
+	fmt.Println("summary")
+	for _, s := range summaries {
+		fmt.Println(s)
 	}
 }
 
@@ -55,79 +96,230 @@ type bench struct {
 	hc    *http.Client
 	token string
 	users []string
+	pprof string // the server's pprof address, when profiling
 }
 
-func run(db, dsn string, d time.Duration, nUsers int) error {
+func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool, profileDir string, extra map[string]string, serverLog string) (string, error) {
 	ctx := context.Background()
 	params := credentials.DefaultArgon2Params()
-	srv, err := harness.Start(ctx, harness.Options{DB: db, PostgresDSN: dsn, Env: map[string]string{
-		"LATCH_IP_RATE_LIMIT": "0",
-	}})
+	env := map[string]string{"LATCH_IP_RATE_LIMIT": "0"}
+	for k, v := range extra {
+		env[k] = v
+	}
+	pprofAddr := ""
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o755); err != nil {
+			return "", err
+		}
+		pprofAddr = freeAddr()
+		env["LATCH_PPROF_ADDR"] = pprofAddr
+	}
+	srv, err := harness.Start(ctx, harness.Options{DB: db, PostgresDSN: dsn, Env: env})
 	if err != nil {
-		return err
+		return "", err
+	}
+	if serverLog != "" {
+		// Deferred before Close, so it runs after it: the whole output.
+		defer func() {
+			if err := os.WriteFile(serverLog+"."+db, srv.Log.Bytes(), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "server log:", err)
+			}
+		}()
 	}
 	defer srv.Close()
-	b := &bench{srv: srv, hc: harness.HTTPClient()}
+	b := &bench{srv: srv, hc: harness.HTTPClient(), pprof: pprofAddr}
 	client, err := srv.CreateClient("auth:execute users:write")
 	if err != nil {
-		return err
+		return "", err
 	}
 	if b.token, err = srv.ClientToken(b.hc, client); err != nil {
-		return err
+		return "", err
 	}
 	for i := 0; i < nUsers; i++ {
 		name := fmt.Sprintf("bench-user-%d", i)
 		st, body := b.post("/v1/users", map[string]any{"username": name, "credentials": map[string]any{"password": "bench password " + strconv.Itoa(i)}})
 		if st != http.StatusCreated {
-			return fmt.Errorf("create user: %d %s", st, body)
+			return "", fmt.Errorf("create user: %d %s", st, body)
 		}
 		b.users = append(b.users, name)
 	}
-	fmt.Printf("latch authload — %s, %d CPUs, argon2id %s, phases of %s\n\n", db, runtime.NumCPU(), params, d)
-
-	raw := credentials.MeasureHashRate(params, runtime.NumCPU(), d)
-	fmt.Printf("raw argon2id rate (%d workers, in-process):   %8.1f hashes/s\n", runtime.NumCPU(), raw)
+	cpus := runtime.NumCPU()
+	fmt.Printf("latch authload — %s, %d CPUs, argon2id %s, phases of %s\n\n", db, cpus, params, d)
 
 	unloaded := load.Closed(ctx, 1, d, b.authenticate)
-	fmt.Printf("unloaded (1 client):                        p50 %6.1f ms   p99 %6.1f ms   [%s]\n",
+	fmt.Printf("unloaded (1 client):           p50 %6.1f ms   p99 %6.1f ms   [%s]\n",
 		ms(unloaded.Percentile(200, 50)), ms(unloaded.Percentile(200, 99)), unloaded.Statuses())
 
-	// Saturation: as many clients as the hashing gate admits at once (its
-	// concurrency plus its queue, by default 3 × CPUs), so a hash slot never
-	// idles while a request is in its database or HTTP phase.
-	clients := 3 * runtime.NumCPU()
-	before := srv.CPUNow()
-	sat := load.Closed(ctx, clients, d, b.authenticate)
-	used := srv.CPUNow().Sub(before)
-	// This machine's hash rate drifts between runs (shared CPUs), so the
-	// raw rate is measured again right after saturation and the higher of
-	// the two is the yardstick: the ratio can only be understated.
-	rawAfter := credentials.MeasureHashRate(params, runtime.NumCPU(), d)
-	if rawAfter > raw {
-		raw = rawAfter
+	// Each closed loop is framed by raw measurements (in-process, as many
+	// workers as CPUs, no server work): this machine's hash rate drifts
+	// (shared CPUs), so the yardstick of a phase is the higher of the two
+	// around it and the ratio can only be understated.
+	raw, rawCPU, rawFaults := measureRaw(params, cpus, d)
+	fmt.Printf("raw argon2id rate (%d workers, in-process):        %6.1f hashes/s   (%.1f ms of CPU per hash)\n", cpus, raw, ms(rawCPU))
+	rawLow, rawHigh := raw, raw
+	var shares, cpuShares []string
+	for _, n := range loops {
+		before, busyBefore, t0 := srv.CPUNow(), b.gateMetric("latch_hash_gate_busy_unit_seconds_total"), time.Now()
+		selfBefore, _, _ := selfCPU()
+		stopProfile := b.profile(ctx, filepath.Join(profileDir, fmt.Sprintf("%s-%d.pprof", db, n)), d)
+		sat := load.Closed(ctx, n, d, b.authenticate)
+		stopProfile()
+		selfAfter, _, _ := selfCPU()
+		used, self := srv.CPUNow().Sub(before), selfAfter-selfBefore
+		busy := (b.gateMetric("latch_hash_gate_busy_unit_seconds_total") - busyBefore) /
+			(b.gateMetric(`latch_hash_gate_limit_units{limit="concurrency"}`) * time.Since(t0).Seconds())
+		after, afterCPU, afterFaults := measureRaw(params, cpus, d)
+		yard := max(raw, after)
+		rawLow, rawHigh = min(rawLow, after), max(rawHigh, after)
+		ratio := sat.Rate(200) / yard
+		non200 := sat.Count(0) - sat.Count(200) + sat.Errors
+		fmt.Printf("%2d clients: %6.1f authentications/s = %.3f of raw %.1f (target ≥ 0.90); non-200: %d   p50 %5.0f ms  p99 %5.0f ms   [%s]\n",
+			n, sat.Rate(200), ratio, yard, non200, ms(sat.Percentile(200, 50)), ms(sat.Percentile(200, 99)), sat.Statuses())
+		if c := float64(sat.Count(200)); c > 0 {
+			// What the ratio would be on a machine running nothing else:
+			// the CPU of a raw hash over all the CPU one authentication
+			// costs (server, its database backends, the load generator).
+			hash := (rawCPU + afterCPU) / 2
+			total := used.Server + used.Database + self
+			share := float64(hash) * c / float64(total)
+			fmt.Printf("            CPU per authentication: server %.1f + PostgreSQL %.1f + load generator %.1f = %.1f ms; raw hash %.1f ms → CPU share %.3f; machine busy %.1f ms (others included)\n",
+				ms(used.Server)/c, ms(used.Database)/c, ms(self)/c, ms(total)/c, ms(hash), share, ms(used.Machine)/c)
+			fmt.Printf("            hash slots busy %.0f%%; server kernel time %.1f ms and %.0f page faults per authentication (raw hash: %.0f faults)\n",
+				100*busy, ms(used.System)/c, float64(used.Faults)/c, (rawFaults+afterFaults)/2)
+			cpuShares = append(cpuShares, fmt.Sprintf("%d: %.2f", n, share))
+		}
+		fmt.Printf("raw argon2id rate again:                          %6.1f hashes/s   (%.1f ms of CPU per hash)\n", after, ms(afterCPU))
+		shares = append(shares, fmt.Sprintf("%d: %.2f (%d non-200)", n, ratio, non200))
+		raw, rawCPU, rawFaults = after, afterCPU, afterFaults
 	}
-	fmt.Printf("raw argon2id rate again, after saturation:  %8.1f hashes/s (yardstick: %.1f)\n", rawAfter, raw)
-	fmt.Printf("saturation (%d clients):                     %8.1f authentications/s = %.1f%% of raw (target ≥ 90%%)   [%s]\n",
-		clients, sat.Rate(200), 100*sat.Rate(200)/raw, sat.Statuses())
-	if n := float64(sat.Count(200)); n > 0 {
-		hash := time.Duration(float64(time.Second) * float64(runtime.NumCPU()) / raw)
-		fmt.Printf("  CPU per authentication: server %.1f ms, whole machine %.1f ms (one raw hash: %.1f ms)\n",
-			ms(used.Server)/n, ms(used.Machine)/n, ms(hash))
+
+	// Overload: four times what the machine can hash, open loop (arrivals
+	// do not wait for answers), measured from each scheduled arrival.
+	rate := 4 * rawHigh
+	over := load.Open(ctx, rate, d, 4000, func(ctx context.Context) load.Outcome { return b.authenticate(ctx, 0) })
+	overRatio := float64(over.Percentile(200, 99)) / float64(unloaded.Percentile(200, 99))
+	fmt.Printf("4× overload (%.0f req/s, open loop): admitted %.1f/s   p50 %5.1f ms   p99 %6.1f ms = %.2f× unloaded p99 (target ≤ 3×)\n",
+		rate, over.Rate(200), ms(over.Percentile(200, 50)), ms(over.Percentile(200, 99)), overRatio)
+	fast := over.CountBelow(503, 10*time.Millisecond)
+	fmt.Printf("             refused %.1f/s: 503 p50 %5.1f ms  p90 %5.1f ms  p99 %6.1f ms; %.0f%% within 10 ms   [%s]\n",
+		over.Rate(503), ms(over.Percentile(503, 50)), ms(over.Percentile(503, 90)), ms(over.Percentile(503, 99)),
+		100*float64(fast)/float64(max(1, over.Count(503))), over.Statuses())
+	rss := srv.PeakRSS()
+	fmt.Printf("server peak RSS:                                  %6.1f MiB (target < 300 MiB)\n", rss)
+	gate := b.gateMetrics()
+	if gate != "" {
+		fmt.Printf("gate: %s\n", gate)
 	}
+	fmt.Println()
 
-	half := load.Open(ctx, raw/2, d, 1000, func(ctx context.Context) load.Outcome { return b.authenticate(ctx, 0) })
-	fmt.Printf("50%% load (%.0f req/s):                       p50 %6.1f ms   p99 %6.1f ms   [%s]\n",
-		raw/2, ms(half.Percentile(200, 50)), ms(half.Percentile(200, 99)), half.Statuses())
+	summary := fmt.Sprintf("  %-8s auth/raw %s (raw %.0f–%.0f/s; CPU share %s)\n           4× overload admitted p99 / unloaded p99 = %.2f (%.0f / %.0f ms), 503 p50/p99 %.0f/%.0f ms; peak RSS %.0f MiB",
+		db, strings.Join(shares, ", "), rawLow, rawHigh, strings.Join(cpuShares, ", "), overRatio, ms(over.Percentile(200, 99)), ms(unloaded.Percentile(200, 99)),
+		ms(over.Percentile(503, 50)), ms(over.Percentile(503, 99)), rss)
+	if sessions {
+		if err := b.sessionPhases(ctx, d); err != nil {
+			return "", err
+		}
+		fmt.Println()
+	}
+	return summary, nil
+}
 
-	over := load.Open(ctx, raw*4, d, 4000, func(ctx context.Context) load.Outcome { return b.authenticate(ctx, 0) })
-	ratio := float64(over.Percentile(200, 99)) / float64(unloaded.Percentile(200, 99))
-	fmt.Printf("4× overload (%.0f req/s): admitted %.1f/s   p99 %6.1f ms = %.2f× unloaded p99 (target ≤ 3×)\n",
-		raw*4, over.Rate(200), ms(over.Percentile(200, 99)), ratio)
-	fmt.Printf("                          refused  %.1f/s   503 p99 %6.1f ms   [%s]\n",
-		over.Rate(503), ms(over.Percentile(503, 99)), over.Statuses())
-	fmt.Printf("server peak RSS:                            %8.1f MiB (target < 300 MiB)\n\n", srv.PeakRSS())
+// measureRaw returns the raw argon2id rate with workers goroutines for
+// about d, and the CPU time and the minor page faults of one hash (this
+// process does nothing else meanwhile).
+func measureRaw(p credentials.Argon2Params, workers int, d time.Duration) (rate float64, cpu time.Duration, faults float64) {
+	before, faultsBefore, start := selfCPU()
+	rate = credentials.MeasureHashRate(p, workers, d)
+	hashes := rate * time.Since(start).Seconds()
+	if hashes < 1 {
+		return rate, 0, 0
+	}
+	after, faultsAfter, _ := selfCPU()
+	return rate, time.Duration(float64(after-before) / hashes), float64(faultsAfter-faultsBefore) / hashes
+}
 
-	return b.sessionPhases(ctx, d)
+// selfCPU returns this process's user+system CPU time and minor page
+// faults, and the time now.
+func selfCPU() (time.Duration, int64, time.Time) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0, 0, time.Now()
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt, time.Now()
+}
+
+// freeAddr returns a free loopback address.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return ""
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// profile starts fetching a CPU profile of the server for d into file; the
+// returned func waits for it. A no-op without -profile.
+func (b *bench) profile(ctx context.Context, file string, d time.Duration) (wait func()) {
+	if b.pprof == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := int(d.Seconds())
+		if secs < 1 {
+			secs = 1
+		}
+		res, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer res.Body.Close()
+		data, _ := io.ReadAll(res.Body)
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+		}
+	}()
+	return func() { <-done }
+}
+
+// gateMetric returns the value of one sample of the server's metrics (0
+// if absent).
+func (b *bench) gateMetric(sample string) float64 {
+	res, err := b.hc.Get(b.srv.URL + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// gateMetrics summarises the server's hashing-gate counters.
+func (b *bench) gateMetrics() string {
+	res, err := b.hc.Get(b.srv.URL + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		for _, p := range []string{"latch_hash_gate_admitted_total", "latch_hash_gate_refusals_total", "latch_hash_gate_mean_hash_seconds"} {
+			if strings.HasPrefix(line, p) {
+				out = append(out, strings.TrimPrefix(line, "latch_hash_gate_"))
+			}
+		}
+	}
+	return strings.Join(out, "  ")
 }
 
 // sessionPhases measures session re-authentication and refresh rotation.

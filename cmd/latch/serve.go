@@ -30,6 +30,8 @@ func (c *cli) serveCmd() *cobra.Command {
 			}
 			log := c.logger(cfg.LogLevel)
 			warnGeneratedKey(log, cfg)
+			keepHashMemoryHot(cfg, c.getenv, log)
+			leaveRoomForRequests(c.getenv)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			svc, err := app.Open(ctx, cfg, log, cfg.AutoMigrate)

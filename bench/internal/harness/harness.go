@@ -70,6 +70,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
+	_ = dbURL
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		s.Close()
@@ -132,6 +133,9 @@ func (s *Server) postgresSchema(base string) (string, error) {
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	// The server's connections carry the schema's name, so that the CPU
+	// of their backends can be told apart (PostgresCPU).
+	q.Set("application_name", schema)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
@@ -232,8 +236,12 @@ func HTTPClient() *http.Client {
 
 // CPU is a snapshot of CPU time: the server process's and the machine's.
 type CPU struct {
-	Server  time.Duration // user+system time of the latch process
-	Machine time.Duration // busy time of all CPUs (everything but idle/iowait)
+	Server   time.Duration // user+system time of the latch process
+	System   time.Duration // of which system (kernel) time: page faults, syscalls
+	Faults   int64         // minor page faults of the latch process
+	Database time.Duration // PostgreSQL backends of the server's connections (PostgresCPU)
+	Machine  time.Duration // busy time of all CPUs (everything but idle/iowait)
+	backends map[int]time.Duration
 }
 
 // clockTick is USER_HZ, the unit of /proc CPU counters on Linux.
@@ -241,16 +249,11 @@ const clockTick = 100
 
 // CPUNow reads the CPU counters (zero values where /proc is unavailable).
 func (s *Server) CPUNow() CPU {
-	var c CPU
-	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil {
-		// Fields after the command name (which is in parentheses).
-		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-		if len(f) > 12 {
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			c.Server = time.Duration(u+st) * time.Second / clockTick
-		}
+	c := CPU{backends: s.postgresBackends()}
+	for _, cpu := range c.backends {
+		c.Database += cpu
 	}
+	c.Server, c.System, c.Faults = procStat(s.cmd.Process.Pid)
 	if raw, err := os.ReadFile("/proc/stat"); err == nil {
 		line := strings.SplitN(string(raw), "\n", 2)[0]
 		f := strings.Fields(line)
@@ -267,5 +270,82 @@ func (s *Server) CPUNow() CPU {
 	return c
 }
 
-// Sub returns the CPU spent between two snapshots.
-func (c CPU) Sub(o CPU) CPU { return CPU{Server: c.Server - o.Server, Machine: c.Machine - o.Machine} }
+// Sub returns the CPU spent between two snapshots. The database's is
+// counted per backend process, so that a connection closed in between
+// does not take its past CPU off the sum (its last moments are lost).
+func (c CPU) Sub(o CPU) CPU {
+	var db time.Duration
+	for pid, cpu := range c.backends {
+		db += cpu - o.backends[pid]
+	}
+	return CPU{Server: c.Server - o.Server, System: c.System - o.System, Faults: c.Faults - o.Faults,
+		Database: db, Machine: c.Machine - o.Machine}
+}
+
+// PostgresCPU returns the CPU time used so far by the PostgreSQL backends
+// serving this server's connections (found by their application_name, on a
+// PostgreSQL running on this machine); zero on SQLite or when they cannot
+// be read.
+func (s *Server) PostgresCPU() time.Duration {
+	var total time.Duration
+	for _, cpu := range s.postgresBackends() {
+		total += cpu
+	}
+	return total
+}
+
+// postgresBackends returns the CPU time of each PostgreSQL backend serving
+// this server, by process id.
+func (s *Server) postgresBackends() map[int]time.Duration {
+	u, err := url.Parse(s.DatabaseURL)
+	if err != nil || !strings.HasPrefix(s.DatabaseURL, "postgres") {
+		return nil
+	}
+	app := u.Query().Get("application_name")
+	q := u.Query()
+	q.Del("application_name")
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		return nil
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	out := map[int]time.Duration{}
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			out[pid] = procCPU(pid)
+		}
+	}
+	return out
+}
+
+// procCPU returns the user+system CPU time of a process (zero if unknown).
+func procCPU(pid int) time.Duration {
+	cpu, _, _ := procStat(pid)
+	return cpu
+}
+
+// procStat returns the user+system and the system CPU time of a process
+// and its minor page faults (zeros if unknown).
+func procStat(pid int) (cpu, sys time.Duration, faults int64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0
+	}
+	// Fields after the command name (which is in parentheses).
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	if len(f) <= 12 {
+		return 0, 0, 0
+	}
+	faults, _ = strconv.ParseInt(f[7], 10, 64)
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / clockTick, time.Duration(st) * time.Second / clockTick, faults
+}

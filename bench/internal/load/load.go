@@ -48,6 +48,17 @@ func (r *Result) Count(status int) int {
 	return n
 }
 
+// CountBelow returns how many requests ended with status within d.
+func (r *Result) CountBelow(status int, d time.Duration) int {
+	n := 0
+	for _, l := range r.byStatus[status] {
+		if l <= d {
+			n++
+		}
+	}
+	return n
+}
+
 // Rate returns requests per second that ended with status (0: all).
 func (r *Result) Rate(status int) float64 {
 	if r.Elapsed <= 0 {
