@@ -27,8 +27,12 @@ type UserGrant struct {
 	// "" means the default, the issuer.
 	Audience string
 	Scope    string
-	OrgID    string
-	Roles    []string
+	// OrgID, Roles and Permissions are the organization context (see
+	// AccessClaims); the ID token carries OrgID, and Roles only when the
+	// caller puts them in IDClaims.
+	OrgID       string
+	Roles       []string
+	Permissions []string
 	// IDClaims are extra ID-token claims already resolved by the caller
 	// (username, email, …, see ParseClaimsRequest). They can never override
 	// the registered claims this package sets.
@@ -127,8 +131,9 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 		SessionID: g.SessionID,
 		AuthTime:  authTime,
 		AMR:       g.AMR,
-		OrgID:     g.OrgID,
-		Roles:     g.Roles,
+		OrgID:       g.OrgID,
+		Roles:       g.Roles,
+		Permissions: g.Permissions,
 	}
 	var err error
 	if out.AccessToken, err = s.sign(ctx, AccessTokenType, access); err != nil {
@@ -160,6 +165,11 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 		if g.Nonce != "" {
 			id["nonce"] = g.Nonce
 		}
+	}
+	if g.OrgID != "" {
+		id["org_id"] = g.OrgID
+	} else {
+		delete(id, "org_id") // only the grant's context, never a caller's claim
 	}
 	if out.IDToken, err = s.sign(ctx, IDTokenType, id); err != nil {
 		return nil, err
