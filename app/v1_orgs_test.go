@@ -959,3 +959,72 @@ func TestOrgConcurrentMemberAdd(t *testing.T) {
 		}
 	})
 }
+
+// The organization routes' real requests and responses match openapi.yaml.
+func TestOpenAPIOrganizations(t *testing.T) {
+	env := apptest.Start(t, apptest.SQLite)
+	s := newSpecCheck(t, env)
+	client := env.CreateClient("auth:execute", "users:read", "users:write", "management")
+	tok := env.ClientToken(client)
+
+	role := s.json(http.MethodPost, "/v1/organization-roles", tok, map[string]any{"name": "spec-admin", "description": "d",
+		"permissions": []string{"a:b"}}, http.StatusCreated)
+	s.json(http.MethodPost, "/v1/organization-roles", tok, map[string]any{"name": "spec-admin"}, http.StatusConflict)
+	s.refusing().json(http.MethodPost, "/v1/organization-roles", tok, map[string]any{"description": "no name"}, http.StatusBadRequest)
+	s.get("/v1/organization-roles", tok, http.StatusOK)
+	s.get("/v1/organization-roles?limit=1", tok, http.StatusOK)
+	s.get("/v1/organization-roles/"+role.Str("id"), tok, http.StatusOK)
+	s.get("/v1/organization-roles/nope", tok, http.StatusNotFound)
+	s.json(http.MethodPatch, "/v1/organization-roles/"+role.Str("id"), tok, map[string]any{"permissions": []string{"a:b", "c:d"}}, http.StatusOK)
+
+	org := s.json(http.MethodPost, "/v1/organizations", tok, map[string]any{"name": "Spec Org", "description": "x",
+		"custom_data": map[string]any{"k": 1}, "domains": []string{"spec.example"}, "jit_domains": []string{"jit.spec.example"},
+		"jit_roles": []string{"spec-admin"}, "mfa_required": false}, http.StatusCreated)
+	orgID := org.Str("id")
+	s.json(http.MethodPost, "/v1/organizations", tok, map[string]any{"name": "Spec Org"}, http.StatusConflict)
+	s.json(http.MethodPost, "/v1/organizations", tok, map[string]any{"name": "Other", "jit_roles": []string{"ghost"}}, http.StatusBadRequest)
+	s.get("/v1/organizations", tok, http.StatusOK)
+	s.get("/v1/organizations?q=spec&limit=5", tok, http.StatusOK)
+	s.refusing().get("/v1/organizations?limit=0", tok, http.StatusBadRequest)
+	s.get("/v1/organizations/"+orgID, tok, http.StatusOK)
+	s.get("/v1/organizations/nope", tok, http.StatusNotFound)
+	s.json(http.MethodPatch, "/v1/organizations/"+orgID, tok, map[string]any{"description": "y", "domains": nil}, http.StatusOK)
+
+	username, password := v1Name("spec"), "correct horse battery staple 7"
+	userID := s.json(http.MethodPost, "/v1/users", tok, map[string]any{"username": username,
+		"credentials": map[string]any{"password": password}}, http.StatusCreated).Str("id")
+	s.json(http.MethodPost, "/v1/organizations/"+orgID+"/members", tok, map[string]any{"user_id": userID, "roles": []string{"spec-admin"}}, http.StatusCreated)
+	s.json(http.MethodPost, "/v1/organizations/"+orgID+"/members", tok, map[string]any{"user_id": userID}, http.StatusConflict)
+	s.json(http.MethodPost, "/v1/organizations/"+orgID+"/members", tok, map[string]any{"user_id": "nobody"}, http.StatusNotFound)
+	s.get("/v1/organizations/"+orgID+"/members", tok, http.StatusOK)
+	s.get("/v1/organizations/"+orgID+"/members?limit=1", tok, http.StatusOK)
+	s.json(http.MethodPut, "/v1/organizations/"+orgID+"/members/"+userID+"/roles", tok, map[string]any{"roles": []string{"spec-admin"}}, http.StatusOK)
+	s.refusing().json(http.MethodPut, "/v1/organizations/"+orgID+"/members/"+userID+"/roles", tok, map[string]any{}, http.StatusBadRequest)
+	s.get("/v1/users/"+userID+"/organizations", tok, http.StatusOK)
+	s.get("/v1/users/nobody/organizations", tok, http.StatusNotFound)
+
+	// Login in the organization's context, and its refusals.
+	signIn := s.json(http.MethodPost, "/v1/auth/password/authenticate", tok, map[string]any{"username": username, "password": password,
+		"org_id": orgID, "claims": map[string]any{"id_token": map[string]any{"roles": nil}}}, http.StatusOK)
+	s.json(http.MethodPost, "/v1/auth/password/authenticate", tok, map[string]any{"username": username, "password": password,
+		"org_id": "nope"}, http.StatusBadRequest)
+	other := s.json(http.MethodPost, "/v1/organizations", tok, map[string]any{"name": "Spec Other"}, http.StatusCreated).Str("id")
+	s.json(http.MethodPost, "/v1/auth/password/authenticate", tok, map[string]any{"username": username, "password": password,
+		"org_id": other}, http.StatusForbidden)
+	s.json(http.MethodPost, "/v1/auth/session/authenticate", tok, map[string]any{"session_id": signIn.Str("session_id"), "org_id": other}, http.StatusForbidden)
+	s.json(http.MethodPost, "/v1/auth/session/authenticate", tok, map[string]any{"session_id": signIn.Str("session_id"), "org_id": orgID}, http.StatusOK)
+	s.get("/oidc/me", signIn.Str("access_token"), http.StatusOK)
+	s.form("/oidc/token", &client, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {signIn.Str("refresh_token")},
+		"organization_id": {other}}, http.StatusForbidden)
+	refreshed := s.form("/oidc/token", &client, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {signIn.Str("refresh_token")},
+		"organization_id": {orgID}}, http.StatusOK)
+
+	s.json(http.MethodDelete, "/v1/organizations/"+orgID+"/members/"+userID, tok, nil, http.StatusNoContent)
+	s.json(http.MethodDelete, "/v1/organizations/"+orgID+"/members/"+userID, tok, nil, http.StatusNotFound)
+	s.json(http.MethodPost, "/v1/auth/token/refresh", tok, map[string]any{"refresh_token": refreshed.Str("refresh_token")}, http.StatusBadRequest)
+	s.json(http.MethodPut, "/v1/organizations/"+orgID+"/members/"+userID+"/roles", tok, map[string]any{"roles": []string{}}, http.StatusNotFound)
+	s.json(http.MethodDelete, "/v1/organization-roles/"+role.Str("id"), tok, nil, http.StatusNoContent)
+	s.json(http.MethodDelete, "/v1/organization-roles/"+role.Str("id"), tok, nil, http.StatusNotFound)
+	s.json(http.MethodDelete, "/v1/organizations/"+orgID, tok, nil, http.StatusNoContent)
+	s.json(http.MethodDelete, "/v1/organizations/"+orgID, tok, nil, http.StatusNotFound)
+}
