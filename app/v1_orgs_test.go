@@ -493,6 +493,29 @@ func TestOrgMemberLogin(t *testing.T) {
 			}
 		})
 
+		t.Run("password reset", func(t *testing.T) {
+			t.Parallel()
+			role := f.newRole(t, "r:1")
+			mine, other := f.newOrg(t, nil).Str("id"), f.newOrg(t, nil).Str("id")
+			username, password := v1Name("temp"), v1Password()
+			id := f.createUser(t, map[string]any{"username": username, "credentials": map[string]any{"password": password, "force_replace": true}})
+			f.addMember(t, mine, id, role)
+			temp := f.authenticate(t, username, password, map[string]any{"org_id": mine})
+			wantError(t, temp, http.StatusForbidden, "temporary_password")
+			reset := func(org string) *apptest.Response {
+				return f.call(t, http.MethodPost, "/v1/auth/password/reset", f.tok, map[string]any{"reset_token": temp.Str("reset_token"),
+					"new_password": v1Password(), "org_id": org})
+			}
+			// A non-member learns it before the token is used up.
+			wantError(t, reset(other), http.StatusForbidden, "org_membership_required")
+			wantError(t, reset("no-such-org"), http.StatusBadRequest, "org_not_found")
+			done := reset(mine)
+			if done.Status != http.StatusOK {
+				t.Fatalf("reset in the organization: %s", done)
+			}
+			wantOrgClaims(t, accessClaims(t, f.Env, done.Str("access_token")), mine, []string{role}, []string{"r:1"})
+		})
+
 		t.Run("unknown organization before the password", func(t *testing.T) {
 			t.Parallel()
 			_, username, password := f.newUser(t)
