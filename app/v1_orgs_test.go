@@ -1051,3 +1051,55 @@ func TestOpenAPIOrganizations(t *testing.T) {
 	s.json(http.MethodDelete, "/v1/organizations/"+orgID, tok, nil, http.StatusNoContent)
 	s.json(http.MethodDelete, "/v1/organizations/"+orgID, tok, nil, http.StatusNotFound)
 }
+
+// An SSO connector's jit_organizations make the accounts it creates
+// members (with the organizations' jit_roles; an id of no organization is
+// skipped), and the backend SSO route signs in in an organization's context
+// like the other /v1 sign-ins.
+func TestOrgSSO(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := upStart(t, b)
+		role := f.newRole(t, "sso:p")
+		org := f.newOrg(t, map[string]any{"jit_roles": []string{role}}).Str("id")
+		other := f.newOrg(t, nil).Str("id")
+		domain := strings.ToLower(v1Name("orgsso")) + ".test"
+		conn := f.connector(t, "sso", map[string]any{"name": "Org SSO", "provider": "oidc", "domains": []string{domain},
+			"config": f.op.oidcConfig(), "jit_organizations": []string{"no-such-org", org}})
+
+		email := strings.ToLower(v1Name("emp")) + "@" + domain
+		x := f.beginAs(t, f.appTok, "SignIn", false)
+		_, vid := x.upstream(t, f.op, "sso", conn, f.op.user(email, true))
+		expMust(t, x.identify(t, vid), http.StatusCreated, "identify")
+		sub := x.submitTokens(t)["sub"].(string)
+		if orgs := f.userOrgs(t, sub); len(orgs) != 1 || orgs[0]["org_id"] != org || !slices.Equal(strs(orgs[0]["roles"]), []string{role}) {
+			t.Fatalf("SSO-created account: organizations %v", orgs)
+		}
+		if f.countAudit(t, sub, "organization.member_added", "success") != 1 {
+			t.Fatal("the connector's just-in-time membership is not audited")
+		}
+
+		// Backend SSO with org_id: the member's context; another
+		// organization's is refused; an unknown one before the provider.
+		up := f.op.user(email, true)
+		flow := func() (string, map[string]any) {
+			res := f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, map[string]any{"connector_id": conn, "redirect_uri": upCallback})
+			if res.Status != http.StatusOK {
+				t.Fatalf("sso/start: %s", res)
+			}
+			cb := f.op.login(t, res.Str("authorization_uri"), up)
+			return res.Str("flow_id"), map[string]any{"flow_id": res.Str("flow_id"), "code": cb.Get("code"), "state": cb.Get("state")}
+		}
+		_, body := flow()
+		body["org_id"] = "no-such-org"
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, body), http.StatusBadRequest, "org_not_found")
+		body["org_id"] = other
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, body), http.StatusForbidden, "org_membership_required")
+		_, body = flow()
+		body["org_id"] = org
+		res := f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, body)
+		if res.Status != http.StatusOK {
+			t.Fatalf("sso/authenticate in the organization: %s", res)
+		}
+		wantOrgClaims(t, accessClaims(t, f.Env, res.Str("access_token")), org, []string{role}, []string{"sso:p"})
+	})
+}
