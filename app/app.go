@@ -179,6 +179,23 @@ func (a *App) routes() {
 	e.GET("/v1/settings", a.getSettings, manage)
 	e.PATCH("/v1/settings", a.patchSettings, manage)
 
+	// Organizations (B2B): scope management to write, users:read to read.
+	e.POST("/v1/organizations", a.createOrganization, manage)
+	e.GET("/v1/organizations", a.listOrganizations, read)
+	e.GET("/v1/organizations/:org_id", a.getOrganization, read)
+	e.PATCH("/v1/organizations/:org_id", a.updateOrganization, manage)
+	e.DELETE("/v1/organizations/:org_id", a.deleteOrganization, manage)
+	e.POST("/v1/organizations/:org_id/members", a.addMember, manage)
+	e.GET("/v1/organizations/:org_id/members", a.listMembers, read)
+	e.PUT("/v1/organizations/:org_id/members/:user_id/roles", a.setMemberRoles, manage)
+	e.DELETE("/v1/organizations/:org_id/members/:user_id", a.removeMember, manage)
+	e.POST("/v1/organization-roles", a.createOrgRole, manage)
+	e.GET("/v1/organization-roles", a.listOrgRoles, read)
+	e.GET("/v1/organization-roles/:role_id", a.getOrgRole, read)
+	e.PATCH("/v1/organization-roles/:role_id", a.updateOrgRole, manage)
+	e.DELETE("/v1/organization-roles/:role_id", a.deleteOrgRole, manage)
+	e.GET("/v1/users/:user_id/organizations", a.userOrganizations, read)
+
 	const x = "/api/experience"
 	e.PUT(x, a.initInteraction, execute...)
 	// After init the handle alone authorises (seed 004).

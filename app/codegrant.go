@@ -59,21 +59,25 @@ func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form 
 	for _, s := range scopes {
 		claimNames = append(claimNames, scopeClaims[s]...)
 	}
-	toks, err := a.tokens.IssueUserTokens(ctx, token.UserGrant{
+	// The organization context is the SignIn's, which the engine checked
+	// (none for a session of the hosted pages), never the session's
+	// recorded org_id taken on trust.
+	g := token.UserGrant{
 		ClientID:          client.ID,
 		UserID:            signIn.User.ID,
 		SessionID:         signIn.Session.ID,
 		AuthTime:          signIn.Session.AuthTime,
 		AMR:               signIn.Session.AMR,
 		Scope:             grant.Scope,
-		OrgID:             signIn.Session.OrgID,
-		IDClaims:          profileClaims(signIn.User, claimNames),
+		IDClaims:          profileClaims(signIn.User, signIn.Org, claimNames),
 		IDClaimNames:      claimNames,
 		SessionExpiresAt:  signIn.Session.ExpiresAt,
 		WithRefresh:       wantsRefresh(client, scopes),
 		AuthorizationCode: true,
 		Nonce:             grant.Nonce,
-	})
+	}
+	withOrg(&g, signIn.Org)
+	toks, err := a.tokens.IssueUserTokens(ctx, g)
 	if err != nil {
 		return nil, err
 	}

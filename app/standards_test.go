@@ -106,7 +106,8 @@ func TestDiscoveryAdvertisesOnlyWhatWorks(t *testing.T) {
 }
 
 // TestClaimsSupportedIsExactlyWhatIsIssued asks for every advertised claim
-// and collects what the ID token and userinfo carry: the two sets match.
+// and collects what the ID token and userinfo carry: the two sets match. The
+// sign-in is in an organization's context, whose claims are advertised too.
 func TestClaimsSupportedIsExactlyWhatIsIssued(t *testing.T) {
 	f := v1Start(t, apptest.SQLite)
 	supported := stringList(metadata(t, f.Env, "/.well-known/openid-configuration")["claims_supported"])
@@ -114,13 +115,15 @@ func TestClaimsSupportedIsExactlyWhatIsIssued(t *testing.T) {
 		t.Errorf("claims_supported %v lacks updated_at", supported)
 	}
 	username, password := v1Name("claims"), v1Password()
-	f.createUser(t, map[string]any{"username": username, "name": "Claire", "primary_email": username + "@example.com",
+	userID := f.createUser(t, map[string]any{"username": username, "name": "Claire", "primary_email": username + "@example.com",
 		"primary_phone": "+14155550142", "credentials": map[string]any{"password": password}})
+	org := f.newOrg(t, nil).Str("id")
+	f.addMember(t, org, userID, f.newRole(t, "p"))
 	want := map[string]any{}
 	for _, c := range supported {
 		want[c] = nil
 	}
-	res := f.authenticate(t, username, password, map[string]any{"claims": map[string]any{"id_token": want}})
+	res := f.authenticate(t, username, password, map[string]any{"org_id": org, "claims": map[string]any{"id_token": want}})
 	if res.Status != http.StatusOK {
 		t.Fatalf("authenticate: %s", res)
 	}

@@ -83,7 +83,7 @@ func (a *App) userGrant(client *token.Client, signIn *experience.SignIn, plan to
 	if scope == "" {
 		scope = "openid"
 	}
-	return token.UserGrant{
+	grant := token.UserGrant{
 		ClientID:         client.ID,
 		UserID:           signIn.User.ID,
 		SessionID:        signIn.Session.ID,
@@ -91,11 +91,14 @@ func (a *App) userGrant(client *token.Client, signIn *experience.SignIn, plan to
 		AMR:              signIn.Session.AMR,
 		Audience:         plan.audience,
 		Scope:            scope,
-		OrgID:            signIn.Session.OrgID,
-		IDClaims:         profileClaims(signIn.User, plan.idClaims),
+		IDClaims:         profileClaims(signIn.User, signIn.Org, plan.idClaims),
 		IDClaimNames:     plan.idClaims,
 		SessionExpiresAt: signIn.Session.ExpiresAt,
 	}
+	// The organization context is the sign-in's, as the engine read it
+	// (the member's roles now), not whatever the session recorded.
+	withOrg(&grant, signIn.Org)
+	return grant
 }
 
 // signInTokens is the token response a /v1 sign-in is heading for: the
@@ -120,6 +123,14 @@ func (a *App) storeRefresh(t *signInTokens) func(*gorm.DB, *experience.SignIn) e
 		r, err := a.tokens.StoreRefreshFamily(tx, a.userGrant(t.client, s, t.plan, ""))
 		t.refresh = r
 		return err
+	}
+}
+
+// withOrg puts an organization context into a grant: org_id, the member's
+// role names and their permissions (nil: a plain grant).
+func withOrg(g *token.UserGrant, org *experience.OrgContext) {
+	if org != nil {
+		g.OrgID, g.Roles, g.Permissions = org.ID, org.Roles, org.Permissions
 	}
 }
 
@@ -176,7 +187,14 @@ func (a *App) respondTokens(c echo.Context, t *signInTokens, signIn *experience.
 // (exactly one of concurrent presentations wins) and hand out the successor.
 // A replayed token ends its whole family and the session (RFC 9700
 // §4.14.2).
-func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*userTokenResponse, error) {
+//
+// The tokens are in the organization context the refresh token was issued
+// in, with the member's roles read again: a user no longer allowed in it
+// gets invalid_grant, its family is revoked and the session's context
+// ends. organizationID asks instead for an organization token (Logto's):
+// the tokens of that organization, for a member (else access_denied, and
+// nothing ends); the refresh token keeps its own context.
+func (a *App) refresh(ctx context.Context, client *token.Client, raw, organizationID string) (*userTokenResponse, error) {
 	grant, err := a.tokens.InspectRefreshToken(ctx, client, raw)
 	var reuse *token.RefreshReuse
 	if errors.As(err, &reuse) {
@@ -191,7 +209,20 @@ func (a *App) refresh(ctx context.Context, client *token.Client, raw string) (*u
 	if err != nil {
 		return nil, err
 	}
-	signIn, err := a.engine.ActiveSession(ctx, grant.SessionID)
+	orgID, keep := grant.OrgID, organizationID == ""
+	if !keep {
+		orgID = organizationID
+	}
+	signIn, err := a.engine.RefreshSignIn(ctx, grant.SessionID, orgID, keep)
+	if err != nil && experience.IsOrgRefusal(err) {
+		if !keep {
+			return nil, token.ErrAccessDenied("the user may not have tokens of this organization: " + orgRefusal(err))
+		}
+		if rerr := a.tokens.RevokeRefreshFamily(ctx, grant.FamilyID); rerr != nil {
+			return nil, rerr
+		}
+		return nil, token.OAuthError(token.CodeInvalidGrant, "the organization context of this refresh token has ended: "+orgRefusal(err))
+	}
 	if err != nil {
 		if _, ok := fault.As(err); ok {
 			_ = a.tokens.RevokeSessionTokens(ctx, grant.SessionID)
@@ -223,7 +254,23 @@ func (a *App) refreshTokenGrant(c echo.Context, client *token.Client, form url.V
 	if raw == "" {
 		return nil, token.OAuthError(token.CodeInvalidRequest, "refresh_token is required")
 	}
-	return a.refresh(c.Request().Context(), client, raw)
+	orgID := form.Get("organization_id")
+	if len(orgID) > 64 {
+		return nil, token.OAuthError(token.CodeInvalidRequest, "organization_id is too long")
+	}
+	return a.refresh(c.Request().Context(), client, raw, orgID)
+}
+
+// orgRefusal says, in a few words, why an organization context was refused.
+func orgRefusal(err error) string {
+	switch {
+	case fault.Is(err, experience.CodeOrgMembershipRequired):
+		return "the user is not a member"
+	case fault.Is(err, experience.CodeSignInOrgNotFound):
+		return "the organization does not exist"
+	default:
+		return "the organization requires multi-factor authentication, which the session has not completed"
+	}
 }
 
 // endSessions revokes sessions and every refresh token they hold.
@@ -239,8 +286,9 @@ func (a *App) endSessions(ctx context.Context, reason string, ids ...string) err
 	return nil
 }
 
-// profileClaims picks the requested standard claims from a user's profile.
-func profileClaims(u *experience.User, names []string) map[string]any {
+// profileClaims picks the requested standard claims from a user's profile
+// and, for roles, from the sign-in's organization context (none: []).
+func profileClaims(u *experience.User, org *experience.OrgContext, names []string) map[string]any {
 	if len(names) == 0 {
 		return nil
 	}
@@ -273,6 +321,9 @@ func profileClaims(u *experience.User, names []string) map[string]any {
 			}
 		case "roles":
 			out[n] = []string{}
+			if org != nil {
+				out[n] = org.Roles
+			}
 		case "updated_at":
 			out[n] = u.UpdatedAt.Unix()
 		}
@@ -324,8 +375,19 @@ func (a *App) userinfo(c echo.Context) error {
 	if err != nil {
 		return a.bearerChallenge(c, err)
 	}
-	out := profileClaims(signIn.User, []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at"})
+	out := profileClaims(signIn.User, nil, []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at"})
 	out["sub"] = signIn.User.ID
+	// A token of an organization context: the organization and the
+	// member's roles as they are now (none once the user left it).
+	if claims.OrgID != "" {
+		org, err := a.engine.OrgMemberContext(ctx, claims.OrgID, signIn.User.ID)
+		if err != nil {
+			return err
+		}
+		if org != nil {
+			out["org_id"], out["roles"] = org.ID, org.Roles
+		}
+	}
 	noStore(c)
 	return c.JSON(http.StatusOK, out)
 }

@@ -222,8 +222,8 @@ func TestV1Sessions(t *testing.T) {
 			if c.Sub != id || c.Sid != sid || c.Username == nil || *c.Username != username {
 				t.Fatalf("re-issued ID token: %+v", c)
 			}
-			wantDetail(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok,
-				map[string]any{"session_id": sid, "org_id": "org_1"}), "org_id")
+			wantError(t, f.call(t, http.MethodPost, "/v1/auth/session/authenticate", f.tok,
+				map[string]any{"session_id": sid, "org_id": "org_1"}), http.StatusBadRequest, "org_not_found")
 
 			// Userinfo and introspection while the session lives.
 			me := f.call(t, http.MethodGet, "/oidc/me", first.Str("access_token"), nil)

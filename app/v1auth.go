@@ -30,9 +30,7 @@ type tokenRequest struct {
 
 func (r *tokenRequest) validateTokenRequest(f *fields) {
 	f.maxLen("resource", r.Resource, 512)
-	if r.OrgID != "" {
-		f.add("org_id", "organizations are not available yet")
-	}
+	f.maxLen("org_id", r.OrgID, 64)
 	if a := r.ClientAttributes; a != nil {
 		if a.IPAddress != "" && net.ParseIP(a.IPAddress) == nil {
 			f.add("client_attributes.ip_address", "must be an IPv4 or IPv6 address")
@@ -134,7 +132,7 @@ func (a *App) tokenRefresh(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := a.refresh(c.Request().Context(), client, req.RefreshToken)
+	resp, err := a.refresh(c.Request().Context(), client, req.RefreshToken, "")
 	if err != nil {
 		return err
 	}

@@ -62,8 +62,10 @@ func (e *Engine) CreateUser(ctx context.Context, in NewUser) (*User, error) {
 	var row *directory.Row
 	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		row, err = e.Users.CreateTx(tx, in.Profile, encoded, in.Temporary && encoded != "")
-		return err
+		if row, err = e.Users.CreateTx(tx, in.Profile, encoded, in.Temporary && encoded != ""); err != nil {
+			return err
+		}
+		return e.provisionJIT(tx, row.User(), in.Meta, "users_api")
 	})
 	if err != nil {
 		return nil, err

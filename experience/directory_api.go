@@ -11,6 +11,14 @@ type (
 	Normalizer = directory.Normalizer
 	Users      = directory.Users
 	UserFilter = directory.UserFilter
+
+	Organization = directory.Organization
+	OrgInput     = directory.OrgInput
+	OrgRole      = directory.OrgRole
+	RoleInput    = directory.RoleInput
+	Member       = directory.Member
+	UserOrg      = directory.UserOrg
+	OrgFilter    = directory.OrgFilter
 )
 
 // Identifier types.
@@ -27,6 +35,13 @@ const (
 	CodeEmailInUse          = directory.CodeEmailInUse
 	CodePhoneInUse          = directory.CodePhoneInUse
 	CodeUserIdentifierEmpty = directory.CodeUserIdentifierEmpty
+
+	CodeOrgNotFound       = directory.CodeOrgNotFound
+	CodeOrgNameInUse      = directory.CodeOrgNameInUse
+	CodeOrgRoleNotFound   = directory.CodeOrgRoleNotFound
+	CodeOrgRoleNameInUse  = directory.CodeOrgRoleNameInUse
+	CodeOrgMemberExists   = directory.CodeOrgMemberExists
+	CodeOrgMemberNotFound = directory.CodeOrgMemberNotFound
 )
 
 // NormalizeEmail validates an address and lower-cases it.

@@ -80,6 +80,9 @@ type Engine struct {
 	norm   Normalizer
 
 	Users    *Users
+	Orgs     *directory.Organizations
+	OrgRoles *directory.OrgRoles
+	Members  *directory.Memberships
 	Sessions *Sessions
 	Sentinel *Sentinel
 	Settings *SettingsStore
@@ -121,9 +124,13 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
 	audit := &Audit{db: db, now: now}
-	return &Engine{
+	roles := directory.NewOrgRoles(db, now)
+	e := &Engine{
 		db: db, hasher: hasher, log: log, opts: opts, now: now, norm: norm,
 		Users:      directory.NewUsers(db, norm, now),
+		Orgs:       directory.NewOrganizations(db, roles, now),
+		OrgRoles:   roles,
+		Members:    directory.NewMemberships(db, roles, now),
 		Sessions:   &Sessions{db: db, now: now, ttl: opts.SessionTTL, pendingTTL: opts.PendingSessionTTL},
 		Sentinel:   &Sentinel{db: db, now: now, ttl: opts.ReservationTTL},
 		Settings:   &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
@@ -139,6 +146,12 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 		sealer:       opts.Sealer,
 		webauthn:     opts.WebAuthn,
 	}
+	if e.opts.Memberships == nil {
+		// Organizations live in the directory: SSO connectors' JIT
+		// organizations join them unless a caller wires another service.
+		e.opts.Memberships = connectorJIT{e}
+	}
+	return e
 }
 
 // Normalizer returns the engine's identifier normalizer.

@@ -19,7 +19,6 @@ const (
 	CodeSessionNotFound    = "session.not_found"
 	CodeMFARequired        = "session.mfa.require_mfa_verification"
 	CodeResetTokenInvalid  = "session.reset_token_invalid"
-	CodeOrgNotAvailable    = "organization.not_available"
 	CodeMFAFactorNotFound  = "user.mfa_factor_not_found"
 	CodeNoPasswordSet      = "user.password_not_set"
 	CodeSettingsInvalid    = "settings.invalid"

@@ -121,10 +121,12 @@ func (e *Engine) register(ctx context.Context, handle string, in *Interaction, r
 	var row *directory.Row
 	err := e.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		row, err = e.Users.CreateTx(tx, Profile{Username: profile.Username, Email: profile.Email, Phone: profile.Phone,
+		if row, err = e.Users.CreateTx(tx, Profile{Username: profile.Username, Email: profile.Email, Phone: profile.Phone,
 			Name: profile.Name, CustomData: profile.CustomData, EmailVerified: boolPtr(profile.EmailVerified),
-			PhoneVerified: boolPtr(profile.PhoneVerified)}, profile.PasswordHash, false)
-		return err
+			PhoneVerified: boolPtr(profile.PhoneVerified)}, profile.PasswordHash, false); err != nil {
+			return err
+		}
+		return e.provisionJIT(tx, row.User(), meta, "experience")
 	})
 	if err != nil {
 		return err

@@ -131,6 +131,10 @@ func (e *Engine) StartSSO(ctx context.Context, clientID, connectorID, email, red
 // backend sign-in's session (pending when MFA is still due, as after a
 // password; an upstream that did MFA satisfies it).
 func (e *Engine) AuthenticateSSO(ctx context.Context, flowID, code, state string, meta SessionMeta, enforceMFA bool) (*SignIn, error) {
+	org, err := e.requestedOrg(ctx, meta.OrgID)
+	if err != nil {
+		return nil, err
+	}
 	in, err := e.interactions.load(ctx, flowID, meta.ClientID)
 	if err != nil {
 		return nil, err
@@ -165,5 +169,5 @@ func (e *Engine) AuthenticateSSO(ctx context.Context, flowID, code, state string
 	if upstreamMFAProven(in) {
 		amr, enforceMFA = append(amr, AMRMFA), false
 	}
-	return e.completeFirstFactor(ctx, user, nil, amr, meta, enforceMFA, nil, nil)
+	return e.completeFirstFactor(ctx, user, nil, amr, meta, enforceMFA, nil, orgAsk{org: org}, nil)
 }

@@ -53,8 +53,16 @@ type MFAChallenge struct {
 	EnforceMFA bool
 }
 
-// CompleteMFA verifies a factor for a session and activates it.
+// CompleteMFA verifies a factor for a session and activates it. The
+// sign-in is in the organization context req.Meta.OrgID names (membership
+// checked), or else in the one the session records — the organization the
+// password sign-in named or discovered — while the user is still a member
+// of it (otherwise that context has ended and the sign-in is a plain one).
 func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, error) {
+	requested, err := e.requestedOrg(ctx, req.Meta.OrgID)
+	if err != nil {
+		return nil, err
+	}
 	sess, err := e.sessionFor(ctx, req.SessionID, req.Meta, false)
 	if err != nil {
 		return nil, err
@@ -68,6 +76,19 @@ func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, er
 	}
 	if user.Suspended {
 		return nil, errSuspended
+	}
+	var org *OrgContext
+	if requested != nil {
+		if org, err = e.orgAccess(ctx, requested, user.ID); err != nil {
+			if fault.Is(err, CodeOrgMembershipRequired) {
+				e.refuseOrg(ctx, user, req.Meta, req.Factor, requested.ID)
+			}
+			return nil, err
+		}
+	} else if sess.OrgID != "" {
+		if org, err = e.OrgMemberContext(ctx, sess.OrgID, user.ID); err != nil {
+			return nil, err
+		}
 	}
 	var amr string
 	switch req.Factor {
@@ -83,10 +104,14 @@ func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, er
 	if err != nil {
 		return nil, err
 	}
+	if org.requiresMFA() && !hasAMR(mergeAMR(sess.AMR, amr), AMRMFA) {
+		// One method twice is not MFA (a code to the inbox that signed in).
+		return nil, e.orgStepUp(ctx, user, sess)
+	}
 	var out *Session
 	err = e.db.Tx(ctx, func(tx *gorm.DB) error {
 		var err error
-		if out, err = e.Sessions.authenticate(ctx, tx, sess, user.ID, []string{amr}, false, SessionMeta{ClientID: sess.ClientID, OrgID: sess.OrgID}); err != nil {
+		if out, err = e.Sessions.authenticate(ctx, tx, sess, user.ID, []string{amr}, false, SessionMeta{ClientID: sess.ClientID, OrgID: org.orgID()}); err != nil {
 			return err
 		}
 		return e.markSignedIn(tx, user, out, out.AMR, req.Meta)
@@ -94,7 +119,7 @@ func (e *Engine) CompleteMFA(ctx context.Context, req MFAChallenge) (*SignIn, er
 	if err != nil {
 		return nil, err
 	}
-	return &SignIn{User: user, Session: out}, nil
+	return &SignIn{User: user, Session: out, Org: org}, nil
 }
 
 // SendSessionOTP sends a one-time code for a backend session to the user's

@@ -158,6 +158,9 @@ func (e *Engine) SkipMFA(ctx context.Context, handle, clientID string) error {
 	if err != nil {
 		return err
 	}
+	if settings, err = e.orgMFASettings(ctx, user, settings); err != nil {
+		return err
+	}
 	if settings.MFA.Policy == PolicyMandatory {
 		return fault.New(CodePolicyNotUserControl, http.StatusUnprocessableEntity, "MFA is mandatory and cannot be skipped.")
 	}

@@ -229,5 +229,64 @@ CREATE TABLE user_identities (
 );
 CREATE INDEX user_identities_user ON user_identities (user_id);
 `},
+		// Organizations (B2B), their e-mail domains (discovery and
+		// just-in-time membership), the tenant-wide organization roles and
+		// memberships with their roles. Every link cascades: deleting an
+		// organization deletes its memberships, deleting a user theirs,
+		// deleting a membership its roles, deleting a role its grants.
+		// organization_members is keyed (organization, user), which decides
+		// concurrent adds of one user; its user_id index serves a user's
+		// organizations and the domain index sign-in discovery; the
+		// created_at indexes serve the listings' keyset pages.
+		{ID: "experience/0016_organizations", SQL: `
+CREATE TABLE organizations (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	description TEXT NOT NULL DEFAULT '',
+	custom_data TEXT NOT NULL DEFAULT '{}',
+	mfa_required BOOLEAN NOT NULL DEFAULT FALSE,
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE organization_domains (
+	organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+	purpose TEXT NOT NULL,
+	domain TEXT NOT NULL,
+	PRIMARY KEY (organization_id, purpose, domain)
+);
+CREATE INDEX organization_domains_domain ON organization_domains (domain, purpose);
+CREATE TABLE organization_roles (
+	id TEXT PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	description TEXT NOT NULL DEFAULT '',
+	permissions TEXT NOT NULL DEFAULT '[]',
+	created_at TIMESTAMP NOT NULL,
+	updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE organization_jit_roles (
+	organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+	role_id TEXT NOT NULL REFERENCES organization_roles (id) ON DELETE CASCADE,
+	PRIMARY KEY (organization_id, role_id)
+);
+CREATE INDEX organization_jit_roles_role ON organization_jit_roles (role_id);
+CREATE TABLE organization_members (
+	organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+	user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	created_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (organization_id, user_id)
+);
+CREATE INDEX organization_members_user ON organization_members (user_id);
+CREATE TABLE organization_member_roles (
+	organization_id TEXT NOT NULL,
+	user_id TEXT NOT NULL,
+	role_id TEXT NOT NULL REFERENCES organization_roles (id) ON DELETE CASCADE,
+	PRIMARY KEY (organization_id, user_id, role_id),
+	FOREIGN KEY (organization_id, user_id) REFERENCES organization_members (organization_id, user_id) ON DELETE CASCADE
+);
+CREATE INDEX organization_member_roles_role ON organization_member_roles (role_id);
+CREATE INDEX organizations_created ON organizations (created_at, id);
+CREATE INDEX organization_roles_created ON organization_roles (created_at, id);
+CREATE INDEX organization_members_created ON organization_members (organization_id, created_at, user_id);
+`},
 	}
 }

@@ -213,6 +213,10 @@ type PasswordReset struct {
 // ResetPassword changes the password behind a reset token (single use) and
 // signs the user in as if with the new password.
 func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn, error) {
+	org, err := e.requestedOrg(ctx, req.Meta.OrgID)
+	if err != nil {
+		return nil, err
+	}
 	row, err := e.resets.peek(ctx, req.ResetToken, req.Meta.ClientID)
 	if err != nil {
 		return nil, err
@@ -226,6 +230,11 @@ func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn,
 	}
 	if user.Suspended {
 		return nil, errSuspended
+	}
+	// The reset token proves the password was right; a non-member learns
+	// so before the token is used up and the password changed.
+	if _, err := e.orgAccess(ctx, org, user.ID); err != nil {
+		return nil, err
 	}
 	if user.HasPassword {
 		same, _, err := e.hasher.Verify(ctx, req.NewPassword, user.PasswordHash())
@@ -272,5 +281,5 @@ func (e *Engine) ResetPassword(ctx context.Context, req PasswordReset) (*SignIn,
 	if err != nil {
 		return nil, err
 	}
-	return e.completeFirstFactor(ctx, user, nil, []string{AMRPassword}, req.Meta, req.EnforceMFA, nil, nil)
+	return e.completeFirstFactor(ctx, user, nil, []string{AMRPassword}, req.Meta, req.EnforceMFA, nil, orgAsk{org: org}, nil)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/fault"
 )
 
 // ReauthenticateSession checks that a session is live and active, that its
@@ -11,7 +12,16 @@ import (
 // calling application that enforces MFA (enforceMFA), a session opened
 // without MFA (by an application that does not enforce it) of a user with
 // factors answers mfa_required with that session, to be stepped up first.
+//
+// caller.OrgID is the organization context asked for (none: a plain one):
+// it may differ from the session's, which switches the session's context
+// once membership — and the organization's MFA, if it requires it — are
+// checked again.
 func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID string, caller SessionMeta, enforceMFA bool) (*SignIn, error) {
+	requested, err := e.requestedOrg(ctx, caller.OrgID)
+	if err != nil {
+		return nil, err
+	}
 	signIn, err := e.ActiveSession(ctx, sessionID)
 	if err != nil {
 		return nil, err
@@ -19,7 +29,17 @@ func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID string, ca
 	if ok, err := e.mayUse(ctx, signIn.Session, caller, true); err != nil || !ok {
 		return nil, orSessionNotFound(err)
 	}
-	orgID := caller.OrgID
+	org, err := e.orgAccess(ctx, requested, signIn.User.ID)
+	if err != nil {
+		if fault.Is(err, CodeOrgMembershipRequired) {
+			e.refuseOrg(ctx, signIn.User, caller, "session", requested.ID)
+		}
+		return nil, err
+	}
+	if org.requiresMFA() && !hasAMR(signIn.Session.AMR, AMRMFA) {
+		return nil, e.orgStepUp(ctx, signIn.User, signIn.Session)
+	}
+	orgID := org.orgID()
 	if enforceMFA && !hasAMR(signIn.Session.AMR, AMRMFA) {
 		settings, err := e.Settings.Get(ctx)
 		if err != nil {
@@ -39,7 +59,7 @@ func (e *Engine) ReauthenticateSession(ctx context.Context, sessionID string, ca
 	if err != nil {
 		return nil, err
 	}
-	return &SignIn{User: signIn.User, Session: sess}, nil
+	return &SignIn{User: signIn.User, Session: sess, Org: org}, nil
 }
 
 // ActiveSession returns a live, active session and its user, who must still

@@ -122,6 +122,12 @@ type MFASettings struct {
 	// Policy says when users without a factor are asked to enroll one:
 	// Mandatory, PromptAtSignInAndSignUp, PromptOnlyAtSignIn or NoPrompt.
 	Policy string `json:"policy"`
+	// OrganizationRequiredPolicy is Logto's organizationRequiredMfaPolicy:
+	// Mandatory puts members of an organization that requires MFA under
+	// the Mandatory policy in the Experience API; NoPrompt leaves the
+	// tenant-wide policy alone there. (Sign-ins in an organization's
+	// context through /v1 always require its MFA.)
+	OrganizationRequiredPolicy string `json:"organization_required_mfa_policy"`
 }
 
 // MFA policies.
@@ -141,7 +147,7 @@ func DefaultSettings() Settings {
 		PasswordPolicy: credentials.DefaultPasswordPolicy(),
 		Lockout:        DefaultLockoutPolicy(),
 		PasswordExpiry: ExpiryPolicy{Enabled: false, ValidDays: 90, TemporaryValidHours: 72},
-		MFA: MFASettings{Enforce: true, Policy: PolicyNoPrompt,
+		MFA: MFASettings{Enforce: true, Policy: PolicyNoPrompt, OrganizationRequiredPolicy: PolicyNoPrompt,
 			Factors: []string{FactorTOTP, FactorBackupCode, FactorWebAuthn, FactorEmailCode, FactorPhoneCode}},
 		SignInMode: ModeSignInAndRegister,
 		SignIn: SignInMethods{Methods: []SignInMethod{
@@ -196,6 +202,14 @@ func (s Settings) Validate() error {
 	}
 	if s.MFA.Policy == PolicyMandatory && len(s.MFA.Factors) == 0 {
 		return bad("mfa.factors", "a Mandatory policy needs at least one factor")
+	}
+	switch s.MFA.OrganizationRequiredPolicy {
+	case PolicyMandatory, PolicyNoPrompt:
+	default:
+		return bad("mfa.organization_required_mfa_policy", "must be Mandatory or NoPrompt")
+	}
+	if s.MFA.OrganizationRequiredPolicy == PolicyMandatory && len(s.MFA.Factors) == 0 {
+		return bad("mfa.factors", "a Mandatory organization policy needs at least one factor")
 	}
 	switch s.SignInMode {
 	case ModeSignIn, ModeRegister, ModeSignInAndRegister:

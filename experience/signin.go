@@ -28,10 +28,14 @@ type PasswordSignIn struct {
 	InTx func(tx *gorm.DB, s *SignIn) error
 }
 
-// SignIn is a completed sign-in: the user and their active session.
+// SignIn is a completed sign-in: the user, their active session and, in an
+// organization's context, the organization with the user's roles and
+// permissions there (nil for a plain sign-in). The tokens carry Org, not
+// the session's org_id: a refresh may ask for another organization's token.
 type SignIn struct {
 	User    *User
 	Session *Session
+	Org     *OrgContext
 }
 
 // SignInWithPassword verifies a password and opens (or extends) a session.
@@ -39,6 +43,10 @@ type SignIn struct {
 // locked, suspended, password expired/temporary (with a reset token in
 // Data), MFA required (with a pending session in Data).
 func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*SignIn, error) {
+	org, err := e.requestedOrg(ctx, req.Meta.OrgID)
+	if err != nil {
+		return nil, err
+	}
 	var existing *Session
 	if req.SessionID != "" {
 		s, err := e.sessionFor(ctx, req.SessionID, req.Meta, true)
@@ -77,7 +85,10 @@ func (e *Engine) SignInWithPassword(ctx context.Context, req PasswordSignIn) (*S
 		}
 		return nil, errSessionNotFound()
 	}
-	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, res, req.InTx)
+	// Without org_id, an e-mail sign-in may find its organization by the
+	// address's domain.
+	ask := orgAsk{org: org, discover: org == nil && req.Identifier.Type == IdentifierEmail}
+	return e.completeFirstFactor(ctx, user, existing, []string{AMRPassword}, req.Meta, req.EnforceMFA, res, ask, req.InTx)
 }
 
 // passwordSignInAllowed refuses a password sign-in the settings close:
@@ -109,10 +120,25 @@ func (e *Engine) offerReset(ctx context.Context, state *passwordStateError, meta
 
 // completeFirstFactor opens the session after a first factor: pending with
 // mfa_required when the user must still prove a second factor, else active.
-// Everything it writes — the sentinel reservation to clear (if any), the
-// session, the last sign-in time, the audit event and what inTx adds to a
-// completed sign-in — commits in one transaction.
-func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, res *Verdict, inTx func(*gorm.DB, *SignIn) error) (*SignIn, error) {
+// It decides the organization context first (ask): a named organization
+// requires membership, and one that requires MFA requires it whatever the
+// client enforces. Everything it writes — the sentinel reservation to
+// clear (if any), the session, the last sign-in time, the audit event and
+// what inTx adds to a completed sign-in — commits in one transaction.
+func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *Session, amr []string, meta SessionMeta, enforceMFA bool, res *Verdict, ask orgAsk, inTx func(*gorm.DB, *SignIn) error) (*SignIn, error) {
+	org, err := ask.resolve(ctx, e, user)
+	if err != nil {
+		if fault.Is(err, CodeOrgMembershipRequired) {
+			// The credential was right: the attempt succeeded as far as
+			// the sentinel is concerned.
+			if cerr := e.Sentinel.Clear(ctx, res); cerr != nil {
+				return nil, cerr
+			}
+			e.refuseOrg(ctx, user, meta, amr[0], ask.org.ID)
+		}
+		return nil, err
+	}
+	meta.OrgID = org.orgID()
 	settings, err := e.Settings.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -122,17 +148,24 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 		return nil, err
 	}
 	// MFA is due when the user has factors, or when the policy makes it
-	// mandatory; a user without factors then proves a code sent to an
-	// address they have, or cannot sign in until they enrol one.
+	// mandatory, or the organization requires it; a user without factors
+	// then proves a code sent to an address they have (under the Mandatory
+	// policy), or cannot sign in until they enrol one.
 	mandatory := settings.MFA.Policy == PolicyMandatory
-	needMFA := enforceMFA && settings.MFA.Enforce && (len(factors) > 0 || mandatory) &&
+	needMFA := (enforceMFA && settings.MFA.Enforce && (len(factors) > 0 || mandatory) || org.requiresMFA()) &&
 		!(existing != nil && existing.State == SessionActive && hasAMR(existing.AMR, AMRMFA))
 	offered := factorTypes(factors)
 	if needMFA && len(factors) == 0 {
-		offered = e.codeChannels(user, settings)
+		offered = nil
+		if mandatory {
+			offered = e.codeChannels(user, settings)
+		}
 		if len(offered) == 0 {
 			if err := e.Sentinel.Clear(ctx, res); err != nil {
 				return nil, err
+			}
+			if !mandatory {
+				return nil, errOrgMissingMFA()
 			}
 			return nil, fault.New(CodeMissingMFA, http.StatusForbidden,
 				"Multi-factor authentication is mandatory and the user has no factor to use; enrol one first.")
@@ -155,7 +188,7 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 			return err
 		}
 		if inTx != nil {
-			return inTx(tx, &SignIn{User: user, Session: sess})
+			return inTx(tx, &SignIn{User: user, Session: sess, Org: org})
 		}
 		return nil
 	})
@@ -166,7 +199,7 @@ func (e *Engine) completeFirstFactor(ctx context.Context, user *User, existing *
 	if needMFA {
 		return nil, mfaRequired(user, sess, offered)
 	}
-	return &SignIn{User: user, Session: sess}, nil
+	return &SignIn{User: user, Session: sess, Org: org}, nil
 }
 
 // codeChannels lists the one-time-code factors a user without enrolled

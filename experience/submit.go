@@ -48,7 +48,13 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 		return nil, fault.New(CodeMissingProfile, http.StatusUnprocessableEntity, "A password is required to register.").
 			With("missingProfile", []string{"password"})
 	}
-	if err := e.requireInteractionMFA(ctx, in, user, settings); err != nil {
+	// A member of an organization that requires MFA may be under the
+	// Mandatory policy here (mfa.organization_required_mfa_policy).
+	mfaSettings, err := e.orgMFASettings(ctx, user, settings)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.requireInteractionMFA(ctx, in, user, mfaSettings); err != nil {
 		return nil, err
 	}
 	if err := e.checkProfileFree(ctx, p, user); err != nil {
@@ -63,6 +69,13 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 		var err error
 		if user, err = e.applyPendingProfile(ctx, tx, in, user, meta); err != nil {
 			return err
+		}
+		if in.Event == EventRegisterFlow {
+			// The address may have been verified after the account was
+			// created (POST /profile): just-in-time membership counts it.
+			if err := e.provisionJIT(tx, user, meta, "experience"); err != nil {
+				return err
+			}
 		}
 		if sess, err = e.Sessions.authenticate(ctx, tx, nil, user.ID, amr, false, meta); err != nil {
 			return err

@@ -43,6 +43,10 @@ var IDTokenClaims = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "am
 // values; the discovery document lists exactly these and IDTokenClaims.
 var ProfileClaims = []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at", "roles"}
 
+// OrgClaims are the claims of a sign-in in an organization's context: the
+// ID token and userinfo carry org_id then (roles is a ProfileClaim).
+var OrgClaims = []string{"org_id"}
+
 // Discovery returns the provider metadata.
 func (s *Service) Discovery(ctx context.Context) Discovery {
 	iss := s.opts.Issuer
@@ -70,7 +74,7 @@ func (s *Service) Discovery(ctx context.Context) Discovery {
 		// The code flow grants profile, email, phone and offline_access on
 		// top of the scopes clients hold.
 		ScopesSupported:          append([]string{"profile", "email", "phone", ScopeOfflineAccess}, KnownScopes()...),
-		ClaimsSupported:          append(append([]string{}, IDTokenClaims...), ProfileClaims...),
+		ClaimsSupported:          append(append(append([]string{}, IDTokenClaims...), ProfileClaims...), OrgClaims...),
 		ClaimsParameterSupported: true,
 	}
 }

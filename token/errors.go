@@ -21,6 +21,9 @@ const (
 	CodeInvalidScope         = OAuthPrefix + "invalid_scope"
 	CodeInvalidTarget        = OAuthPrefix + "invalid_target"
 	CodeUnsupportedTokenType = OAuthPrefix + "unsupported_token_type"
+	// CodeAccessDenied refuses a token the client may not have for this
+	// user (an organization token for a non-member), with 403.
+	CodeAccessDenied = OAuthPrefix + "access_denied"
 )
 
 // Codes for Latch's own API authentication (rendered in the /v1 dialect).
@@ -36,6 +39,12 @@ func OAuthError(code string, description string) *fault.Error {
 		status = http.StatusUnauthorized
 	}
 	return &fault.Error{Code: code, Status: status, Message: description}
+}
+
+// ErrAccessDenied is access_denied (403): the grant is valid but may not
+// yield the token asked for.
+func ErrAccessDenied(description string) *fault.Error {
+	return &fault.Error{Code: CodeAccessDenied, Status: http.StatusForbidden, Message: description}
 }
 
 // IsOAuth reports whether a fault code belongs to the OAuth dialect.

@@ -353,6 +353,14 @@ func (s *Service) revokeFamily(ctx context.Context, familyID string) (int64, err
 	return res.RowsAffected, nil
 }
 
+// RevokeRefreshFamily revokes one refresh token family: the grant it stands
+// for may no longer be used (its organization context ended), while the
+// session and its other families live on.
+func (s *Service) RevokeRefreshFamily(ctx context.Context, familyID string) error {
+	_, err := s.revokeFamily(ctx, familyID)
+	return err
+}
+
 // RevokeSessionTokens revokes every refresh token of a session (logout, or a
 // detected reuse). Tokens already handed out stop working at once on every
 // replica; access tokens live on until they expire, so resource servers that

@@ -93,8 +93,11 @@ type AccessClaims struct {
 	SessionID string   `json:"sid,omitempty"`
 	AuthTime  int64    `json:"auth_time,omitempty"`
 	AMR       []string `json:"amr,omitempty"`
-	OrgID     string   `json:"org_id,omitempty"`
-	Roles     []string `json:"roles,omitempty"`
+	// In an organization context: the organization, the member's role
+	// names and the union of their permissions (empty lists are omitted).
+	OrgID       string   `json:"org_id,omitempty"`
+	Roles       []string `json:"roles,omitempty"`
+	Permissions []string `json:"permissions,omitempty"`
 }
 
 // Scopes returns the space-separated scope claim as a list.

@@ -27,8 +27,12 @@ type UserGrant struct {
 	// "" means the default, the issuer.
 	Audience string
 	Scope    string
-	OrgID    string
-	Roles    []string
+	// OrgID, Roles and Permissions are the organization context (see
+	// AccessClaims); the ID token carries OrgID, and Roles only when the
+	// caller puts them in IDClaims.
+	OrgID       string
+	Roles       []string
+	Permissions []string
 	// IDClaims are extra ID-token claims already resolved by the caller
 	// (username, email, …, see ParseClaimsRequest). They can never override
 	// the registered claims this package sets.
@@ -126,13 +130,14 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 			ExpiresAt: jwt.NewNumericDate(now.Add(s.opts.AccessTokenTTL)),
 			ID:        credentials.RandomToken(16),
 		},
-		ClientID:  g.ClientID,
-		Scope:     g.Scope,
-		SessionID: g.SessionID,
-		AuthTime:  authTime,
-		AMR:       g.AMR,
-		OrgID:     g.OrgID,
-		Roles:     g.Roles,
+		ClientID:    g.ClientID,
+		Scope:       g.Scope,
+		SessionID:   g.SessionID,
+		AuthTime:    authTime,
+		AMR:         g.AMR,
+		OrgID:       g.OrgID,
+		Roles:       g.Roles,
+		Permissions: g.Permissions,
 	}
 	var err error
 	if out.AccessToken, err = s.sign(ctx, AccessTokenType, access); err != nil {
@@ -164,6 +169,11 @@ func (s *Service) IssueUserTokens(ctx context.Context, g UserGrant) (*UserTokens
 		if g.Nonce != "" {
 			id["nonce"] = g.Nonce
 		}
+	}
+	if g.OrgID != "" {
+		id["org_id"] = g.OrgID
+	} else {
+		delete(id, "org_id") // only the grant's context, never a caller's claim
 	}
 	if out.IDToken, err = s.sign(ctx, IDTokenType, id); err != nil {
 		return nil, err

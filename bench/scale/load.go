@@ -36,13 +36,14 @@ func loadRows(ctx context.Context, db *store.DB, dsn string, p *population, from
 	// SQLite is left as Latch leaves it (no ANALYZE): its plans for these
 	// equality lookups do not depend on statistics.
 	if db.Dialect == store.Postgres {
-		if err := db.WithContext(ctx).Exec("ANALYZE users, sessions, refresh_families, refresh_tokens, sentinel_counters").Error; err != nil {
+		if err := db.WithContext(ctx).Exec("ANALYZE users, sessions, refresh_families, refresh_tokens, sentinel_counters, " +
+			"organizations, organization_roles, organization_members, organization_member_roles").Error; err != nil {
 			return fmt.Errorf("analyze: %w", err)
 		}
 	} else if err := db.WithContext(ctx).Exec("PRAGMA wal_checkpoint(TRUNCATE)").Error; err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	fmt.Printf("  loaded users %d..%d with their sessions, refresh tokens and sentinel rows in %s (%.0f users/s), settled in %s\n",
+	fmt.Printf("  loaded users %d..%d with their sessions, refresh tokens, sentinel rows and memberships in %s (%.0f users/s), settled in %s\n",
 		from, to, loaded.Round(time.Millisecond), float64(to-from)/loaded.Seconds(), (time.Since(start) - loaded).Round(time.Millisecond))
 	return nil
 }

@@ -105,6 +105,7 @@ type window struct {
 	indexed         bool
 	failed          int // answers that were not 200, both servers
 	peakRSS, yardMB float64
+	orgs            orgFigures // organizations (orgs.go)
 }
 
 // result is one database's windows, smallest size first.
@@ -182,6 +183,9 @@ func run(ctx context.Context, dbName, dsn string, sizes []int, auths, n int, all
 				ep, thousands(size), ms(pct(lats[1], 50)), ms(pct(lats[1], 99)), ms(pct(lats[0], 50)), ms(pct(lats[0], 99)),
 				ratio(lats[1], lats[0], 50), ratio(lats[1], lats[0], 99))
 		}
+		if err := measureOrgs(ctx, rng, w, auths, n, yard, subject); err != nil {
+			return nil, err
+		}
 		if w.failed > 0 {
 			fmt.Printf("  %d answers were not 200\n", w.failed)
 		}
@@ -216,7 +220,7 @@ func startServer(ctx context.Context, dbName, dsn string) (*server, error) {
 }
 
 func (s *server) setUp(ctx context.Context) error {
-	client, err := s.srv.CreateClient("auth:execute users:write")
+	client, err := s.srv.CreateClient("auth:execute users:read users:write")
 	if err != nil {
 		return err
 	}
@@ -421,6 +425,7 @@ func report(all []*result, sizes []int) {
 			fmt.Printf(" %s |\n", verdict(w.indexed, w.failed))
 		}
 	}
+	reportOrgs(all)
 }
 
 func verdict(indexed bool, failed int) string {

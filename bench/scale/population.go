@@ -116,7 +116,7 @@ type table struct {
 func (p *population) tables() []table {
 	expires := p.now.Add(14 * 24 * time.Hour)
 	created := func(i int) time.Time { return p.now.Add(-time.Duration(i%365*24+1) * time.Hour) }
-	return []table{
+	return append([]table{
 		{"users", userColumns, func(i int) []any {
 			u, at := username(i), created(i)
 			return []any{p.userID(i), u, u, u, email(i), phone(i), true, true, fmt.Sprintf("Scale User %d", i), "{}",
@@ -138,5 +138,5 @@ func (p *population) tables() []table {
 			}
 			return []any{"user:" + p.userID(i) + ":account", 1 + i%3, p.now.Add(-time.Minute), nil, p.now}
 		}},
-	}
+	}, p.orgTables()...)
 }
