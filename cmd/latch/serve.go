@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -30,7 +31,8 @@ func (c *cli) serveCmd() *cobra.Command {
 			}
 			log := c.logger(cfg.LogLevel)
 			warnGeneratedKey(log, cfg)
-			keepHashMemoryHot(cfg, c.getenv, log)
+			ballast := keepHashMemoryHot(cfg, c.getenv, log)
+			defer runtime.KeepAlive(ballast)
 			leaveRoomForRequests(c.getenv)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
