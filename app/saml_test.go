@@ -200,4 +200,3 @@ func TestSAMLSignIn(t *testing.T) {
 		})
 	})
 }
-
