@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,9 @@ type samlIdP struct {
 	next samlUser
 	// tweak changes the assertion before the IdP signs it.
 	tweak func(*saml.Assertion)
+	// plain: the IdP does not encrypt assertions (it ignores the SP's
+	// encryption key), so a test can read and tamper with them.
+	plain bool
 }
 
 func startIdP(t testing.TB) *samlIdP {
@@ -65,7 +69,7 @@ func startIdP(t testing.TB) *samlIdP {
 	sso, _ := url.Parse(base + "/sso")
 	p := &samlIdP{URL: base, cert: cert}
 	p.idp = &saml.IdentityProvider{Key: key, Signer: key, Certificate: cert, MetadataURL: *meta, SSOURL: *sso,
-		ServiceProviderProvider: spFetcher{}, SessionProvider: p, AssertionMaker: p, Logger: log.New(io.Discard, "", 0)}
+		ServiceProviderProvider: spFetcher{p}, SessionProvider: p, AssertionMaker: p, Logger: log.New(io.Discard, "", 0)}
 	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: p.idp.Handler()}}
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -90,9 +94,9 @@ func samlKeyPair(t testing.TB) (*rsa.PrivateKey, *x509.Certificate) {
 
 // spFetcher reads a service provider's metadata from its entity id, which
 // for Latch is its metadata URL.
-type spFetcher struct{}
+type spFetcher struct{ p *samlIdP }
 
-func (spFetcher) GetServiceProvider(_ *http.Request, id string) (*saml.EntityDescriptor, error) {
+func (sf spFetcher) GetServiceProvider(_ *http.Request, id string) (*saml.EntityDescriptor, error) {
 	res, err := http.Get(id)
 	if err != nil {
 		return nil, err
@@ -105,6 +109,14 @@ func (spFetcher) GetServiceProvider(_ *http.Request, id string) (*saml.EntityDes
 	var ed saml.EntityDescriptor
 	if err := xml.Unmarshal(raw, &ed); err != nil {
 		return nil, err
+	}
+	sf.p.mu.Lock()
+	defer sf.p.mu.Unlock()
+	if sf.p.plain {
+		for i := range ed.SPSSODescriptors {
+			d := &ed.SPSSODescriptors[i]
+			d.KeyDescriptors = slices.DeleteFunc(d.KeyDescriptors, func(k saml.KeyDescriptor) bool { return k.Use != "signing" })
+		}
 	}
 	return &ed, nil
 }

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"encoding/xml"
+	"html"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
 
 	"github.com/latch-dev/latch/app/apptest"
@@ -199,4 +203,214 @@ func TestSAMLSignIn(t *testing.T) {
 			expWantAPI(t, samlACS(t, f.Env, conn, resp, relay), http.StatusBadRequest, "session.verification_failed")
 		})
 	})
+}
+
+// TestSAMLSecurity: what a response must be to sign anyone in — signed by
+// the IdP and untouched, for our audience, answering this record's own
+// request (no IdP-initiated sign-in), within its validity (bounded skew),
+// its assertion id never seen before (on any replica) — and a connector
+// deleted mid-flow. A refused response changes nothing: the genuine one
+// still completes the record.
+func TestSAMLSecurity(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := upStart(t, b)
+		idp := startIdP(t)
+		domain := strings.ToLower(v1Name("sec")) + ".test"
+		conn := f.connector(t, "sso", map[string]any{"name": "Sec", "provider": "saml", "domains": []string{domain}, "config": idp.config()})
+		up := idp.user(strings.ToLower(v1Name("sec")) + "@" + domain)
+		// refused: the response is refused, for the reason named.
+		refused := func(t *testing.T, res *apptest.Response, why string) {
+			t.Helper()
+			expWantAPI(t, res, http.StatusBadRequest, "connector.invalid_response")
+			if !strings.Contains(res.Str("message"), why) {
+				t.Fatalf("refused for another reason than %q: %s", why, res)
+			}
+			if strings.Contains(string(res.Raw), "saml:") || strings.Contains(string(res.Raw), "someone-else") {
+				t.Fatalf("upstream detail leaked: %s", res)
+			}
+		}
+		// attempt: a record and the IdP's answer for it.
+		attempt := func(t *testing.T) (*expTx, string, string, string) {
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			vid, uri := x.samlStart(t, conn, "s-"+v1Name("s"))
+			resp, relay := idp.login(t, uri, up)
+			return x, vid, resp, relay
+		}
+		genuineStillWorks := func(t *testing.T, x *expTx, vid, resp, relay string) {
+			t.Helper()
+			expWantAPI(t, x.post(t, "/verification/sso/"+conn+"/verify", map[string]any{"verificationId": vid, "connectorData": map[string]any{}}),
+				http.StatusBadRequest, "session.verification_failed")
+			if res := samlACS(t, f.Env, conn, resp, relay); res.Status != http.StatusSeeOther {
+				t.Fatalf("the genuine response after a refused one: %s", res)
+			}
+		}
+
+		t.Run("Encrypted", func(t *testing.T) {
+			// By default the IdP encrypts to the SP's key: the browser
+			// carries no readable assertion.
+			_, _, resp, _ := attempt(t)
+			if xml := mustDecode(t, resp); !strings.Contains(xml, "EncryptedAssertion") || strings.Contains(xml, up.Email) {
+				t.Fatalf("the assertion is not encrypted")
+			}
+		})
+		idp.mu.Lock()
+		idp.plain = true
+		idp.mu.Unlock()
+		t.Run("Unsigned", func(t *testing.T) {
+			x, vid, resp, relay := attempt(t)
+			stripped := samlEdit(t, resp, func(doc *etree.Document) {
+				for _, el := range allElements(doc.Root()) {
+					for _, sig := range el.SelectElements("Signature") {
+						el.RemoveChild(sig)
+					}
+				}
+			})
+			if strings.Contains(mustDecode(t, stripped), "SignatureValue") {
+				t.Fatal("signatures left in the stripped response")
+			}
+			refused(t, samlACS(t, f.Env, conn, stripped, relay), "not signed")
+			genuineStillWorks(t, x, vid, resp, relay)
+		})
+		t.Run("Tampered", func(t *testing.T) {
+			x, vid, resp, relay := attempt(t)
+			for _, from := range []string{up.Email, up.NameID} {
+				tampered := samlEdit(t, resp, func(doc *etree.Document) {
+					for _, el := range allElements(doc.Root()) {
+						if el.Text() == from {
+							el.SetText("mallory-" + from)
+						}
+					}
+				})
+				refused(t, samlACS(t, f.Env, conn, tampered, relay), "not signed")
+			}
+			genuineStillWorks(t, x, vid, resp, relay)
+		})
+		t.Run("WrongAudience", func(t *testing.T) {
+			idp.setTweak(func(a *saml.Assertion) {
+				a.Conditions.AudienceRestrictions = []saml.AudienceRestriction{{Audience: saml.Audience{Value: "https://someone-else.example/metadata"}}}
+			})
+			defer idp.setTweak(nil)
+			_, _, resp, relay := attempt(t)
+			refused(t, samlACS(t, f.Env, conn, resp, relay), "another service provider")
+		})
+		t.Run("WrongInResponseTo", func(t *testing.T) {
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			vidA, uriA := x.samlStart(t, conn, "a")
+			_, uriB := x.samlStart(t, conn, "b")
+			respA, relayA := idp.login(t, uriA, up)
+			_, relayB := idp.login(t, uriB, up)
+			refused(t, samlACS(t, f.Env, conn, respA, relayB), "does not answer")
+			genuineStillWorks(t, x, vidA, respA, relayA)
+		})
+		t.Run("IdPInitiated", func(t *testing.T) {
+			_, _, _, relay := attempt(t)
+			idp.mu.Lock()
+			idp.next = up
+			idp.mu.Unlock()
+			rec := httptest.NewRecorder()
+			idp.idp.ServeIDPInitiated(rec, httptest.NewRequest(http.MethodGet, idp.URL+"/login", nil), f.URL+"/api/authn/saml/"+conn+"/metadata", relay)
+			m := samlFormInput.FindStringSubmatch(rec.Body.String())
+			if m == nil || m[1] != "SAMLResponse" {
+				t.Fatalf("IdP-initiated response: %d %s", rec.Code, rec.Body)
+			}
+			refused(t, samlACS(t, f.Env, conn, html.UnescapeString(m[2]), relay), "does not answer")
+		})
+		t.Run("Expired", func(t *testing.T) {
+			past := time.Now().Add(-time.Hour)
+			idp.setTweak(func(a *saml.Assertion) {
+				a.IssueInstant, a.Conditions.NotBefore, a.Conditions.NotOnOrAfter = past, past, past.Add(5*time.Minute)
+				for i := range a.Subject.SubjectConfirmations {
+					a.Subject.SubjectConfirmations[i].SubjectConfirmationData.NotOnOrAfter = past.Add(5 * time.Minute)
+				}
+			})
+			defer idp.setTweak(nil)
+			_, _, resp, relay := attempt(t)
+			refused(t, samlACS(t, f.Env, conn, resp, relay), "expired")
+		})
+		t.Run("ClockSkew", func(t *testing.T) {
+			// Not yet valid beyond the skew bound is refused; within it, fine.
+			for _, c := range []struct {
+				ahead time.Duration
+				ok    bool
+			}{{10 * time.Minute, false}, {time.Minute, true}} {
+				idp.setTweak(func(a *saml.Assertion) { a.Conditions.NotBefore = time.Now().Add(c.ahead) })
+				_, _, resp, relay := attempt(t)
+				res := samlACS(t, f.Env, conn, resp, relay)
+				if c.ok && res.Status != http.StatusSeeOther {
+					t.Fatalf("NotBefore %s ahead: %s", c.ahead, res)
+				}
+				if !c.ok {
+					refused(t, res, "not yet valid")
+				}
+			}
+			idp.setTweak(nil)
+		})
+		t.Run("AssertionReplay", func(t *testing.T) {
+			// An IdP (or whoever replays its assertions) reusing an id: the
+			// second use is refused, also at another replica.
+			id := "_" + v1Name("a")
+			idp.setTweak(func(a *saml.Assertion) { a.ID = id })
+			defer idp.setTweak(nil)
+			x, vid, resp, relay := attempt(t)
+			if res := samlACS(t, f.Env, conn, resp, relay); res.Status != http.StatusSeeOther {
+				t.Fatalf("first use: %s", res)
+			}
+			expMust(t, x.post(t, "/verification/sso/"+conn+"/verify", map[string]any{"verificationId": vid, "connectorData": map[string]any{}}),
+				http.StatusOK, "verify")
+			replica := f.Replica(apptest.With("LATCH_ISSUER", f.Config.Issuer))
+			x2, vid2, resp2, relay2 := attempt(t)
+			expWantAPI(t, samlACS(t, replica, conn, resp2, relay2), http.StatusBadRequest, "session.verification_failed")
+			expWantAPI(t, samlACS(t, f.Env, conn, resp2, relay2), http.StatusBadRequest, "session.verification_failed")
+			expWantAPI(t, x2.post(t, "/verification/sso/"+conn+"/verify", map[string]any{"verificationId": vid2, "connectorData": map[string]any{}}),
+				http.StatusBadRequest, "session.verification_failed")
+			if n := f.count(t, "SELECT COUNT(*) FROM consumed_assertions WHERE connector_id = ? AND assertion_id = ?", conn, id); n != 1 {
+				t.Fatalf("%d consumed rows of the assertion", n)
+			}
+		})
+		t.Run("BadPosts", func(t *testing.T) {
+			_, _, resp, relay := attempt(t)
+			expWantAPI(t, samlACS(t, f.Env, conn, resp, "garbage"), http.StatusNotFound, "session.verification_session_not_found")
+			expWantAPI(t, samlACS(t, f.Env, conn, "", relay), http.StatusBadRequest, "guard.invalid_input")
+			expWantAPI(t, samlACS(t, f.Env, conn, "not base64!", relay), http.StatusBadRequest, "connector.invalid_response")
+			expWantAPI(t, samlACS(t, f.Env, "nope", resp, relay), http.StatusNotFound, "session.verification_session_not_found")
+			expWantAPI(t, f.call(t, http.MethodPost, "/api/authn/saml/"+conn, "", map[string]any{"SAMLResponse": resp, "RelayState": relay}),
+				http.StatusBadRequest, "guard.invalid_input")
+		})
+		t.Run("DeletedMidFlow", func(t *testing.T) {
+			other := f.connector(t, "sso", map[string]any{"name": "Gone", "provider": "saml", "config": idp.config()})
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			vid, uri := x.samlStart(t, other, "gone")
+			resp, relay := idp.login(t, uri, up)
+			vid2, uri2 := x.samlStart(t, other, "gone2")
+			resp2, relay2 := idp.login(t, uri2, up)
+			if res := samlACS(t, f.Env, other, resp2, relay2); res.Status != http.StatusSeeOther {
+				t.Fatalf("ACS: %s", res)
+			}
+			expMust(t, f.call(t, http.MethodDelete, "/v1/sso-connectors/"+other, f.tok, nil), http.StatusNoContent, "delete")
+			expWantAPI(t, samlACS(t, f.Env, other, resp, relay), http.StatusNotFound, "entity.not_exists_with_id")
+			expWantAPI(t, x.post(t, "/verification/sso/"+other+"/verify", map[string]any{"verificationId": vid, "connectorData": map[string]any{"SAMLResponse": resp}}),
+				http.StatusNotFound, "entity.not_exists_with_id")
+			expWantAPI(t, x.post(t, "/verification/sso/"+other+"/verify", map[string]any{"verificationId": vid2, "connectorData": map[string]any{}}),
+				http.StatusNotFound, "entity.not_exists_with_id")
+			expWantAPI(t, x.identify(t, vid2), http.StatusNotFound, "entity.not_exists_with_id")
+		})
+	})
+}
+
+// allElements is el and every element under it.
+func allElements(el *etree.Element) []*etree.Element {
+	out := []*etree.Element{el}
+	for _, c := range el.ChildElements() {
+		out = append(out, allElements(c)...)
+	}
+	return out
+}
+
+func mustDecode(t testing.TB, s string) string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -235,6 +236,11 @@ func (e *Engine) redeem(ctx context.Context, family string, b *upstreamRecord, c
 // upstreamFailure is a connector's error as the client sees it: its own
 // codes pass, anything else is logged and answered without its text.
 func (e *Engine) upstreamFailure(ctx context.Context, connectorID string, err error) error {
+	var r *connector.Refusal
+	if errors.As(err, &r) {
+		e.log.InfoContext(ctx, "upstream response refused", "connector", connectorID, "error", r.Detail.Error())
+		return r.Err
+	}
 	if _, ok := fault.As(err); ok {
 		return err
 	}

@@ -125,6 +125,16 @@ func AuthorizationFailed() *fault.Error {
 	return fault.New(CodeAuthorizationFailed, http.StatusUnauthorized, "The identity provider did not authorize the sign-in.")
 }
 
+// Refusal is a client-facing error (Err, in Latch's words) with the
+// upstream's own detail for the log only.
+type Refusal struct {
+	Err    *fault.Error
+	Detail error
+}
+
+func (r *Refusal) Error() string { return r.Err.Error() }
+func (r *Refusal) Unwrap() error { return r.Err }
+
 // InvalidResponse: the upstream answered something that does not verify
 // (a bad ID token, a userinfo without subject) or could not be reached.
 func InvalidResponse(what string) *fault.Error {

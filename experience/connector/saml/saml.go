@@ -337,26 +337,33 @@ func (c *conn) Consume(_ context.Context, r connector.Request, response string) 
 	return &connector.Assertion{Identity: id, ID: a.ID, Expires: issued.Add(crewsaml.MaxIssueDelay + crewsaml.MaxClockSkew)}, nil
 }
 
-// refusal names, in Latch's words, why a response was refused (the
-// upstream's own detail is never shown).
+// refusal names, in Latch's words, why a response was refused; crewjam's
+// own detail goes to the log only.
 func refusal(err error) error {
+	detail := err
+	var ire *crewsaml.InvalidResponseError
+	if errors.As(err, &ire) && ire.PrivateErr != nil {
+		detail = ire.PrivateErr
+	}
 	var why string
 	var status crewsaml.ErrBadStatus
 	switch {
-	case errors.Is(err, crewsaml.ErrRequestIDMismatch):
+	case errors.Is(detail, crewsaml.ErrRequestIDMismatch):
 		why = "it does not answer this sign-in's request"
-	case errors.Is(err, crewsaml.ErrExpired), errors.Is(err, crewsaml.ErrNotYetValid):
+	case errors.Is(detail, crewsaml.ErrExpired), errors.Is(detail, crewsaml.ErrNotYetValid):
 		why = "the assertion is expired or not yet valid"
-	case errors.Is(err, crewsaml.ErrAudienceMismatch):
+	case errors.Is(detail, crewsaml.ErrAudienceMismatch):
 		why = "the assertion is for another service provider"
-	case errors.Is(err, crewsaml.ErrInvalidSignature), errors.Is(err, crewsaml.ErrUntrustedCertificate):
+	// A missing signature is an unexported, unclassified error in crewjam.
+	case errors.Is(detail, crewsaml.ErrInvalidSignature), errors.Is(detail, crewsaml.ErrUntrustedCertificate),
+		strings.Contains(detail.Error(), "signature element not present"):
 		why = "it is not signed by the identity provider"
-	case errors.As(err, &status):
-		return connector.AuthorizationFailed()
+	case errors.As(detail, &status):
+		return &connector.Refusal{Err: connector.AuthorizationFailed(), Detail: detail}
 	default:
 		why = "it does not verify"
 	}
-	return connector.InvalidResponse("the SAML response was refused: " + why)
+	return &connector.Refusal{Err: connector.InvalidResponse("the SAML response was refused: " + why), Detail: detail}
 }
 
 // identity reads the subject, e-mail, name and MFA of an assertion.
