@@ -414,3 +414,98 @@ func mustDecode(t testing.TB, s string) string {
 	}
 	return string(raw)
 }
+
+// TestSAMLMFA: with MFA mandatory, a SAML sign-in satisfies it when the
+// IdP asserts a multi-factor AuthnContextClassRef, or when the connector
+// is set to trust the upstream's MFA; otherwise MFA is still due.
+func TestSAMLMFA(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := upStart(t, b)
+		idp := startIdP(t)
+		domain := strings.ToLower(v1Name("mfa")) + ".test"
+		conn := f.connector(t, "sso", map[string]any{"name": "MFA", "provider": "saml", "domains": []string{domain}, "config": idp.config()})
+		f.settings(t, `{"mfa": {"policy": "Mandatory"}}`)
+		up := idp.user(strings.ToLower(v1Name("mfa")) + "@" + domain)
+
+		x := f.beginAs(t, f.appTok, "SignIn", false)
+		_, vid := x.saml(t, f, idp, conn, up)
+		expMust(t, x.identify(t, vid), http.StatusCreated, "identify")
+		expWantAPI(t, x.post(t, "/submit", nil), http.StatusUnprocessableEntity, "user.missing_mfa")
+
+		withMFA := func(t *testing.T, u samlUser) {
+			t.Helper()
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			_, vid := x.saml(t, f, idp, conn, u)
+			expMust(t, x.identify(t, vid), http.StatusNoContent, "identify")
+			res := expMust(t, x.post(t, "/submit", nil), http.StatusOK, "submit")
+			if amr := anyStrings(expJWT(t, res.Str("access_token"))["amr"]); !slices.Contains(amr, "mfa") {
+				t.Fatalf("amr %v lacks mfa", amr)
+			}
+		}
+		mfa := up
+		mfa.ClassRef = "https://refeds.org/profile/mfa"
+		withMFA(t, mfa)
+
+		res := f.call(t, http.MethodPatch, "/v1/sso-connectors/"+conn, f.tok, map[string]any{"trust_upstream_mfa": true})
+		if res.Status != http.StatusOK || res.JSON["trust_upstream_mfa"] != true {
+			t.Fatalf("patch trust_upstream_mfa: %s", res)
+		}
+		withMFA(t, up)
+	})
+}
+
+// TestBackendSAML: /v1/auth/sso/start and /authenticate with a SAML
+// connector: after the ACS redirect (flow_id and state), or with the
+// saml_response itself; a wrong state or RelayState changes nothing.
+func TestBackendSAML(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := upStart(t, b)
+		idp := startIdP(t)
+		domain := strings.ToLower(v1Name("bsaml")) + ".test"
+		conn := f.connector(t, "sso", map[string]any{"name": "Back SAML", "provider": "saml", "domains": []string{domain}, "config": idp.config()})
+		email := strings.ToLower(v1Name("emp")) + "@" + domain
+		id := f.createUser(t, map[string]any{"username": v1Name("emp"), "email": email, "email_verified": true})
+		up := idp.user(email)
+		start := func(body map[string]any) (string, string, string) {
+			t.Helper()
+			res := f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, body)
+			if res.Status != http.StatusOK || res.Str("flow_id") == "" {
+				t.Fatalf("sso/start: %s", res)
+			}
+			resp, relay := idp.login(t, res.Str("authorization_uri"), up)
+			return res.Str("flow_id"), resp, relay
+		}
+		signedIn := func(t *testing.T, res *apptest.Response) {
+			t.Helper()
+			if res.Status != http.StatusOK || res.Str("session_id") == "" || res.Str("refresh_token") == "" {
+				t.Fatalf("sso/authenticate: %s", res)
+			}
+			if at := expJWT(t, res.Str("access_token")); at["sub"] != id || !slices.Contains(anyStrings(at["amr"]), "fed") {
+				t.Fatalf("access token: %v", at)
+			}
+		}
+
+		// Through the ACS: it redirects with the state, the backend ends it.
+		flow, resp, relay := start(map[string]any{"email": email, "redirect_uri": upCallback, "state": "back-1"})
+		acs := samlACS(t, f.Env, conn, resp, relay)
+		if acs.Status != http.StatusSeeOther || acs.Header.Get("Location") != upCallback+"?state=back-1" {
+			t.Fatalf("ACS: %s %v", acs, acs.Header)
+		}
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow}),
+			http.StatusBadRequest, "system_invalid_input")
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "state": "forged"}),
+			http.StatusBadRequest, "session_verification_failed")
+		signedIn(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "state": "back-1"}))
+
+		// The response itself, no ACS; a RelayState given must be the flow's.
+		flow, resp, relay = start(map[string]any{"connector_id": conn, "redirect_uri": upCallback})
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "saml_response": resp,
+			"relay_state": "forged"}), http.StatusBadRequest, "session_verification_failed")
+		signedIn(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "saml_response": resp,
+			"relay_state": relay}))
+		// The flow is over; its response cannot serve again.
+		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "saml_response": resp}),
+			http.StatusBadRequest, "session_not_found")
+		expWantAPI(t, samlACS(t, f.Env, conn, resp, relay), http.StatusNotFound, "session.not_found")
+	})
+}
