@@ -2,6 +2,7 @@ package experience
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -127,7 +128,7 @@ func (e *Engine) verifyPosted(ctx context.Context, handle, clientID, family, con
 	if _, err := e.Connectors.row(ctx, family, connectorID); err != nil {
 		return true, err
 	}
-	if cb.State != "" && cb.State != b.State {
+	if cb.State != "" && subtle.ConstantTimeCompare([]byte(cb.State), []byte(b.State)) != 1 {
 		return true, fault.New(CodeVerificationFailed, http.StatusBadRequest, "The state does not match the authorization request.")
 	}
 	if cb.RelayState != "" && cb.RelayState != relayState(handle, recordID) {
