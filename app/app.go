@@ -228,6 +228,10 @@ func (a *App) routes() {
 	e.POST(x+"/verification/social/:connectorId/verify", a.upstreamVerify(experience.FamilySocial), handle...)
 	e.POST(x+"/verification/sso/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySSO), handle...)
 	e.POST(x+"/verification/sso/:connectorId/verify", a.upstreamVerify(experience.FamilySSO), handle...)
+	// SAML's assertion consumer service and SP metadata: the IdP's post
+	// carries no handle (its RelayState names the record).
+	e.GET(samlPath+":connectorId/metadata", a.samlMetadata, limit)
+	e.POST(samlPath+":connectorId", a.samlACS, limit)
 	e.POST("/v1/auth/sso/start", a.ssoStart, execute...)
 	e.POST("/v1/auth/sso/authenticate", tokenRoute(a, func() *ssoAuthenticateRequest { return &ssoAuthenticateRequest{} }, a.ssoAuthenticate), execute...)
 	a.connectorRoutes("/v1/sso-connectors", experience.FamilySSO, manage)

@@ -2,8 +2,11 @@ package app
 
 import (
 	"encoding/json"
+	"mime"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -20,6 +23,7 @@ type connectorRequest struct {
 	Domains              *[]string       `json:"domains"`
 	Config               json.RawMessage `json:"config"`
 	TrustUnverifiedEmail *bool           `json:"trust_unverified_email"`
+	TrustUpstreamMFA     *bool           `json:"trust_upstream_mfa"`
 	JITOrganizations     *[]string       `json:"jit_organizations"`
 	family               string
 }
@@ -31,7 +35,7 @@ func (r *connectorRequest) validate() []fault.Detail {
 	}
 	if r.family == experience.FamilySocial {
 		for name, set := range map[string]bool{"domains": r.Domains != nil, "trust_unverified_email": r.TrustUnverifiedEmail != nil,
-			"jit_organizations": r.JITOrganizations != nil} {
+			"trust_upstream_mfa": r.TrustUpstreamMFA != nil, "jit_organizations": r.JITOrganizations != nil} {
 			if set {
 				f.add(name, "is an SSO connector setting")
 			}
@@ -57,7 +61,7 @@ func (r *connectorRequest) validate() []fault.Detail {
 
 func (r *connectorRequest) input() experience.ConnectorInput {
 	return experience.ConnectorInput{Name: r.Name, Provider: r.Provider, Domains: r.Domains, Config: r.Config,
-		TrustUnverifiedEmail: r.TrustUnverifiedEmail, JITOrganizations: r.JITOrganizations}
+		TrustUnverifiedEmail: r.TrustUnverifiedEmail, TrustUpstreamMFA: r.TrustUpstreamMFA, JITOrganizations: r.JITOrganizations}
 }
 
 // socialConnectorView is a social connector as management shows it (SSO
@@ -151,25 +155,34 @@ func (r *upstreamStartRequest) validate() []fault.Detail {
 	return f
 }
 
-// upstreamVerifyRequest is the body of …/verify.
+// upstreamVerifyRequest is the body of …/verify. OIDC and OAuth 2.0 pass
+// the callback's code and state (the engine requires them); SAML nothing
+// once the assertion consumer service verified the record, or the
+// SAMLResponse (and RelayState) the client received itself.
 type upstreamVerifyRequest struct {
 	VerificationID string `json:"verificationId"`
 	ConnectorData  struct {
-		Code        string `json:"code"`
-		State       string `json:"state"`
-		RedirectURI string `json:"redirectUri"`
+		Code         string `json:"code"`
+		State        string `json:"state"`
+		RedirectURI  string `json:"redirectUri"`
+		SAMLResponse string `json:"SAMLResponse"`
+		RelayState   string `json:"RelayState"`
 	} `json:"connectorData"`
 }
+
+// maxSAMLResponse bounds a base64 SAMLResponse (the connector bounds the
+// decoded XML at 1 MiB).
+const maxSAMLResponse = 1400 << 10
 
 func (r *upstreamVerifyRequest) validate() []fault.Detail {
 	var f fields
 	f.required("verificationId", r.VerificationID)
 	f.maxLen("verificationId", r.VerificationID, 64)
-	f.required("connectorData.code", r.ConnectorData.Code)
 	f.maxLen("connectorData.code", r.ConnectorData.Code, 4096)
-	f.required("connectorData.state", r.ConnectorData.State)
 	f.maxLen("connectorData.state", r.ConnectorData.State, 512)
 	f.maxLen("connectorData.redirectUri", r.ConnectorData.RedirectURI, 2048)
+	f.maxLen("connectorData.SAMLResponse", r.ConnectorData.SAMLResponse, maxSAMLResponse)
+	f.maxLen("connectorData.RelayState", r.ConnectorData.RelayState, 512)
 	return f
 }
 
@@ -191,7 +204,8 @@ func (a *App) upstreamVerify(family string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return expRoute(body[upstreamVerifyRequest], func(s step, r *upstreamVerifyRequest) (any, error) {
 			return recordOf(a.engine.VerifyUpstream(s.ctx, s.handle, s.client, family, c.Param("connectorId"), r.VerificationID,
-				experience.Callback{Code: r.ConnectorData.Code, State: r.ConnectorData.State, RedirectURI: r.ConnectorData.RedirectURI}))
+				experience.Callback{Code: r.ConnectorData.Code, State: r.ConnectorData.State, RedirectURI: r.ConnectorData.RedirectURI,
+					SAMLResponse: r.ConnectorData.SAMLResponse, RelayState: r.ConnectorData.RelayState}))
 		})(c)
 	}
 }
@@ -239,22 +253,29 @@ func (a *App) ssoStart(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"authorization_uri": uri, "flow_id": flow})
 }
 
-// ssoAuthenticateRequest is the body of POST /v1/auth/sso/authenticate.
+// ssoAuthenticateRequest is the body of POST /v1/auth/sso/authenticate:
+// OIDC's code and state; SAML's state after the assertion consumer
+// service redirected back, or the saml_response itself.
 type ssoAuthenticateRequest struct {
 	tokenRequest
-	FlowID string `json:"flow_id"`
-	Code   string `json:"code"`
-	State  string `json:"state"`
+	FlowID       string `json:"flow_id"`
+	Code         string `json:"code"`
+	State        string `json:"state"`
+	SAMLResponse string `json:"saml_response"`
+	RelayState   string `json:"relay_state"`
 }
 
 func (r *ssoAuthenticateRequest) validate() []fault.Detail {
 	var f fields
 	f.required("flow_id", r.FlowID)
 	f.maxLen("flow_id", r.FlowID, 128)
-	f.required("code", r.Code)
+	if r.SAMLResponse == "" {
+		f.required("state", r.State)
+	}
 	f.maxLen("code", r.Code, 4096)
-	f.required("state", r.State)
 	f.maxLen("state", r.State, 512)
+	f.maxLen("saml_response", r.SAMLResponse, maxSAMLResponse)
+	f.maxLen("relay_state", r.RelayState, 512)
 	r.validateTokenRequest(&f)
 	return f
 }
@@ -262,5 +283,56 @@ func (r *ssoAuthenticateRequest) validate() []fault.Detail {
 // ssoAuthenticate is POST /v1/auth/sso/authenticate: the token response of
 // seed 003 for a completed SSO flow.
 func (a *App) ssoAuthenticate(c echo.Context, client *token.Client, req *ssoAuthenticateRequest, _ *signInTokens) (*experience.SignIn, error) {
-	return a.engine.AuthenticateSSO(c.Request().Context(), req.FlowID, req.Code, req.State, req.meta(c, client), client.EnforceMFA)
+	return a.engine.AuthenticateSSO(c.Request().Context(), req.FlowID, experience.Callback{Code: req.Code, State: req.State,
+		SAMLResponse: req.SAMLResponse, RelayState: req.RelayState}, req.meta(c, client), client.EnforceMFA)
+}
+
+// samlPath is where SAML connectors live at Latch: the assertion consumer
+// service, and the SP metadata under it.
+const samlPath = "/api/authn/saml/"
+
+// samlURL makes the engine's connector URLs (SAML only) under the issuer.
+func samlURL(issuer string) func(provider, id string) string {
+	return func(provider, id string) string {
+		if provider != "saml" {
+			return ""
+		}
+		return strings.TrimRight(issuer, "/") + samlPath + url.PathEscape(id)
+	}
+}
+
+// samlMetadata is GET /api/authn/saml/{connectorId}/metadata.
+func (a *App) samlMetadata(c echo.Context) error {
+	md, err := a.engine.SAMLMetadata(c.Request().Context(), c.Param("connectorId"))
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, "application/samlmetadata+xml", md)
+}
+
+// samlACS is POST /api/authn/saml/{connectorId}, the assertion consumer
+// service (HTTP-POST binding): the IdP's SAMLResponse is verified into the
+// record RelayState names and the user agent sent on (303) to the record's
+// redirect URI with the client's state, Logto style. A refusal is the API
+// dialect's JSON error; the record stays as it was.
+func (a *App) samlACS(c echo.Context) error {
+	ct, _, _ := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if ct != echo.MIMEApplicationForm {
+		return fault.Invalid(fault.Detail{Field: "body", Message: "Content-Type must be application/x-www-form-urlencoded"})
+	}
+	var f fields
+	resp, relay := c.FormValue("SAMLResponse"), c.FormValue("RelayState")
+	f.required("SAMLResponse", resp)
+	f.maxLen("SAMLResponse", resp, maxSAMLResponse)
+	f.required("RelayState", relay)
+	f.maxLen("RelayState", relay, 512)
+	if len(f) > 0 {
+		return fault.Invalid(f...)
+	}
+	next, err := a.engine.ConsumeAssertion(c.Request().Context(), c.Param("connectorId"), relay, resp)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.Redirect(http.StatusSeeOther, next)
 }

@@ -8,6 +8,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -178,10 +179,12 @@ func TestOpenAPISecurityMatchesServer(t *testing.T) {
 		url := env.URL + fillPath(path)
 		scopes, declared := requiredScopes(op)
 		// After init, the Experience API is authorised by the interaction
-		// handle alone (seed 004), and the SSO lookup by nothing at all.
-		byHandle := strings.HasPrefix(path, "/api/experience/") && path != "/api/experience/sso-connectors"
-		guarded := (strings.HasPrefix(path, "/v1/") || strings.HasPrefix(path, "/api/")) && !byHandle &&
-			path != "/api/experience/sso-connectors"
+		// handle alone (seed 004), and the SSO lookup by nothing at all, nor
+		// SAML's SP metadata and assertion consumer service (an IdP and a
+		// browser reach them, with no token; the assertion is the proof).
+		public := path == "/api/experience/sso-connectors" || strings.HasPrefix(path, "/api/authn/saml/")
+		byHandle := strings.HasPrefix(path, "/api/experience/") && !public
+		guarded := (strings.HasPrefix(path, "/v1/") || strings.HasPrefix(path, "/api/")) && !byHandle && !public
 		if guarded != declared {
 			t.Errorf("%s: ClientAccessToken declared=%v, want %v", key, declared, guarded)
 			continue
@@ -293,6 +296,12 @@ func newSpecCheck(t *testing.T, env *apptest.Env) *specCheck {
 		t.Fatal(err)
 	}
 	return &specCheck{t: t, env: env, router: router}
+}
+
+// SAML SP metadata is XML, checked as the string the spec says it is
+// (saml_test.go parses it).
+func init() {
+	openapi3filter.RegisterBodyDecoder("application/samlmetadata+xml", openapi3filter.PlainBodyDecoder)
 }
 
 // do sends req (whose body, if any, is body), validates the request and the
@@ -475,6 +484,13 @@ func TestOpenAPIResponsesMatchServer(t *testing.T) {
 	s.json(http.MethodPatch, "/v1/sso-connectors/"+sso.Str("id"), tok, map[string]any{"name": "Acme Corp"}, http.StatusOK)
 	s.get("/api/experience/sso-connectors?email=a%40spec-acme.test", "", http.StatusOK)
 	s.json(http.MethodDelete, "/v1/sso-connectors/"+sso.Str("id"), tok, nil, http.StatusNoContent)
+	_, idpCert := samlKeyPair(t)
+	samlConn := s.json(http.MethodPost, "/v1/sso-connectors", tok, map[string]any{"name": "Acme SAML", "provider": "saml",
+		"config": map[string]any{"entity_id": "https://idp.example.com", "sso_url": "https://idp.example.com/sso",
+			"certificate": base64.StdEncoding.EncodeToString(idpCert.Raw)}, "trust_upstream_mfa": true}, http.StatusCreated)
+	s.get("/v1/sso-connectors/"+samlConn.Str("id"), tok, http.StatusOK)
+	s.get("/api/authn/saml/"+samlConn.Str("id")+"/metadata", "", http.StatusOK)
+	s.get("/api/authn/saml/nope/metadata", "", http.StatusNotFound)
 	social := s.json(http.MethodPost, "/v1/social-connectors", tok, map[string]any{"name": "Up", "provider": "oidc", "config": oidcConfig}, http.StatusCreated)
 	s.get("/v1/social-connectors", tok, http.StatusOK)
 	s.get("/v1/social-connectors/"+social.Str("id"), tok, http.StatusOK)

@@ -70,6 +70,8 @@ func TestConnectorManagement(t *testing.T) {
 			"config": map[string]any{"issuer": "not a url", "client_id": "x"}}), http.StatusBadRequest, "system_invalid_input")
 		wantError(t, f.call(t, http.MethodPost, "/v1/social-connectors", f.tok, map[string]any{"name": "X", "provider": "oidc",
 			"domains": []string{"x.test"}, "config": cfg}), http.StatusBadRequest, "system_invalid_input")
+		wantError(t, f.call(t, http.MethodPost, "/v1/social-connectors", f.tok, map[string]any{"name": "X", "provider": "oidc",
+			"trust_upstream_mfa": true, "config": cfg}), http.StatusBadRequest, "system_invalid_input")
 
 		// PATCH: the name changes, the secret stays (a sign-in still
 		// works), the domains move.
@@ -374,15 +376,24 @@ func TestEnterpriseSSO(t *testing.T) {
 			expMust(t, x.identify(t, vid), http.StatusCreated, "identify")
 			expWantAPI(t, x.post(t, "/submit", nil), http.StatusUnprocessableEntity, "user.missing_mfa")
 
-			f.op.store.set([]string{"pwd", "mfa"}, nil)
-			defer f.op.store.set(nil, nil)
-			x = f.beginAs(t, f.appTok, "SignIn", false)
-			_, vid = x.upstream(t, f.op, "sso", conn, up)
-			expMust(t, x.identify(t, vid), http.StatusNoContent, "identify")
-			res := expMust(t, x.post(t, "/submit", nil), http.StatusOK, "submit")
-			if amr := anyStrings(expJWT(t, res.Str("access_token"))["amr"]); !slices.Contains(amr, "mfa") {
-				t.Fatalf("amr %v lacks mfa", amr)
+			signInWithMFA := func(t *testing.T) {
+				t.Helper()
+				x := f.beginAs(t, f.appTok, "SignIn", false)
+				_, vid := x.upstream(t, f.op, "sso", conn, up)
+				expMust(t, x.identify(t, vid), http.StatusNoContent, "identify")
+				res := expMust(t, x.post(t, "/submit", nil), http.StatusOK, "submit")
+				if amr := anyStrings(expJWT(t, res.Str("access_token"))["amr"]); !slices.Contains(amr, "mfa") {
+					t.Fatalf("amr %v lacks mfa", amr)
+				}
 			}
+			f.op.store.set([]string{"pwd", "mfa"}, nil)
+			signInWithMFA(t)
+			f.op.store.set(nil, nil)
+
+			// No amr, but the connector vouches for the provider's MFA.
+			expMust(t, f.call(t, http.MethodPatch, "/v1/sso-connectors/"+conn, f.tok, map[string]any{"trust_upstream_mfa": true}), http.StatusOK, "patch")
+			defer f.call(t, http.MethodPatch, "/v1/sso-connectors/"+conn, f.tok, map[string]any{"trust_upstream_mfa": false})
+			signInWithMFA(t)
 		})
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/latch-dev/latch/experience/connector"
 	"github.com/latch-dev/latch/experience/connector/oauth2"
 	"github.com/latch-dev/latch/experience/connector/oidc"
+	"github.com/latch-dev/latch/experience/connector/saml"
 	"github.com/latch-dev/latch/experience/messaging"
 	"github.com/latch-dev/latch/store"
 	"github.com/latch-dev/latch/token"
@@ -149,7 +150,8 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ens
 		CodePepper: derivedKey(cfg.SecretKeyBytes, "latch/verification-code-pepper"), Connectors: connectors,
 		Sealer: sealer, BackupCodePepper: pepper, WebAuthn: webauthn, TOTPIssuer: cfg.WebAuthnRPName,
 		Clients: peers, ReservationTTL: cfg.LockoutReservationTTL,
-		Upstream: connector.Kinds{"oidc": oidc.Kind{}, "oauth2": oauth2.Kind{}},
+		Upstream:     connector.Kinds{"oidc": oidc.Kind{}, "oauth2": oauth2.Kind{}, "saml": saml.Kind{}},
+		ConnectorURL: samlURL(cfg.Issuer),
 	})
 	tokens := token.New(db, sealer, token.Options{
 		Issuer: cfg.Issuer, APIResource: cfg.APIResource,

@@ -48,9 +48,20 @@ type Connector struct {
 	Config               json.RawMessage `json:"config"`
 	HasSecret            bool            `json:"has_client_secret"`
 	TrustUnverifiedEmail bool            `json:"trust_unverified_email"`
+	TrustUpstreamMFA     bool            `json:"trust_upstream_mfa"`
 	JITOrganizations     []string        `json:"jit_organizations"`
-	CreatedAt            time.Time       `json:"created_at"`
-	UpdatedAt            time.Time       `json:"updated_at"`
+	// ServiceProvider is Latch as a SAML IdP must know it.
+	ServiceProvider *ServiceProvider `json:"service_provider,omitempty"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
+}
+
+// ServiceProvider is a SAML connector's service provider (Latch): its
+// entity id (which is its metadata URL) and assertion consumer service.
+type ServiceProvider struct {
+	EntityID    string `json:"entity_id"`
+	MetadataURL string `json:"metadata_url"`
+	ACSURL      string `json:"acs_url"`
 }
 
 // ConnectorInput creates a connector; in a patch, nil fields stay.
@@ -60,6 +71,7 @@ type ConnectorInput struct {
 	Domains              *[]string
 	Config               json.RawMessage
 	TrustUnverifiedEmail *bool
+	TrustUpstreamMFA     *bool
 	JITOrganizations     *[]string
 }
 
@@ -71,6 +83,7 @@ type connectorRow struct {
 	Config               string
 	Secret               []byte
 	TrustUnverifiedEmail bool
+	TrustUpstreamMFA     bool   `gorm:"column:trust_upstream_mfa"`
 	JITOrganizations     string `gorm:"column:jit_organizations"`
 	CreatedAt            time.Time
 	UpdatedAt            time.Time
@@ -94,6 +107,9 @@ type Connectors struct {
 	kinds  connector.Kinds
 	hc     *http.Client
 	audit  *Audit
+	// endpoint is Latch's URL of a connector (SAML's assertion consumer
+	// service); the app owns the routes.
+	endpoint func(provider, id string) string
 
 	// live caches opened connectors (an OIDC one holds the discovery
 	// document and the provider's key set) for openTTL, keyed by id and
@@ -116,7 +132,7 @@ func errUpstreamNotFound() *fault.Error {
 }
 
 // providers of each family.
-var familyProviders = map[string][]string{FamilySocial: {"oidc", "oauth2"}, FamilySSO: {"oidc"}}
+var familyProviders = map[string][]string{FamilySocial: {"oidc", "oauth2"}, FamilySSO: {"oidc", "saml"}}
 
 func (s *Connectors) secretAD(id string) []byte { return []byte("connector:" + id) }
 
@@ -135,6 +151,9 @@ func (s *Connectors) Create(ctx context.Context, family string, in ConnectorInpu
 	if len(in.Config) == 0 {
 		return nil, fault.Invalid(fault.Detail{Field: "config", Message: "is required"})
 	}
+	if err := checkGenerated(kind, in.Config, false); err != nil {
+		return nil, err
+	}
 	public, secret, err := kind.Split(in.Config)
 	if err != nil {
 		return nil, err
@@ -150,7 +169,7 @@ func (s *Connectors) Create(ctx context.Context, family string, in ConnectorInpu
 	now := s.now()
 	row := connectorRow{ID: credentials.RandomID(16), Family: family, Name: strings.TrimSpace(*in.Name), Provider: *in.Provider,
 		Config: string(public), TrustUnverifiedEmail: in.TrustUnverifiedEmail != nil && *in.TrustUnverifiedEmail,
-		JITOrganizations: orgs, CreatedAt: now, UpdatedAt: now}
+		TrustUpstreamMFA: in.TrustUpstreamMFA != nil && *in.TrustUpstreamMFA, JITOrganizations: orgs, CreatedAt: now, UpdatedAt: now}
 	if secret != "" {
 		if row.Secret, err = s.sealer.Seal([]byte(secret), s.secretAD(row.ID)); err != nil {
 			return nil, err
@@ -168,7 +187,26 @@ func (s *Connectors) Create(ctx context.Context, family string, in ConnectorInpu
 	if err != nil {
 		return nil, err
 	}
-	return row.view(domains), nil
+	return s.view(&row, domains), nil
+}
+
+// checkGenerated refuses configuration members a kind makes itself; a
+// patch may remove them (null) to have them made anew.
+func checkGenerated(kind connector.Kind, config json.RawMessage, patch bool) error {
+	g, ok := kind.(connector.Generated)
+	if !ok {
+		return nil
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(config, &members) != nil {
+		return nil // Split says what is wrong with it
+	}
+	for _, name := range g.Generated() {
+		if v, set := members[name]; set && !(patch && string(v) == "null") {
+			return fault.Invalid(fault.Detail{Field: "config." + name, Message: "is made by Latch and cannot be set"})
+		}
+	}
+	return nil
 }
 
 // Update applies a patch. A config patch is merged into the stored one
@@ -196,6 +234,9 @@ func (s *Connectors) Update(ctx context.Context, family, id string, in Connector
 		if err != nil {
 			return nil, err
 		}
+		if err := checkGenerated(kind, in.Config, true); err != nil {
+			return nil, err
+		}
 		public, secret, err := kind.Split(merged)
 		if err != nil {
 			return nil, err
@@ -209,6 +250,9 @@ func (s *Connectors) Update(ctx context.Context, family, id string, in Connector
 	}
 	if in.TrustUnverifiedEmail != nil {
 		row.TrustUnverifiedEmail = *in.TrustUnverifiedEmail
+	}
+	if in.TrustUpstreamMFA != nil {
+		row.TrustUpstreamMFA = *in.TrustUpstreamMFA
 	}
 	if in.JITOrganizations != nil {
 		if row.JITOrganizations, err = checkOrgIDs(in.JITOrganizations); err != nil {
@@ -253,7 +297,7 @@ func (s *Connectors) Get(ctx context.Context, family, id string) (*Connector, er
 	if err != nil {
 		return nil, err
 	}
-	return row.view(domains[row.ID]), nil
+	return s.view(row, domains[row.ID]), nil
 }
 
 // List returns the connectors of family, oldest first.
@@ -272,7 +316,7 @@ func (s *Connectors) List(ctx context.Context, family string) ([]*Connector, err
 	}
 	out := make([]*Connector, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, r.view(domains[r.ID]))
+		out = append(out, s.view(&r, domains[r.ID]))
 	}
 	return out, nil
 }
@@ -310,7 +354,8 @@ func connectorEvent(event string, row *connectorRow, data map[string]any) AuditE
 func (in ConnectorInput) fields() []string {
 	var out []string
 	for name, set := range map[string]bool{"name": in.Name != nil, "domains": in.Domains != nil,
-		"trust_unverified_email": in.TrustUnverifiedEmail != nil, "jit_organizations": in.JITOrganizations != nil} {
+		"trust_unverified_email": in.TrustUnverifiedEmail != nil, "trust_upstream_mfa": in.TrustUpstreamMFA != nil,
+		"jit_organizations": in.JITOrganizations != nil} {
 		if set {
 			out = append(out, name)
 		}
@@ -340,7 +385,7 @@ func (s *Connectors) ForEmail(ctx context.Context, email string) ([]*Connector, 
 	}
 	out := make([]*Connector, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, r.view(nil))
+		out = append(out, s.view(&r, nil))
 	}
 	return out, nil
 }
@@ -371,7 +416,7 @@ func (s *Connectors) open(ctx context.Context, family, id string) (*connectorRow
 		}
 		secret = string(plain)
 	}
-	c, err := kind.Open(ctx, json.RawMessage(row.Config), secret, s.hc)
+	c, err := kind.Open(ctx, json.RawMessage(row.Config), secret, s.endpointOf(row), s.hc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -509,13 +554,27 @@ func (r *connectorRow) jitOrganizations() []string {
 	return ids
 }
 
-func (r *connectorRow) view(domains []string) *Connector {
+func (s *Connectors) view(r *connectorRow, domains []string) *Connector {
 	if domains == nil {
 		domains = []string{}
 	}
-	return &Connector{ID: r.ID, Family: r.Family, Name: r.Name, Provider: r.Provider, Domains: domains, Config: json.RawMessage(r.Config),
-		HasSecret: len(r.Secret) > 0, TrustUnverifiedEmail: r.TrustUnverifiedEmail, JITOrganizations: r.jitOrganizations(),
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	c := &Connector{ID: r.ID, Family: r.Family, Name: r.Name, Provider: r.Provider, Domains: domains, Config: json.RawMessage(r.Config),
+		HasSecret: len(r.Secret) > 0, TrustUnverifiedEmail: r.TrustUnverifiedEmail, TrustUpstreamMFA: r.TrustUpstreamMFA,
+		JITOrganizations: r.jitOrganizations(), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	if _, hosted := s.kinds[r.Provider].(connector.Generated); hosted {
+		if at := s.endpointOf(r).URL; at != "" {
+			c.ServiceProvider = &ServiceProvider{EntityID: at + "/metadata", MetadataURL: at + "/metadata", ACSURL: at}
+		}
+	}
+	return c
+}
+
+// endpointOf is Latch's address of a connector.
+func (s *Connectors) endpointOf(r *connectorRow) connector.Endpoint {
+	if s.endpoint == nil {
+		return connector.Endpoint{}
+	}
+	return connector.Endpoint{URL: s.endpoint(r.Provider, r.ID)}
 }
 
 // mergeJSON merges a patch object into a stored one (RFC 7386 without

@@ -51,6 +51,9 @@ type Options struct {
 	// UpstreamHTTP reaches identity providers (nil: a client with a
 	// 10-second timeout).
 	UpstreamHTTP *http.Client
+	// ConnectorURL is Latch's public URL of a connector (SAML's assertion
+	// consumer service; the app owns the route). Nil: SAML unavailable.
+	ConnectorURL func(provider, id string) string
 	// Memberships applies SSO connectors' JIT organizations (nil: the
 	// ids are stored and not applied).
 	Memberships Memberships
@@ -136,7 +139,7 @@ func New(db *store.DB, hasher *credentials.Hasher, log *slog.Logger, opts Option
 		Settings:   &SettingsStore{db: db, ttl: opts.SettingsCacheTTL, now: now},
 		Audit:      audit,
 		Factors:    &Factors{db: db, now: now},
-		Connectors: &Connectors{db: db, now: now, sealer: opts.Sealer, kinds: opts.Upstream, hc: hc, audit: audit},
+		Connectors: &Connectors{db: db, now: now, sealer: opts.Sealer, kinds: opts.Upstream, hc: hc, audit: audit, endpoint: opts.ConnectorURL},
 		Identities: directory.NewIdentities(db, now),
 		resets:     &resetTokens{db: db, now: now, ttl: opts.ResetTokenTTL},
 

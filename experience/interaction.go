@@ -172,16 +172,27 @@ func (s *Interactions) load(ctx context.Context, handle, clientID string) (*Inte
 	if handle == "" || len(handle) > 128 {
 		return nil, errInteractionNotFound()
 	}
+	in, err := s.loadID(ctx, credentials.Digest(handle))
+	// Another client's interaction is as good as absent.
+	if err == nil && in.ClientID != clientID {
+		return nil, errInteractionNotFound()
+	}
+	return in, err
+}
+
+// loadID returns the live interaction stored under id (its handle's
+// digest), whichever its client: for a provider's post back (SAML), which
+// carries no handle.
+func (s *Interactions) loadID(ctx context.Context, id string) (*Interaction, error) {
 	var row interactionRow
-	err := s.db.WithContext(ctx).Where("id = ?", credentials.Digest(handle)).Take(&row).Error
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, errInteractionNotFound()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("experience: load interaction: %w", err)
 	}
-	// Another client's interaction is as good as absent.
-	if row.ClientID != clientID || !s.now().Before(row.ExpiresAt) {
+	if !s.now().Before(row.ExpiresAt) {
 		return nil, errInteractionNotFound()
 	}
 	in := &Interaction{}
@@ -192,6 +203,7 @@ func (s *Interactions) load(ctx context.Context, handle, clientID string) (*Inte
 		// as expired, and the client starts a new one.
 		return nil, errInteractionNotFound()
 	}
+	in.ClientID = row.ClientID
 	in.id, in.version, in.expiresAt = row.ID, row.Version, row.ExpiresAt
 	return in, nil
 }
@@ -264,8 +276,17 @@ func (p pendingProfile) fields() []string {
 // times when a concurrent request wrote in between. fn must not have side
 // effects beyond changing the interaction, since it may run again.
 func (s *Interactions) update(ctx context.Context, handle, clientID string, fn func(in *Interaction) error) (*Interaction, error) {
+	return s.retry(ctx, func() (*Interaction, error) { return s.load(ctx, handle, clientID) }, fn)
+}
+
+// updateID is update of the interaction stored under id (loadID).
+func (s *Interactions) updateID(ctx context.Context, id string, fn func(in *Interaction) error) (*Interaction, error) {
+	return s.retry(ctx, func() (*Interaction, error) { return s.loadID(ctx, id) }, fn)
+}
+
+func (s *Interactions) retry(ctx context.Context, load func() (*Interaction, error), fn func(in *Interaction) error) (*Interaction, error) {
 	for attempt := 0; ; attempt++ {
-		in, err := s.load(ctx, handle, clientID)
+		in, err := load()
 		if err != nil {
 			return nil, err
 		}

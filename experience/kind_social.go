@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -44,6 +46,12 @@ type upstreamRecord struct {
 	// Consumed: a callback was presented; state and code are single use.
 	Consumed bool                `json:"consumed,omitempty"`
 	Identity *connector.Identity `json:"identity,omitempty"`
+	// Posted: the provider posts an assertion back (SAML) instead of
+	// returning a code.
+	Posted bool `json:"posted,omitempty"`
+	// TrustMFA: when the record was verified, its SSO connector vouched
+	// for the upstream's MFA (trust_upstream_mfa).
+	TrustMFA bool `json:"trust_mfa,omitempty"`
 }
 
 func (r *upstreamRecord) base() *upstreamRecord { return r }
@@ -81,7 +89,7 @@ func (e *Engine) StartUpstream(ctx context.Context, handle, clientID, family, co
 		return "", "", err
 	}
 	rec := newUpstream(family)
-	uri, err := e.authorize(ctx, clientID, family, connectorID, state, redirectURI, rec.base())
+	uri, err := e.authorize(ctx, handle, clientID, family, connectorID, state, redirectURI, rec.base())
 	if err != nil {
 		return "", "", err
 	}
@@ -90,7 +98,7 @@ func (e *Engine) StartUpstream(ctx context.Context, handle, clientID, family, co
 }
 
 // authorize fills a record's round trip and returns the provider's URL.
-func (e *Engine) authorize(ctx context.Context, clientID, family, connectorID, state, redirectURI string, b *upstreamRecord) (string, error) {
+func (e *Engine) authorize(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string, b *upstreamRecord) (string, error) {
 	var details []fault.Detail
 	if state == "" || len(state) > maxStateLen {
 		details = append(details, fault.Detail{Field: "state", Message: "is required (at most 512 characters)"})
@@ -117,6 +125,9 @@ func (e *Engine) authorize(ctx context.Context, clientID, family, connectorID, s
 	}
 	*b = upstreamRecord{record: newRecord(), ConnectorID: connectorID, State: state, Nonce: credentials.RandomToken(24), RedirectURI: redirectURI}
 	req := connector.Request{RedirectURI: redirectURI, State: state, Nonce: b.Nonce}
+	if _, ok := c.(connector.AssertionConsumer); ok {
+		b.Posted, req.Relay = true, relayState(handle, b.ID)
+	}
 	if c.UsesPKCE() {
 		req.Verifier = oauth2.GenerateVerifier()
 		sealed, err := e.sealer.Seal([]byte(req.Verifier), []byte("pkce:"+b.ID))
@@ -128,17 +139,23 @@ func (e *Engine) authorize(ctx context.Context, clientID, family, connectorID, s
 	return c.AuthorizationURL(ctx, req)
 }
 
-// Callback is what the user agent brought back from the provider.
+// Callback is what the user agent brought back from the provider: a code
+// (OIDC, OAuth 2.0), or a SAMLResponse and its RelayState.
 type Callback struct {
-	Code        string
-	State       string
-	RedirectURI string
+	Code         string
+	State        string
+	RedirectURI  string
+	SAMLResponse string
+	RelayState   string
 }
 
 // VerifyUpstream is POST /verification/{social|sso}/{connectorId}/verify:
 // the callback is checked against the record (state, redirect URI; once
 // only), the code redeemed and the identity verified by the connector.
 func (e *Engine) VerifyUpstream(ctx context.Context, handle, clientID, family, connectorID, recordID string, cb Callback) (string, error) {
+	if posted, err := e.verifyPosted(ctx, handle, clientID, family, connectorID, recordID, cb); posted {
+		return recordID, err
+	}
 	var rec upstream
 	// Claiming the record first makes state and code single use, also
 	// against a concurrent replay on another replica.
@@ -161,18 +178,25 @@ func (e *Engine) VerifyUpstream(ctx context.Context, handle, clientID, family, c
 	if err := e.checkCallback(b, cb); err != nil {
 		return "", err
 	}
-	id, err := e.redeem(ctx, family, b, cb.Code)
+	id, trustMFA, err := e.redeem(ctx, family, b, cb.Code)
 	if err != nil {
 		return "", err
 	}
-	b.Identity = id
+	b.Identity, b.TrustMFA = id, trustMFA
 	b.markVerified()
 	return recordID, e.replaceRecord(ctx, handle, clientID, rec)
 }
 
 func (e *Engine) checkCallback(b *upstreamRecord, cb Callback) error {
-	if cb.Code == "" {
-		return fault.Invalid(fault.Detail{Field: "connectorData.code", Message: "is required"})
+	var missing []fault.Detail
+	for field, v := range map[string]string{"connectorData.code": cb.Code, "connectorData.state": cb.State} {
+		if v == "" {
+			missing = append(missing, fault.Detail{Field: field, Message: "is required"})
+		}
+	}
+	if len(missing) > 0 {
+		slices.SortFunc(missing, func(a, b fault.Detail) int { return strings.Compare(a.Field, b.Field) })
+		return fault.Invalid(missing...)
 	}
 	if subtle.ConstantTimeCompare([]byte(cb.State), []byte(b.State)) != 1 {
 		return fault.New(CodeVerificationFailed, http.StatusBadRequest, "The state does not match the authorization request.")
@@ -183,33 +207,45 @@ func (e *Engine) checkCallback(b *upstreamRecord, cb Callback) error {
 	return nil
 }
 
-// redeem exchanges the code at the (still existing) connector.
-func (e *Engine) redeem(ctx context.Context, family string, b *upstreamRecord, code string) (*connector.Identity, error) {
-	_, c, err := e.Connectors.open(ctx, family, b.ConnectorID)
+// redeem exchanges the code at the (still existing) connector; it also
+// says whether the connector vouches for the upstream's MFA.
+func (e *Engine) redeem(ctx context.Context, family string, b *upstreamRecord, code string) (*connector.Identity, bool, error) {
+	row, c, err := e.Connectors.open(ctx, family, b.ConnectorID)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req := connector.Request{RedirectURI: b.RedirectURI, State: b.State, Nonce: b.Nonce}
 	if b.Verifier != "" {
 		raw, err := base64.StdEncoding.DecodeString(b.Verifier)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		plain, err := e.sealer.Open(raw, []byte("pkce:"+b.ID))
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		req.Verifier = string(plain)
 	}
 	id, err := c.Exchange(ctx, req, code)
 	if err != nil {
-		if _, ok := fault.As(err); ok {
-			return nil, err
-		}
-		e.log.WarnContext(ctx, "upstream sign-in failed", "connector", b.ConnectorID, "error", err.Error())
-		return nil, connector.InvalidResponse("the provider could not be reached")
+		return nil, false, e.upstreamFailure(ctx, b.ConnectorID, err)
 	}
-	return id, nil
+	return id, row.TrustUpstreamMFA, nil
+}
+
+// upstreamFailure is a connector's error as the client sees it: its own
+// codes pass, anything else is logged and answered without its text.
+func (e *Engine) upstreamFailure(ctx context.Context, connectorID string, err error) error {
+	var r *connector.Refusal
+	if errors.As(err, &r) {
+		e.log.InfoContext(ctx, "upstream response refused", "connector", connectorID, "error", r.Detail.Error())
+		return r.Err
+	}
+	if _, ok := fault.As(err); ok {
+		return err
+	}
+	e.log.WarnContext(ctx, "upstream sign-in failed", "connector", connectorID, "error", err.Error())
+	return connector.InvalidResponse("the provider could not be reached")
 }
 
 // identifyUpstream identifies (or creates) the account of a verified
@@ -238,7 +274,11 @@ func (e *Engine) identifyUpstream(ctx context.Context, handle string, in *Intera
 	// the SSO connector is told to trust its directory).
 	var email, unverified string
 	if n, err := NormalizeEmail(id.Email); err == nil && id.Email != "" {
-		if id.EmailVerified || (rec.family() == FamilySSO && row.TrustUnverifiedEmail) {
+		trusted, err := e.trustedEmail(ctx, rec.family(), row, id, n)
+		if err != nil {
+			return false, err
+		}
+		if trusted {
 			email = n
 		} else {
 			unverified = n
@@ -272,6 +312,28 @@ func (e *Engine) identifyUpstream(ctx context.Context, handle string, in *Intera
 		fe = fe.With("relatedUser", email)
 	}
 	return false, fe
+}
+
+// trustedEmail says whether an upstream address counts as verified: the
+// upstream verified it (email_verified), or the SSO connector is told to
+// trust its directory (trust_unverified_email), or — a SAML assertion's
+// e-mail attribute, which carries no verification claim — the address is
+// in one of the connector's own domains. An enterprise IdP is the authority
+// of its company's addresses (Logto trusts SAML e-mail outright), but not
+// of anyone else's: a tenant's IdP asserting another company's address
+// must not link to (take over) that company's accounts.
+func (e *Engine) trustedEmail(ctx context.Context, family string, row *connectorRow, id *connector.Identity, email string) (bool, error) {
+	if id.EmailVerified || (family == FamilySSO && row.TrustUnverifiedEmail) {
+		return true, nil
+	}
+	if family != FamilySSO || !id.DirectoryEmail {
+		return false, nil
+	}
+	domains, err := e.Connectors.domains(ctx, []string{row.ID})
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(domains[row.ID], email[strings.LastIndexByte(email, '@')+1:]), nil
 }
 
 // identifyAs sets the interaction's user, from an upstream sign-in.

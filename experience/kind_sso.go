@@ -21,9 +21,12 @@ type ssoRecord struct{ upstreamRecord }
 func (r *ssoRecord) Kind() string   { return RecordSSO }
 func (r *ssoRecord) family() string { return FamilySSO }
 
-// upstreamMFA: the enterprise provider reports it did MFA (amr "mfa").
+// upstreamMFA: the enterprise provider reports it did MFA (amr "mfa", or a
+// multi-factor SAML AuthnContextClassRef), or its connector vouches for
+// the provider's MFA (trust_upstream_mfa: a company whose IdP enforces MFA
+// without saying so in each assertion).
 func (r *ssoRecord) upstreamMFA() bool {
-	return r.Verified() && r.Identity != nil && slices.Contains(r.Identity.AMR, AMRMFA)
+	return r.Verified() && r.Identity != nil && (slices.Contains(r.Identity.AMR, AMRMFA) || r.TrustMFA)
 }
 
 // upstreamMFAProven: a verified SSO record of the interaction vouches for
@@ -127,10 +130,11 @@ func (e *Engine) StartSSO(ctx context.Context, clientID, connectorID, email, red
 }
 
 // AuthenticateSSO is POST /v1/auth/sso/authenticate: the flow's SSO record
-// verified and its user identified as in the Experience API, then the
+// verified (a code, a SAMLResponse, or the SAML assertion consumer already
+// did) and its user identified as in the Experience API, then the
 // backend sign-in's session (pending when MFA is still due, as after a
 // password; an upstream that did MFA satisfies it).
-func (e *Engine) AuthenticateSSO(ctx context.Context, flowID, code, state string, meta SessionMeta, enforceMFA bool) (*SignIn, error) {
+func (e *Engine) AuthenticateSSO(ctx context.Context, flowID string, cb Callback, meta SessionMeta, enforceMFA bool) (*SignIn, error) {
 	org, err := e.requestedOrg(ctx, meta.OrgID)
 	if err != nil {
 		return nil, err
@@ -148,7 +152,7 @@ func (e *Engine) AuthenticateSSO(ctx context.Context, flowID, code, state string
 	if rec == nil {
 		return nil, errRecordNotFound()
 	}
-	if _, err := e.VerifyUpstream(ctx, flowID, meta.ClientID, FamilySSO, rec.ConnectorID, rec.ID, Callback{Code: code, State: state}); err != nil {
+	if _, err := e.VerifyUpstream(ctx, flowID, meta.ClientID, FamilySSO, rec.ConnectorID, rec.ID, cb); err != nil {
 		return nil, err
 	}
 	if _, err := e.IdentifyWith(ctx, flowID, meta.ClientID, rec.ID, false, meta); err != nil {

@@ -288,5 +288,18 @@ CREATE INDEX organizations_created ON organizations (created_at, id);
 CREATE INDEX organization_roles_created ON organization_roles (created_at, id);
 CREATE INDEX organization_members_created ON organization_members (organization_id, created_at, user_id);
 `},
+		// SAML: an assertion id is accepted once per connector (the primary
+		// key decides, on every replica) until it could no longer verify;
+		// an SSO connector may vouch for the upstream's MFA.
+		{ID: "experience/0017_saml_assertions", SQL: `
+ALTER TABLE connectors ADD COLUMN trust_upstream_mfa BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE consumed_assertions (
+	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
+	assertion_id TEXT NOT NULL,
+	expires_at TIMESTAMP NOT NULL,
+	PRIMARY KEY (connector_id, assertion_id)
+);
+CREATE INDEX consumed_assertions_expiry ON consumed_assertions (expires_at);
+`},
 	}
 }

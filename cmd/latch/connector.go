@@ -28,7 +28,7 @@ func (c *cli) connectorCmd() *cobra.Command {
 
 	var name, provider, configArg, configFile string
 	var domains, orgs []string
-	var trust bool
+	var trust, trustMFA bool
 	input := func(cmd *cobra.Command) (experience.ConnectorInput, error) {
 		var in experience.ConnectorInput
 		flags := cmd.Flags()
@@ -48,6 +48,9 @@ func (c *cli) connectorCmd() *cobra.Command {
 		}
 		if flags.Changed("trust-unverified-email") {
 			in.TrustUnverifiedEmail = &trust
+		}
+		if flags.Changed("trust-upstream-mfa") {
+			in.TrustUpstreamMFA = &trustMFA
 		}
 		switch {
 		case configFile == "-":
@@ -73,23 +76,28 @@ func (c *cli) connectorCmd() *cobra.Command {
 	addFlags := func(cmd *cobra.Command) {
 		f := cmd.Flags()
 		f.StringVar(&name, "name", "", "display name")
-		f.StringVar(&provider, "provider", "", "oidc (sso, social) or oauth2 (social)")
+		f.StringVar(&provider, "provider", "", "oidc or saml (sso), oidc or oauth2 (social)")
 		f.StringSliceVar(&domains, "domain", nil, "e-mail domain the SSO connector owns (repeatable)")
 		f.StringSliceVar(&orgs, "jit-org", nil, "organization an account created through this SSO connector joins (repeatable)")
 		f.BoolVar(&trust, "trust-unverified-email", false, "trust the SSO provider's e-mail addresses even when it does not mark them verified")
-		f.StringVar(&configArg, "config", "", `provider configuration as JSON, e.g. {"issuer": …, "client_id": …} (prefer --config-file for the secret)`)
+		f.BoolVar(&trustMFA, "trust-upstream-mfa", false, "SSO sign-ins through this connector satisfy MFA (its provider enforces MFA without reporting it)")
+		f.StringVar(&configArg, "config", "", `provider configuration as JSON, e.g. {"issuer": …, "client_id": …} or, SAML, {"metadata_url": …} (prefer --config-file for a secret)`)
 		f.StringVar(&configFile, "config-file", "", "read the provider configuration (JSON) from a file, or - for stdin")
 	}
 	show := func(conn *experience.Connector) error {
 		return c.print(conn, func(w io.Writer) {
 			fmt.Fprintf(w, "id:        %s\nname:      %s\nprovider:  %s\ndomains:   %s\nsecret:    %v\n",
 				conn.ID, conn.Name, conn.Provider, strings.Join(conn.Domains, " "), conn.HasSecret)
+			if sp := conn.ServiceProvider; sp != nil {
+				// What the IdP administrator needs: our entity id and ACS.
+				fmt.Fprintf(w, "entity id: %s\nacs:       %s\n", sp.EntityID, sp.ACSURL)
+			}
 		})
 	}
 
 	create := &cobra.Command{
 		Use:   "create sso|social",
-		Short: "Create a connector (its client secret is sealed and never shown again)",
+		Short: "Create a connector (its client secret, or SAML SP key made by Latch, is sealed and never shown)",
 		Args:  cobra.ExactArgs(1),
 		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			fam, err := family(args[0])

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latch-dev/latch/config"
 )
@@ -48,10 +55,39 @@ func TestConnectorCLI(t *testing.T) {
 			t.Fatalf("connector output: %s", raw)
 		}
 	}
+	// SAML: Latch makes the SP key pair; the key never comes out.
+	saml := cli(`{"entity_id": "https://idp.example.com", "sso_url": "https://idp.example.com/sso", "certificate": "`+cliCert(t)+`"}`,
+		"connector", "create", "sso", "--name", "Acme SAML", "--provider", "saml", "--trust-upstream-mfa", "--config-file", "-")
+	sp, _ := saml["service_provider"].(map[string]any)
+	if saml["trust_upstream_mfa"] != true || saml["has_client_secret"] != true || sp["acs_url"] == nil ||
+		!strings.HasSuffix(sp["acs_url"].(string), "/api/authn/saml/"+saml["id"].(string)) {
+		t.Fatalf("create saml: %v", saml)
+	}
+	for _, v := range []map[string]any{saml, cli("", "connector", "show", "sso", saml["id"].(string))} {
+		if raw, _ := json.Marshal(v); strings.Contains(string(raw), "PRIVATE KEY") || !strings.Contains(string(raw), "sp_certificate") {
+			t.Fatalf("saml connector output: %s", raw)
+		}
+	}
+	cli("", "connector", "delete", "sso", saml["id"].(string))
 	if out := cli("", "connector", "delete", "sso", id); out["deleted"] != id {
 		t.Fatalf("delete: %v", out)
 	}
 	if list := cli("", "connector", "list", "sso"); len(list["connectors"].([]any)) != 0 {
 		t.Fatalf("list after delete: %v", list)
 	}
+}
+
+// cliCert is a self-signed certificate (base64 DER, as IdP metadata has it).
+func cliCert(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "idp"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
 }

@@ -1,8 +1,8 @@
 // Package connector is what the engine knows of an upstream identity
 // provider (a customer's Okta or Entra, "Sign in with Google"): one
 // interface, implemented by one small package per upstream protocol
-// (connector/oidc, connector/oauth2), chosen by the connector's stored
-// provider name. The engine keeps the state of a sign-in (state, nonce,
+// (connector/oidc, connector/oauth2, connector/saml), chosen by the
+// connector's stored provider name. The engine keeps the state of a sign-in (state, nonce,
 // PKCE verifier) in its verification record and checks the state itself;
 // a connector builds the authorization URL and turns the callback's code
 // into a verified upstream identity.
@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/latch-dev/latch/fault"
 )
@@ -32,6 +33,9 @@ type Request struct {
 	Nonce string
 	// Verifier is the PKCE code verifier ("" when PKCE is not used).
 	Verifier string
+	// Relay leads a provider's post back to this request's record (SAML's
+	// RelayState); the client's State stays in the record.
+	Relay string
 }
 
 // Identity is what the upstream says about the user, verified.
@@ -42,8 +46,36 @@ type Identity struct {
 	EmailVerified bool   `json:"email_verified,omitempty"`
 	Name          string `json:"name,omitempty"`
 	Avatar        string `json:"avatar,omitempty"`
-	// AMR are the methods the upstream reports it used (OIDC amr).
+	// AMR are the methods the upstream reports it used (OIDC amr; SAML
+	// "mfa" from a multi-factor AuthnContextClassRef).
 	AMR []string `json:"amr,omitempty"`
+	// DirectoryEmail: Email is an attribute of the upstream's directory
+	// with no verification claim of its own (SAML). The engine counts it
+	// as verified in the connector's own domains only.
+	DirectoryEmail bool `json:"directory_email,omitempty"`
+}
+
+// Assertion is a verified assertion a provider posted back: the identity,
+// and the assertion's id, which must be single use until Expires.
+type Assertion struct {
+	Identity *Identity
+	ID       string
+	Expires  time.Time
+}
+
+// AssertionConsumer is a connector whose provider posts its answer to
+// Latch (SAML's assertion consumer service) instead of a code to redeem.
+type AssertionConsumer interface {
+	// Consume verifies a posted response as the answer to r.
+	Consume(ctx context.Context, r Request, response string) (*Assertion, error)
+	// Metadata is what the provider must know of Latch (SAML SP metadata).
+	Metadata() ([]byte, error)
+}
+
+// Endpoint is Latch's own address of one connector: SAML's assertion
+// consumer service (the SP metadata at URL + "/metadata").
+type Endpoint struct {
+	URL string
 }
 
 // Connector is one configured upstream.
@@ -63,11 +95,19 @@ type Kind interface {
 	// client secret) from the rest, which may be stored and shown. An
 	// absent secret is "" (a PATCH keeps the stored one).
 	Split(config json.RawMessage) (public json.RawMessage, secret string, err error)
-	// Open builds a connector from a stored configuration and its secret.
-	Open(ctx context.Context, public json.RawMessage, secret string, hc *http.Client) (Connector, error)
+	// Open builds a connector from a stored configuration and its secret;
+	// at is the connector's endpoint at Latch.
+	Open(ctx context.Context, public json.RawMessage, secret string, at Endpoint, hc *http.Client) (Connector, error)
 }
 
-// Kinds maps provider names ("oidc", "oauth2") to their kinds.
+// Generated is a Kind that fills some configuration members itself (the
+// SAML SP certificate): a request may not set them, only remove them (null
+// in a patch) to have them made anew.
+type Generated interface {
+	Generated() []string
+}
+
+// Kinds maps provider names ("oidc", "oauth2", "saml") to their kinds.
 type Kinds map[string]Kind
 
 // InvalidConfig is a configuration error naming the field.
@@ -84,6 +124,16 @@ func InvalidConfig(field, message string) error {
 func AuthorizationFailed() *fault.Error {
 	return fault.New(CodeAuthorizationFailed, http.StatusUnauthorized, "The identity provider did not authorize the sign-in.")
 }
+
+// Refusal is a client-facing error (Err, in Latch's words) with the
+// upstream's own detail for the log only.
+type Refusal struct {
+	Err    *fault.Error
+	Detail error
+}
+
+func (r *Refusal) Error() string { return r.Err.Error() }
+func (r *Refusal) Unwrap() error { return r.Err }
 
 // InvalidResponse: the upstream answered something that does not verify
 // (a bad ID token, a userinfo without subject) or could not be reached.

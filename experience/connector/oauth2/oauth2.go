@@ -93,7 +93,7 @@ func (Kind) Split(raw json.RawMessage) (json.RawMessage, string, error) {
 }
 
 // Open returns the connector (no network: the endpoints are configured).
-func (Kind) Open(_ context.Context, public json.RawMessage, secret string, hc *http.Client) (connector.Connector, error) {
+func (Kind) Open(_ context.Context, public json.RawMessage, secret string, _ connector.Endpoint, hc *http.Client) (connector.Connector, error) {
 	var c Config
 	if err := json.Unmarshal(public, &c); err != nil {
 		return nil, err

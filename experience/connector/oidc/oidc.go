@@ -66,7 +66,7 @@ func (Kind) Split(raw json.RawMessage) (json.RawMessage, string, error) {
 }
 
 // Open fetches the discovery document and returns the connector.
-func (Kind) Open(ctx context.Context, public json.RawMessage, secret string, hc *http.Client) (connector.Connector, error) {
+func (Kind) Open(ctx context.Context, public json.RawMessage, secret string, _ connector.Endpoint, hc *http.Client) (connector.Connector, error) {
 	var c Config
 	if err := json.Unmarshal(public, &c); err != nil {
 		return nil, err
