@@ -158,11 +158,13 @@ func (a *App) errorPage(c echo.Context, status int, code, message string) error 
 
 // scopeDescriptions say in words what each scope shares.
 var scopeDescriptions = map[string]string{
-	"openid":                 "Know who you are (your account id)",
-	"profile":                "See your name and username",
-	"email":                  "See your e-mail address",
-	"phone":                  "See your phone number",
-	token.ScopeOfflineAccess: "Stay signed in when you are not using it",
+	"openid":                     "Know who you are (your account id)",
+	"profile":                    "See your name and username",
+	"email":                      "See your e-mail address",
+	"phone":                      "See your phone number",
+	token.ScopeOfflineAccess:     "Stay signed in when you are not using it",
+	token.ScopeOrganizations:     "See which organizations you belong to",
+	token.ScopeOrganizationRoles: "See your roles in your organizations",
 }
 
 // consentPage asks the person to grant a third-party client its scopes.

@@ -98,6 +98,9 @@
       if (res.redirectTo) { location.assign(res.redirectTo); return; }
       throw { message: "Unexpected answer from the server." };
     }, function (err) {
+      // A refusal that ends the sign-in (not a member of the organization
+      // the application asked for) goes back to the application.
+      if (err.data && err.data.redirectTo) { location.assign(err.data.redirectTo); return; }
       var factors = (err.data && err.data.availableFactors) || [];
       if (err.code === "session.mfa.require_mfa_verification") {
         go("/ui/mfa", { factors: factors.join(",") });
