@@ -362,6 +362,42 @@ func TestBrowserHostedPages(t *testing.T) {
 		tb.at("sign-in-after-logout", "#password-form")
 	})
 
+	// A code by e-mail or SMS as the second factor: the hosted MFA page
+	// sends it, the code is read from the real SMTP / SMS sink.
+	t.Run("EmailAndSMSCodeVerification", func(t *testing.T) {
+		u := f.user(t)
+		f.codesEnrolled(t, u)
+		for _, ch := range []struct{ factor, typ, to string }{
+			{"EmailVerificationCode", "email", u.Email}, {"PhoneVerificationCode", "phone", u.Phone},
+		} {
+			tb := newTab(t)
+			signIn(tb, u.Username, u.Password)
+			tb.at("mfa-codes", `[data-factor="`+ch.factor+`"]`)
+			tb.run("choose "+ch.typ, click(`[data-factor="`+ch.factor+`"]`))
+			tb.at("mfa-"+ch.typ+"-code", "#notice")
+			code := f.deliveredCode(t, ch.typ, ch.to)
+			tb.run(ch.typ+" code", tb.fill("#mfa-code", code), click(`#mfa-form button[type=submit]`))
+			tb.signedIn(r, u.ID)
+		}
+	})
+
+	// "Skip for now" when the MFA policy only suggests a factor (seed 004:
+	// POST /profile/mfa/mfa-skipped): the sign-in completes without one,
+	// and the next sign-in does not ask again.
+	t.Run("SkipMFA", func(t *testing.T) {
+		f.settings(t, `{"mfa":{"policy":"PromptAtSignInAndSignUp"}}`)
+		defer f.settings(t, `{"mfa":{"policy":"NoPrompt"}}`)
+		u := f.user(t)
+		tb := newTab(t)
+		signIn(tb, u.Username, u.Password)
+		tb.at("mfa-suggested", "#mfa-skip")
+		tb.run("skip", click("#mfa-skip"))
+		tb.signedIn(r, u.ID)
+		again := newTab(t)
+		signIn(again, u.Username, u.Password)
+		again.signedIn(r, u.ID)
+	})
+
 	// Last: a Mandatory MFA policy changes every sign-in after it.
 	t.Run("EnrolTOTPAndPasskeyThenSignInWithPasskey", func(t *testing.T) {
 		f.settings(t, `{"mfa":{"policy":"Mandatory"}}`)
