@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/zitadel/oidc/v3/example/server/storage"
 	"golang.org/x/oauth2"
 
 	"github.com/latch-dev/latch/app/apptest"
@@ -396,6 +397,56 @@ func TestBrowserHostedPages(t *testing.T) {
 		again := newTab(t)
 		signIn(again, u.Username, u.Password)
 		again.signedIn(r, u.ID)
+	})
+
+	// Social and SSO buttons: the round trip to a real OpenID provider
+	// (zitadel's op, in this process) through Latch's own callback page,
+	// ending with a code at the relying party.
+	t.Run("SocialAndSSO", func(t *testing.T) {
+		op := startOP(t, f.Config.Issuer+"/ui/callback")
+		up := &upFix{expFix: f, op: op}
+		up.connector(t, "social", map[string]any{"name": "Upstream ID", "provider": "oidc", "config": op.oidcConfig()})
+		domain := orgDomain()
+		up.connector(t, "sso", map[string]any{"name": "Acme SSO", "provider": "oidc", "domains": []string{domain}, "config": op.oidcConfig()})
+		upstreamLogin := func(tb *tab, u *storage.User) {
+			tb.t.Helper()
+			tb.at("provider-login", "#username")
+			tb.run("provider login", tb.fill("#username", u.Username), tb.fill("#password", u.Password), click(`button[type=submit]`))
+		}
+		userOf := func(tb *tab, email string) string {
+			tb.t.Helper()
+			tb.at("relying-party", "#who")
+			var id string
+			f.Services.DB.Raw("SELECT id FROM users WHERE primary_email = ?", email).Scan(&id)
+			if id == "" {
+				t.Fatalf("no account for %s", email)
+			}
+			return id
+		}
+
+		// A new identity registers; the next sign-in finds the account.
+		social := op.user(expEmail("social"), true)
+		tb := newTab(t)
+		tb.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		tb.at("sign-in-with-social", `[data-social]`)
+		tb.run("continue with the provider", click(`[data-social]`))
+		upstreamLogin(tb, social)
+		tb.signedIn(r, userOf(tb, social.Email))
+		again := newTab(t)
+		again.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		again.at("sign-in-with-social", `[data-social]`)
+		again.run("continue with the provider", click(`[data-social]`))
+		upstreamLogin(again, social)
+		again.signedIn(r, userOf(again, social.Email))
+
+		// An e-mail of the SSO connector's domain goes to single sign-on.
+		worker := op.user("pat"+strings.ToLower(v1Name("w"))+"@"+domain, true)
+		sso := newTab(t)
+		sso.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		sso.at("sign-in", "#password-form")
+		sso.run("sso e-mail", sso.fill("#identifier", worker.Email), click(`#password-form button[type=submit]`))
+		upstreamLogin(sso, worker)
+		sso.signedIn(r, userOf(sso, worker.Email))
 	})
 
 	// Last: a Mandatory MFA policy changes every sign-in after it.
