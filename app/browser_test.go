@@ -9,6 +9,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -104,13 +105,21 @@ func (f *expFix) startWebRP(t *testing.T, nc token.NewClient) *webRP {
 			r.mu.Lock()
 			r.pending[state] = [2]string{v, nonce}
 			r.mu.Unlock()
-			http.Redirect(w, req, r.config.AuthCodeURL(state, oauth2.S256ChallengeOption(v), oidc.Nonce(nonce)), http.StatusFound)
+			opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(v), oidc.Nonce(nonce)}
+			if org := req.URL.Query().Get("org"); org != "" {
+				opts = append(opts, oauth2.SetAuthURLParam("organization_id", org))
+			}
+			http.Redirect(w, req, r.config.AuthCodeURL(state, opts...), http.StatusFound)
 		case "/callback":
 			q := req.URL.Query()
 			r.mu.Lock()
 			p, ok := r.pending[q.Get("state")]
 			delete(r.pending, q.Get("state"))
 			r.mu.Unlock()
+			if ok && q.Get("error") != "" {
+				fmt.Fprintf(w, `<!doctype html><title>Acme</title><p id="denied">%s</p>`, html.EscapeString(q.Get("error")))
+				return
+			}
 			if !ok || q.Get("code") == "" {
 				http.Error(w, "bad callback: "+req.URL.RawQuery, http.StatusBadRequest)
 				return
@@ -146,10 +155,11 @@ func (f *expFix) startWebRP(t *testing.T, nc token.NewClient) *webRP {
 
 // tab is one browser tab with its own cookie jar (browser context).
 type tab struct {
-	t    *testing.T
-	ctx  context.Context
-	dir  string
-	shot int
+	t   *testing.T
+	ctx context.Context
+	dir string
+	// shot numbers the screenshots of a test, across its tabs.
+	shot *int
 }
 
 // step is one browser action.
@@ -175,8 +185,8 @@ func (tb *tab) screenshot(name string) {
 		tb.t.Logf("screenshot %s: %v", name, err)
 		return
 	}
-	tb.shot++
-	file := filepath.Join(tb.dir, fmt.Sprintf("%s-%02d-%s.png", strings.ReplaceAll(tb.t.Name(), "/", "_"), tb.shot, name))
+	*tb.shot++
+	file := filepath.Join(tb.dir, fmt.Sprintf("%s-%02d-%s.png", strings.ReplaceAll(tb.t.Name(), "/", "_"), *tb.shot, name))
 	if err := os.WriteFile(file, buf, 0o644); err != nil {
 		tb.t.Logf("screenshot %s: %v", name, err)
 	}
@@ -235,6 +245,7 @@ func TestBrowserHostedPages(t *testing.T) {
 	if err := chromedp.Do(browserCtx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	shots := map[string]*int{}
 	newTab := func(t *testing.T) *tab {
 		ctx, cancel := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
 		t.Cleanup(cancel)
@@ -243,7 +254,10 @@ func TestBrowserHostedPages(t *testing.T) {
 		if err := chromedp.Do(ctx); err != nil {
 			t.Fatalf("open a tab: %v", err)
 		}
-		return &tab{t: t, ctx: ctx, dir: dir}
+		if shots[t.Name()] == nil {
+			shots[t.Name()] = new(int)
+		}
+		return &tab{t: t, ctx: ctx, dir: dir, shot: shots[t.Name()]}
 	}
 	r := f.startWebRP(t, token.NewClient{})
 
@@ -447,6 +461,37 @@ func TestBrowserHostedPages(t *testing.T) {
 		sso.run("sso e-mail", sso.fill("#identifier", worker.Email), click(`#password-form button[type=submit]`))
 		upstreamLogin(sso, worker)
 		sso.signedIn(r, userOf(sso, worker.Email))
+
+		// A callback this tab did not start (forged state) finishes
+		// nothing and says so.
+		forged := newTab(t)
+		forged.run("forged callback", chromedp.Navigate(f.Config.Issuer+"/ui/callback?code=stolen&state=forged"))
+		forged.at("callback-refused", "#error")
+		if msg := forged.text("#error"); !strings.Contains(msg, "could not be completed") {
+			t.Fatalf("forged callback: %q", msg)
+		}
+	})
+
+	// organization_id: a non-member is sent back to the application with
+	// access_denied (the page follows the refusal's redirectTo); a member
+	// signs in.
+	t.Run("OrganizationMembership", func(t *testing.T) {
+		org := f.newOrg(t, nil).Str("id")
+		member, stranger := f.user(t), f.user(t)
+		f.addMember(t, org, member.ID)
+		tb := newTab(t)
+		tb.run("open the app", chromedp.Navigate(r.srv.URL+"/login?org="+org))
+		tb.at("sign-in-org", "#password-form")
+		tb.run("sign in", tb.fill("#identifier", stranger.Username), tb.fill("#password", stranger.Password), click(`#password-form button[type=submit]`))
+		tb.at("relying-party-denied", "#denied")
+		if got := tb.text("#denied"); got != "access_denied" {
+			t.Fatalf("non-member at the relying party: %q", got)
+		}
+		ok := newTab(t)
+		ok.run("open the app", chromedp.Navigate(r.srv.URL+"/login?org="+org))
+		ok.at("sign-in-org", "#password-form")
+		ok.run("sign in", ok.fill("#identifier", member.Username), ok.fill("#password", member.Password), click(`#password-form button[type=submit]`))
+		ok.signedIn(r, member.ID)
 	})
 
 	// Last: a Mandatory MFA policy changes every sign-in after it.

@@ -229,6 +229,7 @@
     sessionStorage.removeItem(upstreamKey);
     function fail(err) {
       $("callback-status").hidden = true;
+      $("title").textContent = "Sign-in not completed";
       showError(err);
       if (saved && saved.request) {
         back.href = "/ui/sign-in?request=" + encodeURIComponent(saved.request);
@@ -255,7 +256,7 @@
   pages["sign-in"] = function () {
     var form = $("password-form"), codeForm = $("code-form"), codeStart = $("code-start");
     var codeIdent = null, codeVID = "";
-    var upstream = $("upstream"), ssoStart = $("sso-start"), ssoConnector = "";
+    var upstream = $("upstream");
     if (upstream) {
       upstream.querySelectorAll("[data-social]").forEach(function (b) {
         b.addEventListener("click", busy(upstream, function () {
@@ -271,16 +272,16 @@
         return (res.connectorIds || [])[0] || "";
       });
     }
-    if (ssoStart) {
+    // The submit button says where it leads; only its label changes, so
+    // nothing moves under a pointer on its way to it.
+    var submitButton = form.querySelector("button[type=submit]");
+    if (upstream && upstream.dataset.sso && submitButton) {
+      var label = submitButton.textContent;
       $("identifier").addEventListener("change", function () {
         ssoFor(identifierOf(value("identifier"))).then(function (c) {
-          ssoConnector = c;
-          ssoStart.hidden = !c;
-        }, function () { ssoStart.hidden = true; });
+          submitButton.textContent = c ? "Continue with single sign-on" : label;
+        }, function () { submitButton.textContent = label; });
       });
-      ssoStart.addEventListener("click", busy(upstream, function () {
-        return startUpstream("sso", ssoConnector, upstream.dataset.callback);
-      }));
     }
     form.addEventListener("submit", busy(form, function () {
       var id = identifierOf(value("identifier"));
