@@ -212,7 +212,10 @@
   // open (seed 004: the interaction switches to Register).
   function identifyUpstream(saved) {
     return api("POST", "/identification", { verificationId: saved.verificationId }).catch(function (err) {
-      if (err.code !== "user.identity_not_exist" || !saved.register || (err.data && err.data.relatedUser)) { throw err; }
+      if (err.code === "user.identity_not_exist" && err.data && err.data.relatedUser) {
+        throw { message: "An account with " + err.data.relatedUser + " already exists. Sign in to it the usual way." };
+      }
+      if (err.code !== "user.identity_not_exist" || !saved.register) { throw err; }
       return api("PUT", "/interaction-event", { interactionEvent: "Register" }).then(function () {
         return api("POST", "/identification", { verificationId: saved.verificationId });
       });
