@@ -133,6 +133,7 @@ func (a *App) routes() {
 	for name := range pageTitles {
 		e.GET("/ui/"+name, a.page(name), limit)
 	}
+	e.GET("/ui/callback", a.callbackPage, limit)
 	e.GET("/ui/assets/:name", a.asset)
 
 	e.GET("/v1/auth/whoami", a.whoami, anyClient...)

@@ -26,7 +26,13 @@ const (
 
 // supportedScopes are the scope values the authorization endpoint grants;
 // others are ignored (OIDC Core §3.1.2.1).
-var supportedScopes = map[string]bool{"openid": true, "profile": true, "email": true, "phone": true, token.ScopeOfflineAccess: true}
+var supportedScopes = func() map[string]bool {
+	out := map[string]bool{token.ScopeOpenID: true}
+	for _, s := range token.CodeFlowScopes {
+		out[s] = true
+	}
+	return out
+}()
 
 // authError is an error of the authorization endpoint once the client and
 // its redirect URI are trusted: it goes back to the client (RFC 6749
@@ -61,6 +67,17 @@ func (a *App) authorize(c echo.Context) error {
 	req, aerr := parseAuthRequest(client, q)
 	if aerr != nil {
 		return a.redirectError(c, redirect, q.Get("state"), aerr)
+	}
+	if req.OrgID != "" {
+		// An unknown organization is refused up front, before anyone signs
+		// in: it says nothing about any user.
+		org, err := a.engine.Orgs.Head(ctx, req.OrgID)
+		if err != nil {
+			return err
+		}
+		if org == nil {
+			return a.redirectError(c, redirect, q.Get("state"), &authError{"invalid_request", "organization_id names no organization"})
+		}
 	}
 	ar, err := a.tokens.CreateAuthRequest(ctx, *req)
 	if err != nil {
@@ -125,14 +142,14 @@ func parseAuthRequest(client *token.Client, q url.Values) (*token.AuthRequest, *
 		}
 		maxAge = n
 	}
-	for name, limit := range map[string]int{"state": 1024, "nonce": 512, "login_hint": 320} {
+	for name, limit := range map[string]int{"state": 1024, "nonce": 512, "login_hint": 320, "organization_id": 64} {
 		if len(q.Get(name)) > limit {
 			return nil, &authError{"invalid_request", name + " is too long"}
 		}
 	}
 	return &token.AuthRequest{ClientID: client.ID, RedirectURI: q.Get("redirect_uri"), Scope: strings.Join(scopes, " "),
 		State: q.Get("state"), Nonce: q.Get("nonce"), CodeChallenge: challenge, Prompt: strings.Join(prompt, " "),
-		MaxAge: maxAge, LoginHint: q.Get("login_hint")}, nil
+		MaxAge: maxAge, LoginHint: q.Get("login_hint"), OrgID: q.Get("organization_id")}, nil
 }
 
 func contains(list []string, s string) bool {
@@ -151,6 +168,9 @@ func (a *App) continueAuth(c echo.Context, client *token.Client, ar *token.AuthR
 	ctx := c.Request().Context()
 	if !ar.HasPrompt("login") {
 		signIn, err := a.browserSignIn(c, client, ar)
+		if fault.Is(err, experience.CodeOrgMembershipRequired) {
+			return a.redirectError(c, ar.RedirectURI, ar.State, orgDenied)
+		}
 		if err != nil {
 			return err
 		}
@@ -200,9 +220,15 @@ func (a *App) startInteractionFor(c echo.Context, ar *token.AuthRequest, event, 
 	return c.Redirect(http.StatusSeeOther, page+"?request="+url.QueryEscape(ar.ID))
 }
 
+// orgDenied answers a request in the context of an organization the
+// signed-in user is not a member of.
+var orgDenied = &authError{"access_denied", "the user is not a member of the organization"}
+
 // browserSignIn returns the sign-in of this browser's live session when the
 // request may use it: the session is the client's own or an SSO peer's,
-// MFA rules are met, and max_age is respected. Otherwise nil.
+// MFA rules are met (the organization's too), and max_age is respected.
+// Otherwise nil — or, when the request names an organization the session's
+// user is not a member of, the org_membership_required fault.
 func (a *App) browserSignIn(c echo.Context, client *token.Client, ar *token.AuthRequest) (*experience.SignIn, error) {
 	ck, err := c.Cookie(browserSessionCookie)
 	if err != nil || ck.Value == "" {
@@ -224,8 +250,11 @@ func (a *App) browserSignIn(c echo.Context, client *token.Client, ar *token.Auth
 		return nil, nil
 	}
 	signIn, err = a.engine.ReauthenticateSession(ctx, sid, experience.SessionMeta{ClientID: client.ID, SSO: client.SSO,
-		IPAddress: c.RealIP(), UserAgent: c.Request().UserAgent()}, client.EnforceMFA)
+		OrgID: ar.OrgID, IPAddress: c.RealIP(), UserAgent: c.Request().UserAgent()}, client.EnforceMFA)
 	if err != nil {
+		if fault.Is(err, experience.CodeOrgMembershipRequired) {
+			return nil, err
+		}
 		if _, ok := fault.As(err); ok {
 			return nil, nil // another client's session, or MFA due: sign in on the page
 		}
@@ -365,16 +394,25 @@ func (a *App) restartAuth(c echo.Context) error {
 
 // redirectError sends an authorization error back to the client.
 func (a *App) redirectError(c echo.Context, redirect, state string, e *authError) error {
-	return a.redirectBack(c, redirect, url.Values{"error": {e.code}, "error_description": {e.description}}, state)
+	return c.Redirect(http.StatusSeeOther, a.errorRedirectURL(redirect, state, e))
+}
+
+// errorRedirectURL is the authorization error response's URL.
+func (a *App) errorRedirectURL(redirect, state string, e *authError) string {
+	return a.responseURL(redirect, url.Values{"error": {e.code}, "error_description": {e.description}}, state)
 }
 
 // redirectBack redirects to a registered redirect URI with params, state
-// and iss (RFC 9207), keeping the URI's own query.
+// and iss.
 func (a *App) redirectBack(c echo.Context, redirect string, params url.Values, state string) error {
-	u, err := url.Parse(redirect)
-	if err != nil {
-		return err
-	}
+	return c.Redirect(http.StatusSeeOther, a.responseURL(redirect, params, state))
+}
+
+// responseURL is a registered redirect URI with params, state and iss (RFC
+// 9207), keeping the URI's own query. The URI was validated at
+// registration, so it parses.
+func (a *App) responseURL(redirect string, params url.Values, state string) string {
+	u, _ := url.Parse(redirect)
 	q := u.Query()
 	for k, v := range params {
 		q[k] = v
@@ -384,7 +422,7 @@ func (a *App) redirectBack(c echo.Context, redirect string, params url.Values, s
 	}
 	q.Set("iss", a.cfg.Issuer)
 	u.RawQuery = q.Encode()
-	return c.Redirect(http.StatusSeeOther, u.String())
+	return u.String()
 }
 
 // setInteractionCookie sets the Experience API's interaction cookie.

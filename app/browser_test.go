@@ -9,6 +9,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +24,7 @@ import (
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/zitadel/oidc/v3/example/server/storage"
 	"golang.org/x/oauth2"
 
 	"github.com/latch-dev/latch/app/apptest"
@@ -103,13 +105,21 @@ func (f *expFix) startWebRP(t *testing.T, nc token.NewClient) *webRP {
 			r.mu.Lock()
 			r.pending[state] = [2]string{v, nonce}
 			r.mu.Unlock()
-			http.Redirect(w, req, r.config.AuthCodeURL(state, oauth2.S256ChallengeOption(v), oidc.Nonce(nonce)), http.StatusFound)
+			opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(v), oidc.Nonce(nonce)}
+			if org := req.URL.Query().Get("org"); org != "" {
+				opts = append(opts, oauth2.SetAuthURLParam("organization_id", org))
+			}
+			http.Redirect(w, req, r.config.AuthCodeURL(state, opts...), http.StatusFound)
 		case "/callback":
 			q := req.URL.Query()
 			r.mu.Lock()
 			p, ok := r.pending[q.Get("state")]
 			delete(r.pending, q.Get("state"))
 			r.mu.Unlock()
+			if ok && q.Get("error") != "" {
+				fmt.Fprintf(w, `<!doctype html><title>Acme</title><p id="denied">%s</p>`, html.EscapeString(q.Get("error")))
+				return
+			}
 			if !ok || q.Get("code") == "" {
 				http.Error(w, "bad callback: "+req.URL.RawQuery, http.StatusBadRequest)
 				return
@@ -145,10 +155,11 @@ func (f *expFix) startWebRP(t *testing.T, nc token.NewClient) *webRP {
 
 // tab is one browser tab with its own cookie jar (browser context).
 type tab struct {
-	t    *testing.T
-	ctx  context.Context
-	dir  string
-	shot int
+	t   *testing.T
+	ctx context.Context
+	dir string
+	// shot numbers the screenshots of a test, across its tabs.
+	shot *int
 }
 
 // step is one browser action.
@@ -174,8 +185,8 @@ func (tb *tab) screenshot(name string) {
 		tb.t.Logf("screenshot %s: %v", name, err)
 		return
 	}
-	tb.shot++
-	file := filepath.Join(tb.dir, fmt.Sprintf("%s-%02d-%s.png", strings.ReplaceAll(tb.t.Name(), "/", "_"), tb.shot, name))
+	*tb.shot++
+	file := filepath.Join(tb.dir, fmt.Sprintf("%s-%02d-%s.png", strings.ReplaceAll(tb.t.Name(), "/", "_"), *tb.shot, name))
 	if err := os.WriteFile(file, buf, 0o644); err != nil {
 		tb.t.Logf("screenshot %s: %v", name, err)
 	}
@@ -234,6 +245,7 @@ func TestBrowserHostedPages(t *testing.T) {
 	if err := chromedp.Do(browserCtx); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	shots := map[string]*int{}
 	newTab := func(t *testing.T) *tab {
 		ctx, cancel := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
 		t.Cleanup(cancel)
@@ -242,7 +254,10 @@ func TestBrowserHostedPages(t *testing.T) {
 		if err := chromedp.Do(ctx); err != nil {
 			t.Fatalf("open a tab: %v", err)
 		}
-		return &tab{t: t, ctx: ctx, dir: dir}
+		if shots[t.Name()] == nil {
+			shots[t.Name()] = new(int)
+		}
+		return &tab{t: t, ctx: ctx, dir: dir, shot: shots[t.Name()]}
 	}
 	r := f.startWebRP(t, token.NewClient{})
 
@@ -360,6 +375,123 @@ func TestBrowserHostedPages(t *testing.T) {
 		}
 		tb.run("after logout", chromedp.Navigate(rp3.srv.URL+"/login"))
 		tb.at("sign-in-after-logout", "#password-form")
+	})
+
+	// A code by e-mail or SMS as the second factor: the hosted MFA page
+	// sends it, the code is read from the real SMTP / SMS sink.
+	t.Run("EmailAndSMSCodeVerification", func(t *testing.T) {
+		u := f.user(t)
+		f.codesEnrolled(t, u)
+		for _, ch := range []struct{ factor, typ, to string }{
+			{"EmailVerificationCode", "email", u.Email}, {"PhoneVerificationCode", "phone", u.Phone},
+		} {
+			tb := newTab(t)
+			signIn(tb, u.Username, u.Password)
+			tb.at("mfa-codes", `[data-factor="`+ch.factor+`"]`)
+			tb.run("choose "+ch.typ, click(`[data-factor="`+ch.factor+`"]`))
+			tb.at("mfa-"+ch.typ+"-code", "#notice")
+			code := f.deliveredCode(t, ch.typ, ch.to)
+			tb.run(ch.typ+" code", tb.fill("#mfa-code", code), click(`#mfa-form button[type=submit]`))
+			tb.signedIn(r, u.ID)
+		}
+	})
+
+	// "Skip for now" when the MFA policy only suggests a factor (seed 004:
+	// POST /profile/mfa/mfa-skipped): the sign-in completes without one,
+	// and the next sign-in does not ask again.
+	t.Run("SkipMFA", func(t *testing.T) {
+		f.settings(t, `{"mfa":{"policy":"PromptAtSignInAndSignUp"}}`)
+		defer f.settings(t, `{"mfa":{"policy":"NoPrompt"}}`)
+		u := f.user(t)
+		tb := newTab(t)
+		signIn(tb, u.Username, u.Password)
+		tb.at("mfa-suggested", "#mfa-skip")
+		tb.run("skip", click("#mfa-skip"))
+		tb.signedIn(r, u.ID)
+		again := newTab(t)
+		signIn(again, u.Username, u.Password)
+		again.signedIn(r, u.ID)
+	})
+
+	// Social and SSO buttons: the round trip to a real OpenID provider
+	// (zitadel's op, in this process) through Latch's own callback page,
+	// ending with a code at the relying party.
+	t.Run("SocialAndSSO", func(t *testing.T) {
+		op := startOP(t, f.Config.Issuer+"/ui/callback")
+		up := &upFix{expFix: f, op: op}
+		up.connector(t, "social", map[string]any{"name": "Upstream ID", "provider": "oidc", "config": op.oidcConfig()})
+		domain := orgDomain()
+		up.connector(t, "sso", map[string]any{"name": "Acme SSO", "provider": "oidc", "domains": []string{domain}, "config": op.oidcConfig()})
+		upstreamLogin := func(tb *tab, u *storage.User) {
+			tb.t.Helper()
+			tb.at("provider-login", "#username")
+			tb.run("provider login", tb.fill("#username", u.Username), tb.fill("#password", u.Password), click(`button[type=submit]`))
+		}
+		userOf := func(tb *tab, email string) string {
+			tb.t.Helper()
+			tb.at("relying-party", "#who")
+			var id string
+			f.Services.DB.Raw("SELECT id FROM users WHERE primary_email = ?", email).Scan(&id)
+			if id == "" {
+				t.Fatalf("no account for %s", email)
+			}
+			return id
+		}
+
+		// A new identity registers; the next sign-in finds the account.
+		social := op.user(expEmail("social"), true)
+		tb := newTab(t)
+		tb.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		tb.at("sign-in-with-social", `[data-social]`)
+		tb.run("continue with the provider", click(`[data-social]`))
+		upstreamLogin(tb, social)
+		tb.signedIn(r, userOf(tb, social.Email))
+		again := newTab(t)
+		again.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		again.at("sign-in-with-social", `[data-social]`)
+		again.run("continue with the provider", click(`[data-social]`))
+		upstreamLogin(again, social)
+		again.signedIn(r, userOf(again, social.Email))
+
+		// An e-mail of the SSO connector's domain goes to single sign-on.
+		worker := op.user("pat"+strings.ToLower(v1Name("w"))+"@"+domain, true)
+		sso := newTab(t)
+		sso.run("open the app", chromedp.Navigate(r.srv.URL+"/login"))
+		sso.at("sign-in", "#password-form")
+		sso.run("sso e-mail", sso.fill("#identifier", worker.Email), click(`#password-form button[type=submit]`))
+		upstreamLogin(sso, worker)
+		sso.signedIn(r, userOf(sso, worker.Email))
+
+		// A callback this tab did not start (forged state) finishes
+		// nothing and says so.
+		forged := newTab(t)
+		forged.run("forged callback", chromedp.Navigate(f.Config.Issuer+"/ui/callback?code=stolen&state=forged"))
+		forged.at("callback-refused", "#error")
+		if msg := forged.text("#error"); !strings.Contains(msg, "could not be completed") {
+			t.Fatalf("forged callback: %q", msg)
+		}
+	})
+
+	// organization_id: a non-member is sent back to the application with
+	// access_denied (the page follows the refusal's redirectTo); a member
+	// signs in.
+	t.Run("OrganizationMembership", func(t *testing.T) {
+		org := f.newOrg(t, nil).Str("id")
+		member, stranger := f.user(t), f.user(t)
+		f.addMember(t, org, member.ID)
+		tb := newTab(t)
+		tb.run("open the app", chromedp.Navigate(r.srv.URL+"/login?org="+org))
+		tb.at("sign-in-org", "#password-form")
+		tb.run("sign in", tb.fill("#identifier", stranger.Username), tb.fill("#password", stranger.Password), click(`#password-form button[type=submit]`))
+		tb.at("relying-party-denied", "#denied")
+		if got := tb.text("#denied"); got != "access_denied" {
+			t.Fatalf("non-member at the relying party: %q", got)
+		}
+		ok := newTab(t)
+		ok.run("open the app", chromedp.Navigate(r.srv.URL+"/login?org="+org))
+		ok.at("sign-in-org", "#password-form")
+		ok.run("sign in", ok.fill("#identifier", member.Username), ok.fill("#password", member.Password), click(`#password-form button[type=submit]`))
+		ok.signedIn(r, member.ID)
 	})
 
 	// Last: a Mandatory MFA policy changes every sign-in after it.

@@ -1,11 +1,13 @@
 package app
 
 import (
+	"context"
 	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/latch-dev/latch/experience"
 	"github.com/latch-dev/latch/fault"
 	"github.com/latch-dev/latch/token"
 )
@@ -44,7 +46,12 @@ func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form 
 	if err != nil {
 		return nil, err
 	}
-	signIn, err := a.engine.ActiveSession(ctx, grant.SessionID)
+	// In an organization context (organization_id), what the user holds
+	// there now: a member removed since the sign-in gets no tokens.
+	signIn, err := a.engine.RefreshSignIn(ctx, grant.SessionID, grant.OrgID, false)
+	if err != nil && experience.IsOrgRefusal(err) {
+		return nil, token.OAuthError(token.CodeInvalidGrant, "the organization context of this code has ended: "+orgRefusal(err))
+	}
 	if err != nil {
 		if _, ok := fault.As(err); ok {
 			return nil, token.OAuthError(token.CodeInvalidGrant, "the sign-in behind this code has ended")
@@ -59,8 +66,12 @@ func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form 
 	for _, s := range scopes {
 		claimNames = append(claimNames, scopeClaims[s]...)
 	}
+	idClaims := profileClaims(signIn.User, signIn.Org, claimNames)
+	if err := a.organizationClaims(ctx, signIn.User.ID, scopes, &idClaims); err != nil {
+		return nil, err
+	}
 	// The organization context is the SignIn's, which the engine checked
-	// (none for a session of the hosted pages), never the session's
+	// (the authorization request's organization_id), never the session's
 	// recorded org_id taken on trust.
 	g := token.UserGrant{
 		ClientID:          client.ID,
@@ -69,7 +80,7 @@ func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form 
 		AuthTime:          signIn.Session.AuthTime,
 		AMR:               signIn.Session.AMR,
 		Scope:             grant.Scope,
-		IDClaims:          profileClaims(signIn.User, signIn.Org, claimNames),
+		IDClaims:          idClaims,
 		IDClaimNames:      claimNames,
 		SessionExpiresAt:  signIn.Session.ExpiresAt,
 		WithRefresh:       wantsRefresh(client, scopes),
@@ -86,6 +97,37 @@ func (a *App) authorizationCodeGrant(c echo.Context, client *token.Client, form 
 	}
 	return &codeTokenResponse{AccessToken: toks.AccessToken, IDToken: toks.IDToken, RefreshToken: toks.RefreshToken,
 		TokenType: "Bearer", ExpiresIn: toks.ExpiresIn, Scope: grant.Scope}, nil
+}
+
+// organizationClaims adds the claims of the organization scopes (Logto's
+// organizations and organization_roles, read now): the ids of the user's
+// organizations, and their roles as "org_id:role".
+func (a *App) organizationClaims(ctx context.Context, userID string, scopes []string, out *map[string]any) error {
+	orgs, roles := contains(scopes, token.ScopeOrganizations), contains(scopes, token.ScopeOrganizationRoles)
+	if !orgs && !roles {
+		return nil
+	}
+	list, err := a.engine.Members.ForUser(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if *out == nil {
+		*out = map[string]any{}
+	}
+	ids, pairs := []string{}, []string{}
+	for _, o := range list {
+		ids = append(ids, o.OrgID)
+		for _, r := range o.Roles {
+			pairs = append(pairs, o.OrgID+":"+r)
+		}
+	}
+	if orgs {
+		(*out)["organizations"] = ids
+	}
+	if roles {
+		(*out)["organization_roles"] = pairs
+	}
+	return nil
 }
 
 // wantsRefresh: a refresh token only for offline_access (OIDC Core §11) —

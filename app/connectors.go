@@ -190,7 +190,21 @@ func (r *upstreamVerifyRequest) validate() []fault.Detail {
 func (a *App) upstreamStart(family string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return expRoute(body[upstreamStartRequest], func(s step, r *upstreamStartRequest) (any, error) {
-			uri, id, err := a.engine.StartUpstream(s.ctx, s.handle, s.client, family, c.Param("connectorId"), r.State, r.RedirectURI)
+			start := a.engine.StartUpstream
+			if r.RedirectURI == a.hostedCallback() {
+				// Latch's own callback page serves the interactions of the
+				// hosted pages only (an authorization request started them);
+				// no client registers it.
+				ar, err := a.tokens.AuthRequestForInteraction(s.ctx, s.handle)
+				if err != nil {
+					return nil, err
+				}
+				if ar == nil {
+					return nil, fault.Invalid(fault.Detail{Field: "redirectUri", Message: "is Latch's own callback, for its hosted pages only"})
+				}
+				start = a.engine.StartHostedUpstream
+			}
+			uri, id, err := start(s.ctx, s.handle, s.client, family, c.Param("connectorId"), r.State, r.RedirectURI)
 			if err != nil {
 				return nil, err
 			}

@@ -357,7 +357,19 @@ func (a *App) submitInteraction(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := a.engine.SubmitInteraction(ctx, interactionHandle(c), client.ID, experienceMeta(c))
+	meta := experienceMeta(c)
+	if ar != nil {
+		meta.OrgID = ar.OrgID
+	}
+	res, err := a.engine.SubmitInteraction(ctx, interactionHandle(c), client.ID, meta)
+	if ar != nil && fault.Is(err, experience.CodeOrgMembershipRequired) {
+		// The person proved who they are but may not enter the
+		// organization: the page sends them back to the application with
+		// access_denied (redirectTo in the error's data); nothing was
+		// written, so they may still sign in as someone else.
+		fe, _ := fault.As(err)
+		return fe.With("redirectTo", a.errorRedirectURL(ar.RedirectURI, ar.State, orgDenied))
+	}
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,14 @@ type pageData struct {
 	SignUpUsername, SignUpEmail, SignUpPhone, SignUpPassword bool
 	MinLength                                                int
 
+	// Social are the social connectors' buttons; SSO says whether any
+	// enterprise SSO connector exists (the page then asks
+	// /sso-connectors for an e-mail's domain); Callback is the hosted
+	// callback page the providers return to.
+	Social   []connectorButton
+	SSO      bool
+	Callback string
+
 	Scopes      []string
 	Code        string
 	Message     string
@@ -101,8 +109,49 @@ func (a *App) page(name string) echo.HandlerFunc {
 		}
 		d.SignUpPassword = settings.SignUp.Password
 		d.MinLength = settings.PasswordPolicy.MinLength
+		if name == "sign-in" {
+			if err := a.upstreamButtons(c, &d); err != nil {
+				return err
+			}
+		}
 		return a.renderPage(c, http.StatusOK, name, d)
 	}
+}
+
+// connectorButton is a "Continue with …" button of the sign-in page.
+type connectorButton struct{ ID, Name string }
+
+// upstreamButtons fills the sign-in page's social buttons (every social
+// connector) and its SSO switch (any SSO connector: which one is found by
+// the e-mail's domain).
+func (a *App) upstreamButtons(c echo.Context, d *pageData) error {
+	ctx := c.Request().Context()
+	social, err := a.engine.Connectors.List(ctx, experience.FamilySocial)
+	if err != nil {
+		return err
+	}
+	for _, conn := range social {
+		d.Social = append(d.Social, connectorButton{ID: conn.ID, Name: conn.Name})
+	}
+	sso, err := a.engine.Connectors.List(ctx, experience.FamilySSO)
+	if err != nil {
+		return err
+	}
+	d.SSO = len(sso) > 0
+	d.Callback = a.hostedCallback()
+	return nil
+}
+
+// hostedCallback is the page social and SSO providers send the browser
+// back to after a sign-in started on the hosted pages. Register it at the
+// provider; clients do not (see upstreamStart).
+func (a *App) hostedCallback() string { return a.cfg.Issuer + "/ui/callback" }
+
+// callbackPage is GET /ui/callback: its script finishes the upstream
+// sign-in the sign-in page started (verify, identification, submit) with
+// the interaction cookie; the page itself holds nothing.
+func (a *App) callbackPage(c echo.Context) error {
+	return a.renderPage(c, http.StatusOK, "callback", pageData{Title: "Signing you in", Callback: a.hostedCallback()})
 }
 
 // renderPage renders a page with the security headers of every hosted
@@ -158,11 +207,13 @@ func (a *App) errorPage(c echo.Context, status int, code, message string) error 
 
 // scopeDescriptions say in words what each scope shares.
 var scopeDescriptions = map[string]string{
-	"openid":                 "Know who you are (your account id)",
-	"profile":                "See your name and username",
-	"email":                  "See your e-mail address",
-	"phone":                  "See your phone number",
-	token.ScopeOfflineAccess: "Stay signed in when you are not using it",
+	"openid":                     "Know who you are (your account id)",
+	"profile":                    "See your name and username",
+	"email":                      "See your e-mail address",
+	"phone":                      "See your phone number",
+	token.ScopeOfflineAccess:     "Stay signed in when you are not using it",
+	token.ScopeOrganizations:     "See which organizations you belong to",
+	token.ScopeOrganizationRoles: "See your roles in your organizations",
 }
 
 // consentPage asks the person to grant a third-party client its scopes.

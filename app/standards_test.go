@@ -18,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/latch-dev/latch/app/apptest"
+	"github.com/latch-dev/latch/token"
 )
 
 // metadata fetches a well-known document as a map.
@@ -75,9 +76,7 @@ func TestDiscoveryAdvertisesOnlyWhatWorks(t *testing.T) {
 	// gets a token with all of them.
 	var scopes []string
 	for _, sc := range stringList(oidcDoc["scopes_supported"]) {
-		switch sc {
-		case "profile", "email", "phone", "offline_access":
-		default:
+		if !slices.Contains(token.CodeFlowScopes, sc) {
 			scopes = append(scopes, sc)
 		}
 	}
@@ -149,6 +148,19 @@ func TestClaimsSupportedIsExactlyWhatIsIssued(t *testing.T) {
 	var infoClaims map[string]any
 	_ = info.Claims(&infoClaims)
 	for k := range infoClaims {
+		issued[k] = true
+	}
+	// The organization scopes' claims come from the code flow.
+	e := &expFix{v1Fix: f}
+	r := e.newRP(t, token.NewClient{Type: token.ClientWeb})
+	r.config.Scopes = []string{"openid", token.ScopeOrganizations, token.ScopeOrganizationRoles}
+	verifier, challenge := pkce()
+	back := e.browser(t).authorize(r.config.AuthCodeURL("st", challenge, oidc.Nonce("n")), username, password)
+	_, _, codeClaims := r.exchange(t, codeOf(t, back, "st"), verifier, "n")
+	for _, k := range []string{"organizations", "organization_roles"} {
+		if codeClaims[k] == nil {
+			t.Errorf("code flow with the organization scopes: no %s in %v", k, codeClaims)
+		}
 		issued[k] = true
 	}
 	var got []string

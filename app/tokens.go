@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
@@ -68,6 +69,11 @@ func (a *App) callingClient(c echo.Context) (*token.Client, error) {
 // successor itself.
 func (a *App) issue(ctx context.Context, client *token.Client, signIn *experience.SignIn, plan tokenPlan, scope string, withRefresh bool, stored *token.RefreshIssue) (*userTokenResponse, error) {
 	g := a.userGrant(client, signIn, plan, scope)
+	// A refresh of a code-flow grant keeps its organization scopes' claims,
+	// read afresh.
+	if err := a.organizationClaims(ctx, signIn.User.ID, strings.Fields(g.Scope), &g.IDClaims); err != nil {
+		return nil, err
+	}
 	g.WithRefresh = withRefresh && client.HasGrant(token.GrantRefreshToken)
 	g.Refresh = stored
 	toks, err := a.tokens.IssueUserTokens(ctx, g)
@@ -387,6 +393,9 @@ func (a *App) userinfo(c echo.Context) error {
 		if org != nil {
 			out["org_id"], out["roles"] = org.ID, org.Roles
 		}
+	}
+	if err := a.organizationClaims(ctx, signIn.User.ID, strings.Fields(claims.Scope), &out); err != nil {
+		return err
 	}
 	noStore(c)
 	return c.JSON(http.StatusOK, out)

@@ -123,7 +123,9 @@ type upstreamOP struct {
 	discovery atomic.Int64
 }
 
-func startOP(t testing.TB) *upstreamOP {
+// startOP starts the provider; its client may return to upCallback and
+// to callbacks.
+func startOP(t testing.TB, callbacks ...string) *upstreamOP {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,7 +134,7 @@ func startOP(t testing.TB) *upstreamOP {
 	issuer := "http://" + ln.Addr().String()
 	users := &opUsers{users: map[string]*storage.User{}}
 	st := &opStorage{Storage: storage.NewStorageWithClients(users, map[string]*storage.Client{
-		opClientID: storage.WebClient(opClientID, opClientSecret, upCallback),
+		opClientID: storage.WebClient(opClientID, opClientSecret, append([]string{upCallback}, callbacks...)...),
 	})}
 	p := &upstreamOP{URL: issuer, users: users, store: st}
 	h := exampleop.SetupServer(issuer, st, nil, false)

@@ -218,9 +218,10 @@ func (s *Services) NewServer(log *slog.Logger) *App {
 	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens, Engine: s.Engine, Gate: s.Hasher.Gate()})
 }
 
-// RunHousekeeping deletes dead rows on a schedule until ctx ends: refresh
-// tokens a day past their expiry or revocation. Every replica may run it;
-// the deletes are idempotent.
+// RunHousekeeping deletes dead rows every interval until ctx ends (the
+// server's shutdown): refresh tokens, authorization requests, codes and
+// browser sessions a day past their expiry (or revocation). Every replica
+// may run it; the deletes are batched and idempotent.
 func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -229,15 +230,28 @@ func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := s.Tokens.PurgeRefreshTokens(ctx, 24*time.Hour)
-			if err != nil {
-				log.Error("housekeeping failed", slog.String("error", err.Error()))
-				continue
-			}
-			if n > 0 {
-				log.Info("housekeeping", slog.Int64("refresh_tokens_purged", n))
-			}
+			s.Housekeep(ctx, log)
 		}
+	}
+}
+
+// housekeepingRetention keeps dead rows a day for audits and, for codes,
+// replay detection.
+const housekeepingRetention = 24 * time.Hour
+
+// Housekeep runs one round of RunHousekeeping.
+func (s *Services) Housekeep(ctx context.Context, log *slog.Logger) {
+	n, err := s.Tokens.PurgeRefreshTokens(ctx, housekeepingRetention)
+	if err != nil && ctx.Err() == nil {
+		log.Error("housekeeping failed", slog.String("table", "refresh_tokens"), slog.String("error", err.Error()))
+	}
+	flow, err := s.Tokens.PurgeAuthorizationFlow(ctx, housekeepingRetention, 0)
+	if err != nil && ctx.Err() == nil {
+		log.Error("housekeeping failed", slog.String("table", "authorization flow"), slog.String("error", err.Error()))
+	}
+	if n > 0 || flow.Total() > 0 {
+		log.Info("housekeeping", slog.Int64("refresh_tokens_purged", n), slog.Int64("auth_requests_purged", flow.AuthRequests),
+			slog.Int64("codes_purged", flow.Codes), slog.Int64("browser_sessions_purged", flow.BrowserSessions))
 	}
 }
 

@@ -83,8 +83,11 @@ type Config struct {
 	// 503 can still be written.
 	RequestTimeout  time.Duration `yaml:"request_timeout" env:"LATCH_REQUEST_TIMEOUT"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"LATCH_SHUTDOWN_TIMEOUT"`
-	BodyLimit       string        `yaml:"body_limit" env:"LATCH_BODY_LIMIT"`
-	TrustProxy      bool          `yaml:"trust_proxy" env:"LATCH_TRUST_PROXY"`
+	// HousekeepingInterval is how often dead rows (expired refresh tokens,
+	// authorization requests, codes, browser sessions) are purged.
+	HousekeepingInterval time.Duration `yaml:"housekeeping_interval" env:"LATCH_HOUSEKEEPING_INTERVAL"`
+	BodyLimit            string        `yaml:"body_limit" env:"LATCH_BODY_LIMIT"`
+	TrustProxy           bool          `yaml:"trust_proxy" env:"LATCH_TRUST_PROXY"`
 
 	Argon2MemoryKiB   uint32        `yaml:"argon2_memory_kib" env:"LATCH_ARGON2_MEMORY_KIB"`
 	Argon2Iterations  uint32        `yaml:"argon2_iterations" env:"LATCH_ARGON2_ITERATIONS"`
@@ -136,39 +139,40 @@ type Config struct {
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		Env:                 EnvDevelopment,
-		LogLevel:            "info",
-		Addr:                "127.0.0.1:8080",
-		DataDir:             "./latch-data",
-		AutoMigrate:         true,
-		DBMaxConns:          16,
-		SigningAlg:          "ES256",
-		KeyRotationInterval: 90 * 24 * time.Hour,
-		KeyCacheTTL:         30 * time.Second,
-		ClientCacheTTL:      5 * time.Second,
-		TokenVerifyCacheTTL: 5 * time.Second,
-		ClientTokenTTL:      time.Hour,
-		AccessTokenTTL:      time.Hour,
-		IDTokenTTL:          time.Hour,
-		RefreshTokenTTL:     14 * 24 * time.Hour,
-		RefreshReuseGrace:   0,
-		SessionTTL:          14 * 24 * time.Hour,
-		PendingSessionTTL:   10 * time.Minute,
-		ResetTokenTTL:       10 * time.Minute,
-		ReadTimeout:         10 * time.Second,
-		WriteTimeout:        30 * time.Second,
-		RequestTimeout:      10 * time.Second,
-		ShutdownTimeout:     15 * time.Second,
-		BodyLimit:           "64K",
-		Argon2MemoryKiB:     19456,
-		Argon2Iterations:    2,
-		Argon2Parallelism:   1,
-		HashConcurrency:     0, // 0 = number of CPUs
-		HashQueue:           0, // 0 = 8 × concurrency
-		HashQueueWait:       0, // 0 = adaptive: twice the time a full queue takes to drain, at least 1s
-		SettingsCacheTTL:    2 * time.Second,
-		IPRateLimit:         0,
-		IPRateBurst:         20,
+		Env:                  EnvDevelopment,
+		LogLevel:             "info",
+		Addr:                 "127.0.0.1:8080",
+		DataDir:              "./latch-data",
+		AutoMigrate:          true,
+		DBMaxConns:           16,
+		SigningAlg:           "ES256",
+		KeyRotationInterval:  90 * 24 * time.Hour,
+		KeyCacheTTL:          30 * time.Second,
+		ClientCacheTTL:       5 * time.Second,
+		TokenVerifyCacheTTL:  5 * time.Second,
+		ClientTokenTTL:       time.Hour,
+		AccessTokenTTL:       time.Hour,
+		IDTokenTTL:           time.Hour,
+		RefreshTokenTTL:      14 * 24 * time.Hour,
+		RefreshReuseGrace:    0,
+		SessionTTL:           14 * 24 * time.Hour,
+		PendingSessionTTL:    10 * time.Minute,
+		ResetTokenTTL:        10 * time.Minute,
+		ReadTimeout:          10 * time.Second,
+		WriteTimeout:         30 * time.Second,
+		RequestTimeout:       10 * time.Second,
+		ShutdownTimeout:      15 * time.Second,
+		HousekeepingInterval: time.Hour,
+		BodyLimit:            "64K",
+		Argon2MemoryKiB:      19456,
+		Argon2Iterations:     2,
+		Argon2Parallelism:    1,
+		HashConcurrency:      0, // 0 = number of CPUs
+		HashQueue:            0, // 0 = 8 × concurrency
+		HashQueueWait:        0, // 0 = adaptive: twice the time a full queue takes to drain, at least 1s
+		SettingsCacheTTL:     2 * time.Second,
+		IPRateLimit:          0,
+		IPRateBurst:          20,
 
 		// A few hash times, and longer than a request may wait for its hash.
 		LockoutReservationTTL: 10 * time.Second,
@@ -473,6 +477,7 @@ func (c *Config) finish(name func(env string) string, generate bool) error {
 		{"LATCH_WRITE_TIMEOUT", c.WriteTimeout, time.Second},
 		{"LATCH_REQUEST_TIMEOUT", c.RequestTimeout, 100 * time.Millisecond},
 		{"LATCH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 0},
+		{"LATCH_HOUSEKEEPING_INTERVAL", c.HousekeepingInterval, time.Second},
 		{"LATCH_HASH_QUEUE_WAIT", c.HashQueueWait, 0},
 		{"LATCH_LOCKOUT_RESERVATION_TTL", c.LockoutReservationTTL, 100 * time.Millisecond},
 	}

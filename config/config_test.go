@@ -274,6 +274,8 @@ func TestBadValuesNameTheirVariable(t *testing.T) {
 		{"LATCH_KEY_ROTATION_INTERVAL", "5m", nil},
 		{"LATCH_KEY_ROTATION_INTERVAL", "90", nil},
 		{"LATCH_KEY_CACHE_TTL", "-1s", nil},
+		{"LATCH_HOUSEKEEPING_INTERVAL", "10ms", nil},
+		{"LATCH_HOUSEKEEPING_INTERVAL", "0s", nil},
 		{"LATCH_CLIENT_CACHE_TTL", "fast", nil},
 		{"LATCH_CLIENT_TOKEN_TTL", "10s", nil},
 		{"LATCH_ACCESS_TOKEN_TTL", "1", nil},

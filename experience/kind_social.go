@@ -85,11 +85,22 @@ const maxStateLen = 512
 // StartUpstream is POST /verification/{social|sso}/{connectorId}/authorization-uri:
 // a new record holding the round trip, and the provider's authorization URL.
 func (e *Engine) StartUpstream(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string) (string, string, error) {
+	return e.startUpstream(ctx, handle, clientID, family, connectorID, state, redirectURI, false)
+}
+
+// StartHostedUpstream is StartUpstream for an interaction of Latch's own
+// hosted pages returning to Latch's own callback page: the caller vouches
+// for redirectURI, which no client registers.
+func (e *Engine) StartHostedUpstream(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string) (string, string, error) {
+	return e.startUpstream(ctx, handle, clientID, family, connectorID, state, redirectURI, true)
+}
+
+func (e *Engine) startUpstream(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string, trusted bool) (string, string, error) {
 	if _, err := e.interactions.load(ctx, handle, clientID); err != nil {
 		return "", "", err
 	}
 	rec := newUpstream(family)
-	uri, err := e.authorize(ctx, handle, clientID, family, connectorID, state, redirectURI, rec.base())
+	uri, err := e.authorize(ctx, handle, clientID, family, connectorID, state, redirectURI, trusted, rec.base())
 	if err != nil {
 		return "", "", err
 	}
@@ -98,7 +109,8 @@ func (e *Engine) StartUpstream(ctx context.Context, handle, clientID, family, co
 }
 
 // authorize fills a record's round trip and returns the provider's URL.
-func (e *Engine) authorize(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string, b *upstreamRecord) (string, error) {
+// trusted: redirectURI is Latch's own, vouched for by the caller.
+func (e *Engine) authorize(ctx context.Context, handle, clientID, family, connectorID, state, redirectURI string, trusted bool, b *upstreamRecord) (string, error) {
 	var details []fault.Detail
 	if state == "" || len(state) > maxStateLen {
 		details = append(details, fault.Detail{Field: "state", Message: "is required (at most 512 characters)"})
@@ -109,8 +121,8 @@ func (e *Engine) authorize(ctx context.Context, handle, clientID, family, connec
 	if len(details) > 0 {
 		return "", fault.Invalid(details...)
 	}
-	allowed := false
-	if e.opts.Clients != nil {
+	allowed := trusted
+	if !allowed && e.opts.Clients != nil {
 		var err error
 		if allowed, err = e.opts.Clients.AllowsRedirect(ctx, clientID, redirectURI); err != nil {
 			return "", err

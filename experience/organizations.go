@@ -89,7 +89,12 @@ func (e *Engine) orgAccess(ctx context.Context, org *directory.Organization, use
 	if org == nil {
 		return nil, nil
 	}
-	access, err := e.Members.Access(ctx, org.ID, userID)
+	return e.orgContextTx(e.db.WithContext(ctx), org, userID)
+}
+
+// orgContextTx is orgAccess through tx (see Memberships.AccessTx).
+func (e *Engine) orgContextTx(tx *gorm.DB, org *directory.Organization, userID string) (*OrgContext, error) {
+	access, err := e.Members.AccessTx(tx, org.ID, userID)
 	if err != nil {
 		return nil, err
 	}

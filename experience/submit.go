@@ -54,6 +54,26 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 	if err != nil {
 		return nil, err
 	}
+	// A submit in an organization's context (meta.OrgID: an authorization
+	// request with organization_id) requires membership — checked here for
+	// a sign-in, and in the transaction for a registration, which may have
+	// just earned it (just-in-time) — and the organization's MFA.
+	org, err := e.requestedOrg(ctx, meta.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	var orgCtx *OrgContext
+	if org != nil && in.Event != EventRegisterFlow {
+		if orgCtx, err = e.orgAccess(ctx, org, user.ID); err != nil {
+			if fault.Is(err, CodeOrgMembershipRequired) {
+				e.refuseOrg(ctx, user, meta, "experience", org.ID)
+			}
+			return nil, err
+		}
+	}
+	if org != nil && org.MFARequired {
+		mfaSettings.MFA.Policy, mfaSettings.MFA.Enforce = PolicyMandatory, true
+	}
 	if err := e.requireInteractionMFA(ctx, in, user, mfaSettings); err != nil {
 		return nil, err
 	}
@@ -76,6 +96,11 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 			if err := e.provisionJIT(tx, user, meta, "experience"); err != nil {
 				return err
 			}
+			if org != nil {
+				if orgCtx, err = e.orgContextTx(tx, org, user.ID); err != nil {
+					return err
+				}
+			}
 		}
 		if sess, err = e.Sessions.authenticate(ctx, tx, nil, user.ID, amr, false, meta); err != nil {
 			return err
@@ -87,10 +112,13 @@ func (e *Engine) SubmitInteraction(ctx context.Context, handle, clientID string,
 		}
 		return e.markSignedIn(tx, user, sess, amr, meta)
 	})
+	if fault.Is(err, CodeOrgMembershipRequired) {
+		e.refuseOrg(ctx, user, meta, "experience", org.ID)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &SubmitResult{Event: in.Event, SignIn: &SignIn{User: user, Session: sess}}, nil
+	return &SubmitResult{Event: in.Event, SignIn: &SignIn{User: user, Session: sess, Org: orgCtx}}, nil
 }
 
 func (e *Engine) submitForgotPassword(ctx context.Context, in *Interaction, user *User, meta SessionMeta) (*SubmitResult, error) {

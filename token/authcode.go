@@ -39,6 +39,9 @@ type AuthRequest struct {
 	// MaxAge is the max_age parameter in seconds, -1 when absent.
 	MaxAge    int
 	LoginHint string
+	// OrgID is the organization_id parameter: the sign-in happens in that
+	// organization's context ("" for none).
+	OrgID string `gorm:"column:org_id"`
 	// InteractionDigest links the request to the Experience interaction
 	// that signs the person in ("" while none was started).
 	InteractionDigest string
@@ -135,6 +138,7 @@ type codeRow struct {
 	CodeChallenge   string
 	SessionID       string
 	UserID          string
+	OrgID           string `gorm:"column:org_id"`
 	CreatedAt       time.Time
 	ExpiresAt       time.Time
 	UsedAt          *time.Time
@@ -160,7 +164,7 @@ func (s *Service) IssueCode(ctx context.Context, r *AuthRequest, userID string) 
 		}
 		return tx.Create(&codeRow{Digest: credentials.Digest(raw), ClientID: r.ClientID, RedirectURI: r.RedirectURI,
 			Scope: r.Scope, Nonce: r.Nonce, CodeChallenge: r.CodeChallenge, SessionID: r.SessionID, UserID: userID,
-			CreatedAt: now, ExpiresAt: now.Add(CodeTTL)}).Error
+			OrgID: r.OrgID, CreatedAt: now, ExpiresAt: now.Add(CodeTTL)}).Error
 	})
 	if errors.Is(err, ErrAuthRequestNotFound) {
 		return "", err
@@ -174,7 +178,10 @@ func (s *Service) IssueCode(ctx context.Context, r *AuthRequest, userID string) 
 // CodeGrant is what a redeemed authorization code stands for.
 type CodeGrant struct {
 	ClientID, RedirectURI, Scope, Nonce, SessionID, UserID string
-	digest                                                 string
+	// OrgID is the organization context the authorization request asked
+	// for ("" for none).
+	OrgID  string
+	digest string
 }
 
 // RedeemCode consumes an authorization code for client (RFC 6749 §4.1.3):
@@ -221,7 +228,7 @@ func (s *Service) RedeemCode(ctx context.Context, client *Client, raw, redirectU
 		}
 	}
 	return &CodeGrant{ClientID: row.ClientID, RedirectURI: row.RedirectURI, Scope: row.Scope, Nonce: row.Nonce,
-		SessionID: row.SessionID, UserID: row.UserID, digest: digest}, nil
+		SessionID: row.SessionID, UserID: row.UserID, OrgID: row.OrgID, digest: digest}, nil
 }
 
 // RecordCodeTokens remembers what a code's first use issued, so that a

@@ -47,6 +47,14 @@ const (
 	ScopeOpenID      = "openid"
 	// ScopeOfflineAccess asks for a refresh token (OIDC Core §11).
 	ScopeOfflineAccess = "offline_access"
+	// ScopeOrganizations asks the authorization endpoint for the
+	// organizations claim: the ids of the user's organizations (Logto's
+	// urn:logto:scope:organizations, in Latch's namespace).
+	ScopeOrganizations = "urn:latch:scope:organizations"
+	// ScopeOrganizationRoles asks for the organization_roles claim: the
+	// user's roles as "org_id:role" (Logto's
+	// urn:logto:scope:organization_roles).
+	ScopeOrganizationRoles = "urn:latch:scope:organization_roles"
 )
 
 // knownScopes are the scopes a client may be granted. Organization scopes

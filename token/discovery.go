@@ -43,9 +43,14 @@ var IDTokenClaims = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "am
 // values; the discovery document lists exactly these and IDTokenClaims.
 var ProfileClaims = []string{"username", "name", "email", "email_verified", "phone_number", "phone_number_verified", "updated_at", "roles"}
 
-// OrgClaims are the claims of a sign-in in an organization's context: the
-// ID token and userinfo carry org_id then (roles is a ProfileClaim).
-var OrgClaims = []string{"org_id"}
+// OrgClaims are the claims of organizations: org_id in a sign-in in an
+// organization's context (roles is a ProfileClaim), and organizations and
+// organization_roles for the organization scopes.
+var OrgClaims = []string{"org_id", "organizations", "organization_roles"}
+
+// CodeFlowScopes are the scopes the authorization endpoint grants a person's
+// sign-in (OIDC Core §5.4, §11, and the organization scopes).
+var CodeFlowScopes = []string{"profile", "email", "phone", ScopeOfflineAccess, ScopeOrganizations, ScopeOrganizationRoles}
 
 // Discovery returns the provider metadata.
 func (s *Service) Discovery(ctx context.Context) Discovery {
@@ -71,9 +76,9 @@ func (s *Service) Discovery(ctx context.Context) Discovery {
 		TokenEndpointAuthMethodsSupported: append(append([]string{}, auth...), "none"),
 		IntrospectionAuthMethodsSupported: auth,
 		RevocationAuthMethodsSupported:    auth,
-		// The code flow grants profile, email, phone and offline_access on
-		// top of the scopes clients hold.
-		ScopesSupported:          append([]string{"profile", "email", "phone", ScopeOfflineAccess}, KnownScopes()...),
+		// The code flow grants its scopes on top of the scopes clients
+		// hold.
+		ScopesSupported:          append(append([]string{}, CodeFlowScopes...), KnownScopes()...),
 		ClaimsSupported:          append(append(append([]string{}, IDTokenClaims...), ProfileClaims...), OrgClaims...),
 		ClaimsParameterSupported: true,
 	}

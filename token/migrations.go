@@ -162,5 +162,11 @@ CREATE TABLE oidc_consents (
 	PRIMARY KEY (user_id, client_id)
 );
 `},
+		// organization_id on the authorization request: the request and
+		// its code carry the organization context into the tokens.
+		{ID: "token/0012_oidc_organization_id", SQL: `
+ALTER TABLE oidc_auth_requests ADD COLUMN org_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE oidc_codes ADD COLUMN org_id TEXT NOT NULL DEFAULT '';
+`},
 	}
 }

@@ -48,7 +48,7 @@ func (c *cli) serveCmd() *cobra.Command {
 			go svc.Tokens.Keys.RunRotation(ctx, cfg.KeyRotationInterval, func(err error) {
 				log.Error("automatic key rotation failed", slog.String("error", err.Error()))
 			})
-			go svc.RunHousekeeping(ctx, log, time.Hour)
+			go svc.RunHousekeeping(ctx, log, cfg.HousekeepingInterval)
 			if cfg.PprofAddr != "" {
 				go servePprof(ctx, cfg.PprofAddr, log)
 			}

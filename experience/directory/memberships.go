@@ -313,11 +313,17 @@ WHERE m.user_id = ?`, userID).Scan(&rows).Error; err != nil {
 // Access returns what a user holds in an organization, or nil when they
 // are not a member: one query by the membership's primary key.
 func (s *Memberships) Access(ctx context.Context, orgID, userID string) (*Access, error) {
+	return s.AccessTx(s.db.WithContext(ctx), orgID, userID)
+}
+
+// AccessTx is Access through db, a transaction that may have just added
+// the membership (just-in-time, at registration).
+func (s *Memberships) AccessTx(db *gorm.DB, orgID, userID string) (*Access, error) {
 	var rows []struct {
 		Role        *string
 		Permissions *string
 	}
-	if err := s.db.WithContext(ctx).Raw(`SELECT r.name AS role, r.permissions
+	if err := db.Raw(`SELECT r.name AS role, r.permissions
 FROM organization_members m
 LEFT JOIN organization_member_roles mr ON mr.organization_id = m.organization_id AND mr.user_id = m.user_id
 LEFT JOIN organization_roles r ON r.id = mr.role_id

@@ -39,7 +39,11 @@
     "session.mfa.webauthn_verification_failed": "The passkey could not be verified.",
     "guard.invalid_input": "Check the highlighted fields.",
     "request.too_many_requests": "Too many requests. Wait a moment and try again.",
-    "webauthn.cancelled": "The passkey prompt was cancelled or timed out."
+    "webauthn.cancelled": "The passkey prompt was cancelled or timed out.",
+    "user.identity_not_exist": "No account is linked to this sign-in, and new accounts cannot be created here.",
+    "session.sso_enabled": "Your organization signs you in with single sign-on.",
+    "connector.invalid_response": "The sign-in provider could not be reached. Try again later.",
+    "upstream.failed": "The sign-in provider did not sign you in."
   };
 
   function $(id) { return document.getElementById(id); }
@@ -98,6 +102,9 @@
       if (res.redirectTo) { location.assign(res.redirectTo); return; }
       throw { message: "Unexpected answer from the server." };
     }, function (err) {
+      // A refusal that ends the sign-in (not a member of the organization
+      // the application asked for) goes back to the application.
+      if (err.data && err.data.redirectTo) { location.assign(err.data.redirectTo); return; }
       var factors = (err.data && err.data.availableFactors) || [];
       if (err.code === "session.mfa.require_mfa_verification") {
         go("/ui/mfa", { factors: factors.join(",") });
@@ -177,21 +184,123 @@
     });
   }
 
+  // --- Social and SSO sign-in: the round trip goes through Latch's own
+  // callback page. What the callback needs (record, connector, state,
+  // request) waits in sessionStorage: it never leaves this tab.
+  var upstreamKey = "latch.upstream";
+
+  function randomState() {
+    var b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return bufToB64u(b.buffer);
+  }
+
+  function startUpstream(family, connector, callback) {
+    var state = randomState();
+    var base = "/verification/" + family + "/" + encodeURIComponent(connector);
+    return api("PUT", "/interaction-event", { interactionEvent: "SignIn" }).then(function () {
+      return api("POST", base + "/authorization-uri", { state: state, redirectUri: callback });
+    }).then(function (res) {
+      sessionStorage.setItem(upstreamKey, JSON.stringify({ family: family, connector: connector, state: state,
+        verificationId: res.verificationId, request: request, register: !!($("upstream") && $("upstream").dataset.register) }));
+      location.assign(res.authorizationUri);
+    });
+  }
+
+  // identifyUpstream identifies the person a verified social or SSO record
+  // names; an identity no account has yet registers one where sign-up is
+  // open (seed 004: the interaction switches to Register).
+  function identifyUpstream(saved) {
+    return api("POST", "/identification", { verificationId: saved.verificationId }).catch(function (err) {
+      if (err.code === "user.identity_not_exist" && err.data && err.data.relatedUser) {
+        throw { message: "An account with " + err.data.relatedUser + " already exists. Sign in to it the usual way." };
+      }
+      if (err.code !== "user.identity_not_exist" || !saved.register) { throw err; }
+      return api("PUT", "/interaction-event", { interactionEvent: "Register" }).then(function () {
+        return api("POST", "/identification", { verificationId: saved.verificationId });
+      });
+    });
+  }
+
   // --- Pages.
   var pages = {};
+
+  pages["callback"] = function () {
+    var root = $("callback"), back = $("callback-back");
+    var saved = null;
+    try { saved = JSON.parse(sessionStorage.getItem(upstreamKey) || "null"); } catch (e) { saved = null; }
+    sessionStorage.removeItem(upstreamKey);
+    function fail(err) {
+      $("callback-status").hidden = true;
+      $("title").textContent = "Sign-in not completed";
+      showError(err);
+      if (saved && saved.request) {
+        back.href = "/ui/sign-in?request=" + encodeURIComponent(saved.request);
+        back.hidden = false;
+      }
+    }
+    if (!saved || params.get("state") !== saved.state) {
+      fail({ message: "This sign-in could not be completed. Go back to the application and try again." });
+      return;
+    }
+    request = saved.request;
+    if (params.get("error") || !params.get("code")) {
+      fail({ code: "upstream.failed" });
+      return;
+    }
+    var base = "/verification/" + saved.family + "/" + encodeURIComponent(saved.connector);
+    api("POST", base + "/verify", { verificationId: saved.verificationId,
+      connectorData: { code: params.get("code"), state: params.get("state"), redirectUri: root.dataset.callback } })
+      .then(function () { return identifyUpstream(saved); })
+      .then(submit)
+      .catch(fail);
+  };
 
   pages["sign-in"] = function () {
     var form = $("password-form"), codeForm = $("code-form"), codeStart = $("code-start");
     var codeIdent = null, codeVID = "";
+    var upstream = $("upstream");
+    if (upstream) {
+      upstream.querySelectorAll("[data-social]").forEach(function (b) {
+        b.addEventListener("click", busy(upstream, function () {
+          return startUpstream("social", b.dataset.social, upstream.dataset.callback);
+        }));
+      });
+    }
+    // SSO: an e-mail whose domain an enterprise connector owns signs in
+    // there (the password is not asked for).
+    function ssoFor(id) {
+      if (!upstream || !upstream.dataset.sso || id.type !== "email") { return Promise.resolve(""); }
+      return api("GET", "/sso-connectors?email=" + encodeURIComponent(id.value)).then(function (res) {
+        return (res.connectorIds || [])[0] || "";
+      });
+    }
+    // The submit button says where it leads; only its label changes, so
+    // nothing moves under a pointer on its way to it.
+    var submitButton = form.querySelector("button[type=submit]");
+    if (upstream && upstream.dataset.sso && submitButton) {
+      var label = submitButton.textContent;
+      $("identifier").addEventListener("change", function () {
+        ssoFor(identifierOf(value("identifier"))).then(function (c) {
+          submitButton.textContent = c ? "Continue with single sign-on" : label;
+        }, function () { submitButton.textContent = label; });
+      });
+    }
     form.addEventListener("submit", busy(form, function () {
       var id = identifierOf(value("identifier"));
       if (!id.value) { throw { message: "Enter your username, e-mail or phone number." }; }
+      return ssoFor(id).then(function (c) {
+        if (c) { return startUpstream("sso", c, upstream.dataset.callback); }
+        return signInWithPassword(id);
+      });
+    }));
+    function signInWithPassword(id) {
       return api("PUT", "/interaction-event", { interactionEvent: "SignIn" }).then(function () {
         return api("POST", "/verification/password", { identifier: id, password: value("password") });
       }).then(function (rec) {
         return api("POST", "/identification", { verificationId: rec.verificationId });
       }).then(submit);
-    }));
+    }
     if (codeStart) {
       codeStart.addEventListener("click", busy(form, function () {
         codeIdent = identifierOf(value("identifier"));
