@@ -23,9 +23,9 @@ import (
 // kernel time per sign-in against under 300 faults for a bare hashing loop.
 //
 // So the goal is made stable with a ballast: one allocation the size of
-// the hashing working set (heapLimit) that is never written, so it costs
-// address space but no resident memory (fresh pages from the OS are not
-// zeroed by the runtime, and untouched pages are not resident). With
+// the hashing working set (heapLimit) that is never written and whose
+// pages are handed back to the kernel, so it costs address space but no
+// resident memory. With
 // GOGC=50 a collection runs after about half the ballast of allocation —
 // several rounds of hashes — and the retained heap never reaches the
 // scavenger's goal (110% of the heap goal), so the arrays' pages stay
@@ -38,6 +38,7 @@ func keepHashMemoryHot(cfg config.Config, getenv func(string) string, log *slog.
 	}
 	working := heapLimit(cfg, runtime.NumCPU())
 	ballast := make([]byte, working)
+	releasePages(ballast)
 	debug.SetGCPercent(ballastGCPercent)
 	debug.SetMemoryLimit(backstopLimit(working))
 	log.Info("garbage collection paced by a ballast for hashing (set GOGC or GOMEMLIMIT to choose otherwise)",
