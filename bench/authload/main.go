@@ -6,7 +6,8 @@
 //	go run ./bench/authload -db sqlite -duration 10s
 //
 // For each database it prints: the raw argon2id rate (measured in-process
-// around every closed-loop phase, same parameters); the authenticate rate
+// in slices interleaved with each closed-loop phase's, same parameters, so
+// that both meet the same machine); the authenticate rate
 // at 4, 8 and 16 closed-loop clients, its ratio to the raw rate (target ≥
 // 0.90) and its non-200 answers (target 0); p50/p99 unloaded; at 4×
 // open-loop overload the p99 of admitted requests against the unloaded p99
@@ -150,27 +151,41 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	fmt.Printf("unloaded (1 client):           p50 %6.1f ms   p99 %6.1f ms   [%s]\n",
 		ms(unloaded.Percentile(200, 50)), ms(unloaded.Percentile(200, 99)), unloaded.Statuses())
 
-	// Each closed loop is framed by raw measurements (in-process, as many
-	// workers as CPUs, no server work): this machine's hash rate drifts
-	// (shared CPUs), so the yardstick of a phase is the higher of the two
-	// around it and the ratio can only be understated.
-	raw, rawCPU, rawFaults := measureRaw(params, cpus, d)
-	fmt.Printf("raw argon2id rate (%d workers, in-process):        %6.1f hashes/s   (%.1f ms of CPU per hash)\n", cpus, raw, ms(rawCPU))
-	rawLow, rawHigh := raw, raw
+	// Each closed loop is interleaved with the raw yardstick (in-process, as
+	// many workers as CPUs, no server work): `rounds` slices of each in turn,
+	// raw first and last. This machine's hash rate drifts by tens of percent
+	// within seconds (shared CPUs), so a yardstick measured before or after
+	// a phase meets another machine than the phase did; interleaved, both
+	// meet the same one, and the ratio is of the totals.
+	const rounds = 4
+	slice := d / rounds
+	first := measureRaw(params, cpus, slice)
+	fmt.Printf("raw argon2id rate (%d workers, in-process):        %6.1f hashes/s   (%.1f ms of CPU per hash)\n", cpus, first.rate(), ms(first.cpuPerHash()))
+	rawLow, rawHigh := first.rate(), first.rate()
 	var shares, cpuShares []string
 	for _, n := range loops {
-		before, busyBefore, t0 := srv.CPUNow(), b.gateMetric("latch_hash_gate_busy_unit_seconds_total"), time.Now()
-		selfBefore, _, _ := selfCPU()
-		stopProfile := b.profile(ctx, filepath.Join(profileDir, fmt.Sprintf("%s-%d.pprof", db, n)), d)
-		sat := load.Closed(ctx, n, d, b.authenticate)
+		raws := first
+		sat := load.NewResult()
+		var used harness.CPU
+		var self time.Duration
+		var busyUnits, busySeconds float64
+		stopProfile := b.profile(ctx, filepath.Join(profileDir, fmt.Sprintf("%s-%d.pprof", db, n)), 2*d)
+		for r := 0; r < rounds; r++ {
+			before, busyBefore, t0 := srv.CPUNow(), b.gateMetric("latch_hash_gate_busy_unit_seconds_total"), time.Now()
+			selfBefore, _, _ := selfCPU()
+			sat.Merge(load.Closed(ctx, n, slice, b.authenticate))
+			selfAfter, _, _ := selfCPU()
+			used, self = used.Add(srv.CPUNow().Sub(before)), self+selfAfter-selfBefore
+			busyUnits += b.gateMetric("latch_hash_gate_busy_unit_seconds_total") - busyBefore
+			busySeconds += time.Since(t0).Seconds()
+			next := measureRaw(params, cpus, slice)
+			rawLow, rawHigh = min(rawLow, next.rate()), max(rawHigh, next.rate())
+			raws = raws.add(next)
+			first = next // the next phase starts after this slice
+		}
 		stopProfile()
-		selfAfter, _, _ := selfCPU()
-		used, self := srv.CPUNow().Sub(before), selfAfter-selfBefore
-		busy := (b.gateMetric("latch_hash_gate_busy_unit_seconds_total") - busyBefore) /
-			(b.gateMetric(`latch_hash_gate_limit_units{limit="concurrency"}`) * time.Since(t0).Seconds())
-		after, afterCPU, afterFaults := measureRaw(params, cpus, d)
-		yard := max(raw, after)
-		rawLow, rawHigh = min(rawLow, after), max(rawHigh, after)
+		busy := busyUnits / (b.gateMetric(`latch_hash_gate_limit_units{limit="concurrency"}`) * busySeconds)
+		yard := raws.rate()
 		ratio := sat.Rate(200) / yard
 		non200 := sat.Count(0) - sat.Count(200) + sat.Errors
 		fmt.Printf("%2d clients: %6.1f authentications/s = %.3f of raw %.1f (target ≥ 0.90); non-200: %d   p50 %5.0f ms  p99 %5.0f ms   [%s]\n",
@@ -179,18 +194,17 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 			// What the ratio would be on a machine running nothing else:
 			// the CPU of a raw hash over all the CPU one authentication
 			// costs (server, its database backends, the load generator).
-			hash := (rawCPU + afterCPU) / 2
+			hash := raws.cpuPerHash()
 			total := used.Server + used.Database + self
 			share := float64(hash) * c / float64(total)
 			fmt.Printf("            CPU per authentication: server %.1f + PostgreSQL %.1f + load generator %.1f = %.1f ms; raw hash %.1f ms → CPU share %.3f; machine busy %.1f ms (others included)\n",
 				ms(used.Server)/c, ms(used.Database)/c, ms(self)/c, ms(total)/c, ms(hash), share, ms(used.Machine)/c)
 			fmt.Printf("            hash slots busy %.0f%%; server kernel time %.1f ms and %.0f page faults per authentication (raw hash: %.0f faults)\n",
-				100*busy, ms(used.System)/c, float64(used.Faults)/c, (rawFaults+afterFaults)/2)
+				100*busy, ms(used.System)/c, float64(used.Faults)/c, raws.faultsPerHash())
 			cpuShares = append(cpuShares, fmt.Sprintf("%d: %.2f", n, share))
 		}
-		fmt.Printf("raw argon2id rate again:                          %6.1f hashes/s   (%.1f ms of CPU per hash)\n", after, ms(afterCPU))
+		fmt.Printf("            raw rate in the %d slices around: %.1f–%.1f hashes/s\n", rounds+1, raws.low, raws.high)
 		shares = append(shares, fmt.Sprintf("%d: %.2f (%d non-200)", n, ratio, non200))
-		raw, rawCPU, rawFaults = after, afterCPU, afterFaults
 	}
 
 	// Overload: four times what the machine can hash, open loop (arrivals
@@ -224,18 +238,50 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	return summary, nil
 }
 
-// measureRaw returns the raw argon2id rate with workers goroutines for
-// about d, and the CPU time and the minor page faults of one hash (this
-// process does nothing else meanwhile).
-func measureRaw(p credentials.Argon2Params, workers int, d time.Duration) (rate float64, cpu time.Duration, faults float64) {
-	before, faultsBefore, start := selfCPU()
-	rate = credentials.MeasureHashRate(p, workers, d)
-	hashes := rate * time.Since(start).Seconds()
-	if hashes < 1 {
-		return rate, 0, 0
+// rawRun is what a raw hashing loop did: hashes, time, CPU and minor page
+// faults (this process does nothing else meanwhile), over one or more
+// slices.
+type rawRun struct {
+	hashes    float64
+	elapsed   time.Duration
+	cpu       time.Duration
+	faults    int64
+	low, high float64 // the slowest and fastest slice's rate
+}
+
+func (r rawRun) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
 	}
+	return r.hashes / r.elapsed.Seconds()
+}
+
+func (r rawRun) cpuPerHash() time.Duration {
+	if r.hashes < 1 {
+		return 0
+	}
+	return time.Duration(float64(r.cpu) / r.hashes)
+}
+
+func (r rawRun) faultsPerHash() float64 {
+	if r.hashes < 1 {
+		return 0
+	}
+	return float64(r.faults) / r.hashes
+}
+
+func (r rawRun) add(o rawRun) rawRun {
+	return rawRun{hashes: r.hashes + o.hashes, elapsed: r.elapsed + o.elapsed, cpu: r.cpu + o.cpu, faults: r.faults + o.faults,
+		low: min(r.low, o.low), high: max(r.high, o.high)}
+}
+
+// measureRaw runs the raw argon2id loop with workers goroutines for about d.
+func measureRaw(p credentials.Argon2Params, workers int, d time.Duration) rawRun {
+	before, faultsBefore, start := selfCPU()
+	rate := credentials.MeasureHashRate(p, workers, d)
+	elapsed := time.Since(start)
 	after, faultsAfter, _ := selfCPU()
-	return rate, time.Duration(float64(after-before) / hashes), float64(faultsAfter-faultsBefore) / hashes
+	return rawRun{hashes: rate * elapsed.Seconds(), elapsed: elapsed, cpu: after - before, faults: faultsAfter - faultsBefore, low: rate, high: rate}
 }
 
 // selfCPU returns this process's user+system CPU time and minor page

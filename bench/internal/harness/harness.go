@@ -282,6 +282,12 @@ func (c CPU) Sub(o CPU) CPU {
 		Database: db, Machine: c.Machine - o.Machine}
 }
 
+// Add sums two spans of CPU (from Sub): the CPU of several slices.
+func (c CPU) Add(o CPU) CPU {
+	return CPU{Server: c.Server + o.Server, System: c.System + o.System, Faults: c.Faults + o.Faults,
+		Database: c.Database + o.Database, Machine: c.Machine + o.Machine}
+}
+
 // PostgresCPU returns the CPU time used so far by the PostgreSQL backends
 // serving this server's connections (found by their application_name, on a
 // PostgreSQL running on this machine); zero on SQLite or when they cannot
