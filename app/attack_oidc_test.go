@@ -1,0 +1,137 @@
+package app_test
+
+// Attacks on the authorization code flow's hosted pages and organization
+// context: the hosted interaction cut loose from its authorization request,
+// Latch's own callback as an integrator's redirect URI, and the
+// organization of a request swapped along the way.
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/latch-dev/latch/app/apptest"
+	"github.com/latch-dev/latch/token"
+)
+
+// interactionCookieOf is the hosted interaction's handle in a browser's jar.
+func (b *browser) interactionCookie(t testing.TB) string {
+	t.Helper()
+	u, _ := url.Parse(b.f.URL + "/api/experience/submit")
+	for _, c := range b.hc.Jar.Cookies(u) {
+		if c.Name == "latch_interaction" {
+			return c.Value
+		}
+	}
+	t.Fatal("the browser holds no interaction cookie")
+	return ""
+}
+
+// signInByHandle signs in with a password on the interaction behind
+// handle, sent in the Latch-Interaction header (no cookie, no Bearer), and
+// returns the submit's answer.
+func signInByHandle(t testing.TB, f *expFix, handle, ident, password string) *apptest.Response {
+	t.Helper()
+	call := func(path string, body any) *apptest.Response {
+		x := &expTx{f: f, hc: f.HTTP, handle: handle}
+		return x.post(t, path, body)
+	}
+	rec := expMust(t, call("/verification/password", map[string]any{"identifier": expIdent("username", ident), "password": password}),
+		http.StatusOK, "password")
+	expMust(t, call("/identification", map[string]any{"verificationId": rec.Str("verificationId")}), http.StatusNoContent, "identify")
+	return call("/submit", nil)
+}
+
+// TestAttackHostedInteraction: the interaction of the hosted pages is the
+// authorizing client's own (no ClientAccessToken), and its submit answers
+// with redirectTo back to the request, never with tokens. An attacker
+// (the person at the browser) cuts it loose from its request — the request
+// expired while the interaction lives on, or the request was restarted in
+// another interaction while the first one's handle was kept — and submits
+// it: no tokens, not outside the organization the request named, without
+// consent or PKCE.
+func TestAttackHostedInteraction(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := expStart(t, b)
+		r := f.newRP(t, token.NewClient{Type: token.ClientWeb})
+		org := f.newOrg(t, nil).Str("id")
+		u := f.user(t) // not a member of org
+		start := func(t *testing.T) (*browser, string, string) {
+			_, challenge := pkce()
+			br := f.browser(t)
+			p := br.get(r.config.AuthCodeURL("st-x", challenge, oidc.Nonce("n-x"), oauth2.SetAuthURLParam("organization_id", org)))
+			if p.URL.Path != "/ui/sign-in" {
+				t.Fatalf("authorization request ended at %s", p.URL)
+			}
+			return br, p.URL.Query().Get("request"), br.interactionCookie(t)
+		}
+		noTokens := func(t *testing.T, res *apptest.Response) {
+			t.Helper()
+			if res.Str("access_token") != "" || res.Str("id_token") != "" || res.Str("refresh_token") != "" {
+				t.Fatalf("a hosted interaction cut loose from its request answered with tokens: %s", res)
+			}
+			if res.Status == http.StatusOK {
+				t.Fatalf("a hosted interaction cut loose from its request was submitted: %s", res)
+			}
+			if n := f.count(t, "SELECT COUNT(*) FROM sessions WHERE user_id = ?", u.ID); n != 0 {
+				t.Fatalf("%d sessions opened", n)
+			}
+		}
+
+		t.Run("RequestExpired", func(t *testing.T) {
+			_, request, handle := start(t)
+			if res := f.Services.DB.Exec("UPDATE oidc_auth_requests SET expires_at = ? WHERE id = ?", time.Now().Add(-time.Minute).UTC(), request); res.Error != nil || res.RowsAffected != 1 {
+				t.Fatalf("expire the request: %v", res.Error)
+			}
+			res := signInByHandle(t, f, handle, u.Username, u.Password)
+			noTokens(t, res)
+			expWantAPI(t, res, http.StatusNotFound, "session.not_found")
+		})
+
+		t.Run("RequestRestartedElsewhere", func(t *testing.T) {
+			br, request, handle := start(t)
+			// The restart without the old cookie: a new interaction is
+			// linked to the request, the kept one to nothing.
+			restartWithoutCookie(t, br, request, handle)
+			res := signInByHandle(t, f, handle, u.Username, u.Password)
+			noTokens(t, res)
+			expWantAPI(t, res, http.StatusNotFound, "session.not_found")
+		})
+
+		t.Run("RequestAnswered", func(t *testing.T) {
+			// A member signs in on another interaction of the same request
+			// (restarted); the first, kept, is submitted after the code.
+			m := f.user(t)
+			f.addMember(t, org, m.ID)
+			br, request, handle := start(t)
+			restartWithoutCookie(t, br, request, handle)
+			st, out := br.signInOnPage(m.Username, m.Password)
+			to, _ := out["redirectTo"].(string)
+			if st != http.StatusOK || to == "" {
+				t.Fatalf("member submit: %d %v", st, out)
+			}
+			codeOf(t, br.get(to).Location, "st-x")
+			res := signInByHandle(t, f, handle, u.Username, u.Password)
+			noTokens(t, res)
+		})
+	})
+}
+
+// restartWithoutCookie restarts an authorization request in a browser
+// that dropped its interaction cookie (the attacker kept the handle): the
+// old interaction is not ended.
+func restartWithoutCookie(t testing.TB, br *browser, request, handle string) {
+	t.Helper()
+	u, _ := url.Parse(br.f.URL + "/api/experience")
+	br.hc.Jar.SetCookies(u, []*http.Cookie{{Name: "latch_interaction", Value: "", Path: "/api/experience", MaxAge: -1}})
+	if p := br.get(br.f.URL + "/oidc/auth/restart?request=" + url.QueryEscape(request)); p.URL.Path != "/ui/sign-in" {
+		t.Fatalf("restart ended at %d %s", p.Status, p.URL)
+	}
+	if br.interactionCookie(t) == handle {
+		t.Fatal("the restart kept the interaction")
+	}
+}
