@@ -8,6 +8,7 @@ package app_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,4 +135,109 @@ func restartWithoutCookie(t testing.TB, br *browser, request, handle string) {
 	if br.interactionCookie(t) == handle {
 		t.Fatal("the restart kept the interaction")
 	}
+}
+
+// TestAttackOrganizationContext: a person who is not (or no longer) a
+// member of an organization tries to come away with its context: by
+// redeeming another request's sign-in for the organization's request, by
+// keeping tokens issued while a member, and by asking the refresh grant
+// for the organization.
+func TestAttackOrganizationContext(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := expStart(t, b)
+		noMFA := false
+		r := f.newRP(t, token.NewClient{Type: token.ClientWeb, EnforceMFA: &noMFA})
+		r.config.Scopes = append(r.config.Scopes, token.ScopeOrganizations, token.ScopeOrganizationRoles, token.ScopeOfflineAccess)
+		role := f.newRole(t, "docs:read")
+		org := f.newOrg(t, map[string]any{"name": "Attacked " + v1Name("o")}).Str("id")
+		authURL := func(state, orgID string) (string, string) {
+			verifier, challenge := pkce()
+			opts := []oauth2.AuthCodeOption{challenge, oidc.Nonce("n-" + state)}
+			if orgID != "" {
+				opts = append(opts, oauth2.SetAuthURLParam("organization_id", orgID))
+			}
+			return r.config.AuthCodeURL(state, opts...), verifier
+		}
+		refresh := func(t *testing.T, rt, orgID string) *apptest.Response {
+			t.Helper()
+			v := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+			if orgID != "" {
+				v.Set("organization_id", orgID)
+			}
+			return f.form(t, "/oidc/token", apptest.Client{ID: r.client.ID, Secret: r.secret}, v)
+		}
+
+		t.Run("RequestSwappedAfterSubmit", func(t *testing.T) {
+			// A non-member opens the organization's request, then (same
+			// browser) a plain request of the same client, signs in on the
+			// plain one and points its redirectTo at the organization's.
+			v := f.user(t)
+			br := f.browser(t)
+			orgURL, _ := authURL("st-org", org)
+			p := br.get(orgURL)
+			orgRequest := p.URL.Query().Get("request")
+			plainURL, verifier := authURL("st-plain", "")
+			if p = br.get(plainURL); p.URL.Path != "/ui/sign-in" {
+				t.Fatalf("plain request ended at %s", p.URL)
+			}
+			plainRequest := p.URL.Query().Get("request")
+			st, out := br.signInOnPage(v.Username, v.Password)
+			to, _ := out["redirectTo"].(string)
+			if st != http.StatusOK || !strings.HasPrefix(to, f.Config.Issuer+"/") {
+				t.Fatalf("submit: %d %v (redirectTo must be Latch's own)", st, out)
+			}
+			swapped := strings.Replace(to, url.QueryEscape(plainRequest), url.QueryEscape(orgRequest), 1)
+			if swapped == to {
+				t.Fatalf("redirectTo %s does not name the request", to)
+			}
+			if got := br.get(swapped); got.Location != nil && got.Location.Query().Get("code") != "" {
+				t.Fatalf("the organization's request was answered with a code for a non-member: %s", got.Location)
+			}
+			// Nor does the organization's request, started again, take the
+			// live session.
+			if got := br.get(orgURL); got.Location == nil || got.Location.Query().Get("error") != "access_denied" {
+				t.Fatalf("the organization's request with a non-member's session: %d %s %v", got.Status, got.URL, got.Location)
+			}
+			// The plain request still completes, without the organization.
+			tok, _, _ := r.exchange(t, codeOf(t, br.get(to).Location, "st-plain"), verifier, "n-st-plain")
+			wantOrgClaims(t, accessClaims(t, f.Env, tok.AccessToken), "", nil, nil)
+			if res := refresh(t, tok.RefreshToken, org); res.Status != http.StatusForbidden || res.Str("error") != "access_denied" {
+				t.Fatalf("a non-member's refresh into the organization: %s", res)
+			}
+		})
+
+		t.Run("RemovedAfterRedemption", func(t *testing.T) {
+			u := f.user(t)
+			f.addMember(t, org, u.ID, role)
+			other := f.newOrg(t, nil).Str("id")
+			f.addMember(t, other, u.ID)
+			raw, verifier := authURL("st-rm", org)
+			tok, _, _ := r.exchange(t, codeOf(t, f.browser(t).authorize(raw, u.Username, u.Password), "st-rm"), verifier, "n-st-rm")
+			wantOrgClaims(t, accessClaims(t, f.Env, tok.AccessToken), org, []string{role}, []string{"docs:read"})
+			if res := f.call(t, http.MethodDelete, "/v1/organizations/"+org+"/members/"+u.ID, f.tok, nil); res.Status != http.StatusNoContent {
+				t.Fatalf("remove member: %s", res)
+			}
+			// The access token still verifies until it expires, but what
+			// Latch says of it now shows no organization the user left.
+			me := f.call(t, http.MethodGet, "/oidc/me", tok.AccessToken, nil)
+			if me.Status != http.StatusOK || me.Str("org_id") != "" || me.JSON["roles"] != nil {
+				t.Fatalf("/oidc/me after the removal: %s", me)
+			}
+			for _, k := range []string{"organizations", "organization_roles"} {
+				for _, v := range strs(me.JSON[k]) {
+					if strings.HasPrefix(v, org) {
+						t.Fatalf("/oidc/me %s still names the organization left: %s", k, me)
+					}
+				}
+			}
+			// The refresh token of the organization's context is dead, the
+			// whole family: no way back through another organization.
+			if res := refresh(t, tok.RefreshToken, ""); res.Status != http.StatusBadRequest || res.Str("error") != "invalid_grant" {
+				t.Fatalf("refresh after the removal: %s", res)
+			}
+			if res := refresh(t, tok.RefreshToken, other); res.Status != http.StatusBadRequest || res.Str("error") != "invalid_grant" {
+				t.Fatalf("refresh into another organization after the family ended: %s", res)
+			}
+		})
+	})
 }
