@@ -6,6 +6,7 @@ package app_test
 // organization of a request swapped along the way.
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -238,6 +239,82 @@ func TestAttackOrganizationContext(t *testing.T) {
 			if res := refresh(t, tok.RefreshToken, other); res.Status != http.StatusBadRequest || res.Str("error") != "invalid_grant" {
 				t.Fatalf("refresh into another organization after the family ended: %s", res)
 			}
+		})
+	})
+}
+
+// TestAttackCodeReplayAcrossPurge: a used code replayed after the
+// housekeeping purge ran. Within the retention (a day past expiry) the
+// purge keeps the code's row, so the replay still revokes what the first
+// use issued; past it the row is gone and the replay is merely refused.
+// A live, unredeemed code survives even a purge without retention.
+func TestAttackCodeReplayAcrossPurge(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := expStart(t, b)
+		u := f.user(t)
+		ctx := context.Background()
+		// redeemed signs in on a fresh client and redeems the code once.
+		redeemed := func(t *testing.T) (*rp, string, url.Values, *oauth2.Token) {
+			t.Helper()
+			r := f.newRP(t, token.NewClient{Type: token.ClientWeb})
+			r.config.Scopes = append(r.config.Scopes, token.ScopeOfflineAccess)
+			verifier, challenge := pkce()
+			code := codeOf(t, f.browser(t).authorize(r.config.AuthCodeURL("s", challenge), u.Username, u.Password), "s")
+			tok, _, _ := r.exchange(t, code, verifier, "")
+			form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {rpRedirect}, "code_verifier": {verifier}}
+			return r, code, form, tok
+		}
+		age := func(t *testing.T, clientID string, expired time.Duration) {
+			t.Helper()
+			res := f.Services.DB.Exec("UPDATE oidc_codes SET expires_at = ? WHERE client_id = ?", time.Now().Add(-expired).UTC(), clientID)
+			if res.Error != nil || res.RowsAffected != 1 {
+				t.Fatalf("age the code: %v (%d rows)", res.Error, res.RowsAffected)
+			}
+		}
+		purge := func(t *testing.T, retain time.Duration) {
+			t.Helper()
+			if _, err := f.Services.Tokens.PurgeAuthorizationFlow(ctx, retain, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		t.Run("WithinRetention", func(t *testing.T) {
+			r, _, form, tok := redeemed(t)
+			age(t, r.client.ID, time.Hour)
+			purge(t, 24*time.Hour)
+			if n := f.count(t, "SELECT COUNT(*) FROM oidc_codes WHERE client_id = ?", r.client.ID); n != 1 {
+				t.Fatalf("the used code was purged within the retention")
+			}
+			if st, out := f.tokenForm(t, r.client.ID, r.secret, form); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+				t.Fatalf("replay: %d %v", st, out)
+			}
+			if _, err := r.provider.UserInfo(r.ctx(), oauth2.StaticTokenSource(tok)); err == nil {
+				t.Fatal("the replay within the retention did not revoke the first use's access token")
+			}
+			if st, out := f.tokenForm(t, r.client.ID, r.secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+				t.Fatalf("refresh after the replay: %d %v", st, out)
+			}
+		})
+
+		t.Run("PastRetention", func(t *testing.T) {
+			r, _, form, _ := redeemed(t)
+			age(t, r.client.ID, 25*time.Hour)
+			purge(t, 24*time.Hour)
+			if n := f.count(t, "SELECT COUNT(*) FROM oidc_codes WHERE client_id = ?", r.client.ID); n != 0 {
+				t.Fatalf("the code past the retention was kept")
+			}
+			// Refused like any unknown code (nothing left to revoke by).
+			if st, out := f.tokenForm(t, r.client.ID, r.secret, form); st != http.StatusBadRequest || out["error"] != "invalid_grant" {
+				t.Fatalf("replay past the retention: %d %v", st, out)
+			}
+		})
+
+		t.Run("LiveCodeSurvives", func(t *testing.T) {
+			r := f.newRP(t, token.NewClient{Type: token.ClientWeb})
+			verifier, challenge := pkce()
+			code := codeOf(t, f.browser(t).authorize(r.config.AuthCodeURL("s", challenge), u.Username, u.Password), "s")
+			purge(t, 0)
+			r.exchange(t, code, verifier, "")
 		})
 	})
 }
