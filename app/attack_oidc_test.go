@@ -318,3 +318,49 @@ func TestAttackCodeReplayAcrossPurge(t *testing.T) {
 		})
 	})
 }
+
+// TestAttackHostedCallback: Latch's own callback page as the return URL of
+// an integrator's flow. It serves the hosted pages' interactions only:
+// neither lookalikes of it, nor a client that registered it as its own
+// redirect URI, may send a provider's answer there — through the
+// Experience API or the backend SSO route.
+func TestAttackHostedCallback(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := upStart(t, b)
+		hosted := f.Config.Issuer + "/ui/callback"
+		social := f.connector(t, "social", map[string]any{"name": "Up", "provider": "oidc", "config": f.op.oidcConfig()})
+		domain := strings.ToLower(v1Name("hcb")) + ".test"
+		sso := f.connector(t, "sso", map[string]any{"name": "SSO", "provider": "oidc", "domains": []string{domain}, "config": f.op.oidcConfig()})
+		lookalikes := []string{hosted + "/", hosted + "?next=x", hosted + "#x", strings.Replace(hosted, "/ui/", "/UI/", 1),
+			strings.Replace(hosted, "http://", "HTTP://", 1), hosted + "%2F", f.Config.Issuer + "/ui/./callback"}
+
+		t.Run("Lookalikes", func(t *testing.T) {
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			for _, uri := range append(lookalikes, hosted) {
+				expWantAPI(t, x.post(t, "/verification/social/"+social+"/authorization-uri", map[string]any{"state": "st", "redirectUri": uri}),
+					http.StatusBadRequest, "guard.invalid_input")
+				wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/start", f.appTok, map[string]any{"connector_id": sso, "redirect_uri": uri}),
+					http.StatusBadRequest, "system_invalid_input")
+			}
+		})
+
+		t.Run("RegisteredByAnIntegrator", func(t *testing.T) {
+			// The client lists Latch's callback among its redirect URIs.
+			app := f.CreateClientFrom(token.NewClient{Scopes: []string{"auth:execute"}, RedirectURIs: []string{hosted, upCallback}})
+			tok := f.ClientToken(app)
+			x := f.beginAs(t, tok, "SignIn", false)
+			expWantAPI(t, x.post(t, "/verification/social/"+social+"/authorization-uri", map[string]any{"state": "st", "redirectUri": hosted}),
+				http.StatusBadRequest, "guard.invalid_input")
+			before := f.count(t, "SELECT COUNT(*) FROM interactions")
+			wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/start", tok, map[string]any{"connector_id": sso, "redirect_uri": hosted}),
+				http.StatusBadRequest, "system_invalid_input")
+			if after := f.count(t, "SELECT COUNT(*) FROM interactions"); after != before {
+				t.Fatalf("the refused sso/start left %d interactions", after-before)
+			}
+			// Its registered URI of its own still works.
+			if res := f.call(t, http.MethodPost, "/v1/auth/sso/start", tok, map[string]any{"connector_id": sso, "redirect_uri": upCallback}); res.Status != http.StatusOK {
+				t.Fatalf("sso/start to the client's own URI: %s", res)
+			}
+		})
+	})
+}
