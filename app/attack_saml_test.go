@@ -8,10 +8,13 @@ package app_test
 // change nothing in the database.
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/beevik/etree"
 
@@ -281,6 +284,57 @@ func TestAttackSAML(t *testing.T) {
 				t.Fatalf("the refusal echoes the body: %d bytes", len(res.Raw))
 			}
 			genuine(t, connA, resp, relay)
+		})
+
+		t.Run("ConcurrentPosts", func(t *testing.T) {
+			// The browser (or an attacker racing it) posts the same genuine
+			// response many times at once: one wins, on any backend.
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			_, resp, relay := attempt(t, x, connA)
+			const n = 8
+			statuses := make(chan int, n)
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					statuses <- samlACS(t, f.Env, connA, resp, relay).Status
+				}()
+			}
+			wg.Wait()
+			close(statuses)
+			won := 0
+			for st := range statuses {
+				switch st {
+				case http.StatusSeeOther:
+					won++
+				case http.StatusBadRequest, http.StatusConflict:
+				default:
+					t.Fatalf("a concurrent post answered %d", st)
+				}
+			}
+			if won != 1 {
+				t.Fatalf("%d concurrent posts of one response succeeded, want 1", won)
+			}
+		})
+
+		t.Run("EntityExpansion", func(t *testing.T) {
+			// A "billion laughs" document: refused at once, no expansion.
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			_, _, relay := attempt(t, x, connA)
+			bomb := `<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">`
+			prev := "a"
+			for i := range 9 {
+				name := fmt.Sprintf("e%d", i)
+				bomb += fmt.Sprintf(`<!ENTITY %s "%s">`, name, strings.Repeat("&"+prev+";", 10))
+				prev = name
+			}
+			bomb += `]><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&` + prev + `;</samlp:Response>`
+			start := time.Now()
+			refusedUnchanged(t, f, connA, base64.StdEncoding.EncodeToString([]byte(bomb)), relay, http.StatusBadRequest, "connector.invalid_response")
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("the entity bomb took %s", d)
+			}
 		})
 
 		t.Run("AfterSubmit", func(t *testing.T) {
