@@ -204,7 +204,7 @@ func (a *App) startPageInteraction(c echo.Context, ar *token.AuthRequest) error 
 // browser to page.
 func (a *App) startInteractionFor(c echo.Context, ar *token.AuthRequest, event, page string) error {
 	ctx := c.Request().Context()
-	handle, err := a.engine.StartInteraction(ctx, ar.ClientID, event)
+	handle, err := a.engine.StartHostedInteraction(ctx, ar.ClientID, event)
 	if err != nil {
 		return err
 	}

@@ -255,6 +255,12 @@ func (a *App) ssoStart(c echo.Context) error {
 	if err := bindJSON(c, &req); err != nil {
 		return err
 	}
+	if req.RedirectURI == a.hostedCallback() {
+		// As on the Experience API (upstreamStart): Latch's own callback
+		// page serves the hosted pages' interactions only, even for a
+		// client that listed it among its redirect URIs.
+		return fault.Invalid(fault.Detail{Field: "redirect_uri", Message: "is Latch's own callback, for its hosted pages only"})
+	}
 	email := ""
 	if req.Email != "" {
 		email, _ = experience.NormalizeEmail(req.Email)

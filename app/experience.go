@@ -357,6 +357,20 @@ func (a *App) submitInteraction(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if ar == nil {
+		// A hosted page's interaction whose request is gone (expired,
+		// answered, or restarted in another interaction while this handle
+		// was kept) must not fall through to the token answer below: that
+		// would hand the authorizing client's tokens to the browser,
+		// without PKCE, consent or the request's organization_id.
+		hosted, err := a.engine.HostedInteraction(ctx, interactionHandle(c), client.ID)
+		if err != nil {
+			return err
+		}
+		if hosted {
+			return experience.ErrInteractionNotFound()
+		}
+	}
 	meta := experienceMeta(c)
 	if ar != nil {
 		meta.OrgID = ar.OrgID

@@ -31,6 +31,26 @@ func errEventNotEnabled(event string) *fault.Error {
 // StartInteraction begins a new interaction for clientID and returns its
 // handle (for the cookie and header).
 func (e *Engine) StartInteraction(ctx context.Context, clientID, event string) (string, error) {
+	return e.startInteraction(ctx, clientID, event, false)
+}
+
+// StartHostedInteraction is StartInteraction for the hosted pages of an
+// authorization request: the interaction is marked Hosted.
+func (e *Engine) StartHostedInteraction(ctx context.Context, clientID, event string) (string, error) {
+	return e.startInteraction(ctx, clientID, event, true)
+}
+
+// HostedInteraction reports whether the live interaction behind handle
+// (clientID's) was started for the hosted pages.
+func (e *Engine) HostedInteraction(ctx context.Context, handle, clientID string) (bool, error) {
+	in, err := e.interactions.load(ctx, handle, clientID)
+	if err != nil {
+		return false, err
+	}
+	return in.Hosted, nil
+}
+
+func (e *Engine) startInteraction(ctx context.Context, clientID, event string, hosted bool) (string, error) {
 	if !validEvent(event) {
 		return "", fault.Invalid(fault.Detail{Field: "interactionEvent", Message: "must be SignIn, Register or ForgotPassword"})
 	}
@@ -41,7 +61,7 @@ func (e *Engine) StartInteraction(ctx context.Context, clientID, event string) (
 	if !eventOpen(settings, event) {
 		return "", errEventNotEnabled(event)
 	}
-	return e.interactions.create(ctx, clientID, event)
+	return e.interactions.create(ctx, clientID, event, hosted)
 }
 
 // InteractionClient returns the client a live interaction belongs to: the

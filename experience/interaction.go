@@ -87,6 +87,12 @@ type Interaction struct {
 	Federated bool `json:"federated,omitempty"`
 	// NewPasswordHash is the ForgotPassword flow's new password.
 	NewPasswordHash string `json:"new_password_hash,omitempty"`
+	// Hosted: started by an authorization request for Latch's hosted
+	// pages, and owned by the authorizing client without its having
+	// asked. Its submit may only answer that request (a redirect back to
+	// it); once the request is gone it must not answer with tokens as an
+	// integrator's interaction does.
+	Hosted bool `json:"hosted,omitempty"`
 
 	id        string
 	version   int
@@ -137,10 +143,10 @@ type Interactions struct {
 }
 
 // create stores a new interaction and returns its handle.
-func (s *Interactions) create(ctx context.Context, clientID, event string) (string, error) {
+func (s *Interactions) create(ctx context.Context, clientID, event string, hosted bool) (string, error) {
 	handle := "lxi_" + credentials.RandomToken(32)
 	now := s.now()
-	in := Interaction{ClientID: clientID, Event: event, Records: records{}}
+	in := Interaction{ClientID: clientID, Event: event, Records: records{}, Hosted: hosted}
 	data, _ := json.Marshal(in)
 	row := interactionRow{ID: credentials.Digest(handle), ClientID: clientID, Event: event, Data: string(data), Version: 1,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(interactionTTL)}

@@ -118,7 +118,7 @@ func (e *Engine) StartSSO(ctx context.Context, clientID, connectorID, email, red
 	if state == "" {
 		state = credentials.RandomToken(16)
 	}
-	handle, err := e.interactions.create(ctx, clientID, EventSignInFlow)
+	handle, err := e.interactions.create(ctx, clientID, EventSignInFlow, false)
 	if err != nil {
 		return "", "", err
 	}
