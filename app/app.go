@@ -86,7 +86,7 @@ func New(d Deps) *App {
 	}
 	e.Pre(headAsGet)
 	e.Use(a.countInFlight, withRequestID, noStoreByDefault, a.observe, a.recoverPanics, a.withDeadline,
-		middleware.BodyLimit(d.Config.BodyLimit))
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: d.Config.BodyLimit, Skipper: carriesSAMLResponse}))
 	a.echo = e
 	a.routes()
 	return a
@@ -228,13 +228,14 @@ func (a *App) routes() {
 	e.POST(x+"/verification/social/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySocial), handle...)
 	e.POST(x+"/verification/social/:connectorId/verify", a.upstreamVerify(experience.FamilySocial), handle...)
 	e.POST(x+"/verification/sso/:connectorId/authorization-uri", a.upstreamStart(experience.FamilySSO), handle...)
-	e.POST(x+"/verification/sso/:connectorId/verify", a.upstreamVerify(experience.FamilySSO), handle...)
+	samlBody := middleware.BodyLimit(a.samlBodyLimit())
+	e.POST(x+"/verification/sso/:connectorId/verify", a.upstreamVerify(experience.FamilySSO), append([]echo.MiddlewareFunc{samlBody}, handle...)...)
 	// SAML's assertion consumer service and SP metadata: the IdP's post
 	// carries no handle (its RelayState names the record).
 	e.GET(samlPath+":connectorId/metadata", a.samlMetadata, limit)
-	e.POST(samlPath+":connectorId", a.samlACS, limit)
+	e.POST(samlPath+":connectorId", a.samlACS, samlBody, limit)
 	e.POST("/v1/auth/sso/start", a.ssoStart, execute...)
-	e.POST("/v1/auth/sso/authenticate", tokenRoute(a, func() *ssoAuthenticateRequest { return &ssoAuthenticateRequest{} }, a.ssoAuthenticate), execute...)
+	e.POST("/v1/auth/sso/authenticate", tokenRoute(a, func() *ssoAuthenticateRequest { return &ssoAuthenticateRequest{} }, a.ssoAuthenticate), append([]echo.MiddlewareFunc{samlBody}, execute...)...)
 	a.connectorRoutes("/v1/sso-connectors", experience.FamilySSO, manage)
 	a.connectorRoutes("/v1/social-connectors", experience.FamilySocial, manage)
 

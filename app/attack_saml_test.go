@@ -286,6 +286,18 @@ func TestAttackSAML(t *testing.T) {
 			genuine(t, connA, resp, relay)
 		})
 
+		t.Run("LargeResponseAccepted", func(t *testing.T) {
+			// A genuine response beyond the general 64 KiB body limit (an
+			// IdP's many group attributes; here line breaks, which base64
+			// allows) is read, not refused by the size of the post.
+			x := f.beginAs(t, f.appTok, "SignIn", false)
+			_, resp, relay := attempt(t, x, connA)
+			padded := resp + strings.Repeat("\r\n", 100<<10)
+			if res := samlACS(t, f.Env, connA, padded, relay); res.Status != http.StatusSeeOther {
+				t.Fatalf("a %d KiB genuine response: %s", len(padded)>>10, res)
+			}
+		})
+
 		t.Run("ConcurrentPosts", func(t *testing.T) {
 			// The browser (or an attacker racing it) posts the same genuine
 			// response many times at once: one wins, on any backend.

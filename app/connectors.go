@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -168,6 +169,30 @@ type upstreamVerifyRequest struct {
 		SAMLResponse string `json:"SAMLResponse"`
 		RelayState   string `json:"RelayState"`
 	} `json:"connectorData"`
+}
+
+// samlRoutes are the routes whose body may carry a SAMLResponse.
+var samlRoutes = map[string]bool{
+	samlPath + ":connectorId":                              true,
+	"/api/experience/verification/sso/:connectorId/verify": true,
+	"/v1/auth/sso/authenticate":                            true,
+}
+
+// carriesSAMLResponse skips the general body limit on the routes that take
+// a SAMLResponse: an enterprise IdP's signed, often encrypted assertion
+// with its certificate and group attributes passes 64 KiB. Those routes
+// have samlBodyLimit instead.
+func carriesSAMLResponse(c echo.Context) bool { return samlRoutes[c.Path()] }
+
+// samlBodyLimit is the body limit of the SAML routes: room for the largest
+// SAMLResponse accepted (maxSAMLResponse) and the rest of the request, or
+// the general limit where the operator set a larger one.
+func (a *App) samlBodyLimit() string {
+	const room = maxSAMLResponse + 64<<10
+	if a.cfg.BodyLimitBytes() > room {
+		return a.cfg.BodyLimit
+	}
+	return fmt.Sprintf("%dK", room>>10)
 }
 
 // maxSAMLResponse bounds a base64 SAMLResponse (the connector bounds the
