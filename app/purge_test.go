@@ -224,3 +224,54 @@ func TestHousekeepingLogsEnginePurge(t *testing.T) {
 		}
 	})
 }
+
+// A counter an attempt brings back to life while the purge deletes it
+// stays: PostgreSQL checks the row again once the attempt commits. (SQLite
+// runs one writer at a time: the purge cannot interleave with it there.)
+func TestPurgeKeepsACounterRevivedMeanwhile(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		if b != apptest.Postgres {
+			t.Skip("SQLite serializes writers")
+		}
+		f := v1Start(t, b)
+		ctx := context.Background()
+		old := time.Now().UTC().Add(-3 * retention)
+		f.insertCounter(t, sentinelRow{key: "revived", windowStart: old, updatedAt: old})
+		// An attempt reserves on the stale row and has not committed yet.
+		tx := f.Services.DB.WithContext(ctx).Begin()
+		defer tx.Rollback()
+		now := time.Now().UTC()
+		if err := tx.Exec(`UPDATE sentinel_counters SET pending = 1, pending_bucket = ?, updated_at = ? WHERE key = 'revived'`,
+			now.UnixMilli(), now).Error; err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			n   int64
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			got, err := f.Services.Engine.PurgeDead(ctx, retention, 0)
+			done <- result{got.SentinelCounters, err}
+		}()
+		// The purge chose the row and waits for the attempt's lock.
+		deadline := time.Now().Add(10 * time.Second)
+		for f.count(t, `SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM sentinel_counters%'`) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the purge never waited for the attempt's row lock")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := tx.Commit().Error; err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		if res.err != nil || res.n != 0 {
+			t.Fatalf("purge deleted %d counters (%v), want none", res.n, res.err)
+		}
+		if f.count(t, "SELECT COUNT(*) FROM sentinel_counters WHERE key = 'revived' AND pending = 1") != 1 {
+			t.Fatal("the revived counter was purged with its reservation")
+		}
+	})
+}

@@ -16,19 +16,24 @@ const PurgeBatch = 500
 // many rows went. key is the table's primary key column. The subquery form
 // (DELETE … WHERE key IN (SELECT key … LIMIT n)) works alike on SQLite and
 // PostgreSQL, which has no DELETE … LIMIT; an index on where's column
-// should serve it. table, key and where are code, never user input.
+// should serve it. where is repeated outside the subquery: on PostgreSQL a
+// row that a concurrent transaction changed after the subquery chose it is
+// checked again (READ COMMITTED re-evaluates the outer condition on the new
+// version, never the subquery), so a row that came back to life stays.
+// table, key and where are code, never user input.
 func (db *DB) DeleteBatches(ctx context.Context, table, key, where string, batch int, args ...any) (int64, error) {
 	if batch <= 0 {
 		batch = PurgeBatch
 	}
-	q := fmt.Sprintf("DELETE FROM %s WHERE %s IN (SELECT %s FROM %s WHERE %s LIMIT ?)", table, key, key, table, where)
-	args = append(args[:len(args):len(args)], batch)
+	q := fmt.Sprintf("DELETE FROM %s WHERE %s IN (SELECT %s FROM %s WHERE %s LIMIT ?) AND (%s)", table, key, key, table, where, where)
+	all := make([]any, 0, 2*len(args)+1)
+	all = append(append(append(all, args...), batch), args...)
 	var total int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		res := db.WithContext(ctx).Exec(q, args...)
+		res := db.WithContext(ctx).Exec(q, all...)
 		if res.Error != nil {
 			return total, fmt.Errorf("purge %s: %w", table, res.Error)
 		}
