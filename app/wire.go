@@ -219,9 +219,11 @@ func (s *Services) NewServer(log *slog.Logger) *App {
 }
 
 // RunHousekeeping deletes dead rows every interval until ctx ends (the
-// server's shutdown): refresh tokens, authorization requests, codes and
-// browser sessions a day past their expiry (or revocation). Every replica
-// may run it; the deletes are batched and idempotent.
+// server's shutdown): refresh tokens, authorization requests, codes,
+// browser sessions and Latch sessions a day past their expiry (or
+// revocation), and lockout counters that protect nothing any more. Every
+// replica may run it; the deletes are batched and idempotent. Audit events
+// are kept: how long is a retention policy, not housekeeping.
 func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -239,19 +241,24 @@ func (s *Services) RunHousekeeping(ctx context.Context, log *slog.Logger, every 
 // replay detection.
 const housekeepingRetention = 24 * time.Hour
 
-// Housekeep runs one round of RunHousekeeping.
+// Housekeep runs one round of RunHousekeeping. A failing purge does not
+// stop the others.
 func (s *Services) Housekeep(ctx context.Context, log *slog.Logger) {
+	failed := func(table string, err error) {
+		if err != nil && ctx.Err() == nil {
+			log.Error("housekeeping failed", slog.String("table", table), slog.String("error", err.Error()))
+		}
+	}
 	n, err := s.Tokens.PurgeRefreshTokens(ctx, housekeepingRetention)
-	if err != nil && ctx.Err() == nil {
-		log.Error("housekeeping failed", slog.String("table", "refresh_tokens"), slog.String("error", err.Error()))
-	}
+	failed("refresh_tokens", err)
 	flow, err := s.Tokens.PurgeAuthorizationFlow(ctx, housekeepingRetention, 0)
-	if err != nil && ctx.Err() == nil {
-		log.Error("housekeeping failed", slog.String("table", "authorization flow"), slog.String("error", err.Error()))
-	}
-	if n > 0 || flow.Total() > 0 {
+	failed("authorization flow", err)
+	engine, err := s.Engine.PurgeDead(ctx, housekeepingRetention, 0)
+	failed("sessions and sentinel_counters", err)
+	if n > 0 || flow.Total() > 0 || engine.Total() > 0 {
 		log.Info("housekeeping", slog.Int64("refresh_tokens_purged", n), slog.Int64("auth_requests_purged", flow.AuthRequests),
-			slog.Int64("codes_purged", flow.Codes), slog.Int64("browser_sessions_purged", flow.BrowserSessions))
+			slog.Int64("codes_purged", flow.Codes), slog.Int64("browser_sessions_purged", flow.BrowserSessions),
+			slog.Int64("sessions_purged", engine.Sessions), slog.Int64("sentinel_counters_purged", engine.SentinelCounters))
 	}
 }
 

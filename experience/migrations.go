@@ -301,5 +301,14 @@ CREATE TABLE consumed_assertions (
 );
 CREATE INDEX consumed_assertions_expiry ON consumed_assertions (expires_at);
 `},
+		// Housekeeping purges dead sessions and sentinel counters in
+		// batches: these indexes serve its range reads, so a round costs
+		// the dead rows, not the table. Revoked sessions are few: a
+		// partial index keeps the live ones out of it.
+		{ID: "experience/0018_purge_indexes", SQL: `
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+CREATE INDEX sessions_revoked_at ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX sentinel_counters_updated_at ON sentinel_counters (updated_at);
+`},
 	}
 }

@@ -36,6 +36,12 @@ func TestPerRequestStatementsUseAnIndex(t *testing.T) {
 		{`DELETE FROM verification_codes WHERE expires_at < ?`, []any{now}},
 		{`DELETE FROM reset_tokens WHERE expires_at < ?`, []any{now}},
 		{`DELETE FROM interactions WHERE expires_at < ?`, []any{now}},
+		// The housekeeping's batched purges (store.DeleteBatches) read
+		// the dead rows through an index, not the live ones.
+		{`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < ? LIMIT ?) AND (expires_at < ?)`, []any{now, 500, now}},
+		{`DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE revoked_at < ? LIMIT ?) AND (revoked_at < ?)`, []any{now, 500, now}},
+		{`DELETE FROM sentinel_counters WHERE key IN (SELECT key FROM sentinel_counters WHERE ` + sentinelPurge + ` LIMIT ?) AND (` + sentinelPurge + `)`,
+			[]any{now, now.UnixMilli(), now, now, 500, now, now.UnixMilli(), now, now}},
 	}
 	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
 		ctx := context.Background()
@@ -97,3 +103,7 @@ func TestPerRequestStatementsUseAnIndex(t *testing.T) {
 		}
 	})
 }
+
+// sentinelPurge is the condition of experience's purge of lockout counters.
+const sentinelPurge = `updated_at < ? AND ((pending = 0 AND pending_prev = 0) OR pending_bucket < ?)
+	AND ((locked_until IS NOT NULL AND locked_until < ?) OR (locked_until IS NULL AND (failures = 0 OR window_start < ?)))`
