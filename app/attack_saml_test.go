@@ -39,27 +39,13 @@ func samlDBSnapshot(t testing.TB, f *upFix) string {
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				rows.Close()
-				t.Fatal(err)
-			}
+		for _, vals := range apptest.RowValues(t, rows) {
 			fmt.Fprintf(&b, "%s|", q[:20])
 			for _, v := range vals {
-				if raw, ok := v.([]byte); ok {
-					v = string(raw)
-				}
 				fmt.Fprintf(&b, "%v|", v)
 			}
 			b.WriteByte('\n')
 		}
-		rows.Close()
 	}
 	return b.String()
 }

@@ -77,23 +77,9 @@ func TestPerRequestStatementsUseAnIndex(t *testing.T) {
 				t.Fatalf("%s: %v", st.sql, err)
 			}
 			var plan []string
-			cols, _ := rows.Columns()
-			for rows.Next() {
-				vals := make([]any, len(cols))
-				ptrs := make([]any, len(cols))
-				for i := range vals {
-					ptrs[i] = &vals[i]
-				}
-				if err := rows.Scan(ptrs...); err != nil {
-					t.Fatal(err)
-				}
-				line := vals[len(vals)-1] // the plan text is the last column on both engines
-				if b, ok := line.([]byte); ok {
-					line = string(b)
-				}
-				plan = append(plan, line.(string))
+			for _, vals := range apptest.RowValues(t, rows) {
+				plan = append(plan, vals[len(vals)-1].(string)) // the plan text is the last column on both engines
 			}
-			rows.Close()
 			for _, line := range plan {
 				if strings.Contains(line, scan) {
 					t.Errorf("%s reads a whole table:\n%s", st.sql, strings.Join(plan, "\n"))

@@ -347,3 +347,36 @@ func secretKey(t testing.TB) string {
 	}
 	return base64.StdEncoding.EncodeToString(key)
 }
+
+// RowValues reads every row of rows as its column values (text columns as
+// strings, whatever the driver returns them as) and closes rows: for tests
+// that compare or inspect what a query returned, on either database.
+func RowValues(t testing.TB, rows *sql.Rows) [][]any {
+	t.Helper()
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			if raw, ok := v.([]byte); ok {
+				vals[i] = string(raw)
+			}
+		}
+		out = append(out, vals)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
