@@ -398,23 +398,12 @@ type IDTokenHint struct {
 func (s *Service) VerifyIDTokenHint(ctx context.Context, raw string) (*IDTokenHint, error) {
 	claims := jwt.MapClaims{}
 	parser := jwt.NewParser(jwt.WithValidMethods([]string{"ES256", "RS256"}), jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding())
-	tok, err := parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
-		if _, ok := t.Header["crit"]; ok {
-			return nil, errCritical
-		}
+	tok, err := parser.ParseWithClaims(raw, claims, s.keyFunc(ctx, func(t *jwt.Token) error {
 		if typ, _ := t.Header["typ"].(string); typ != IDTokenType {
-			return nil, errors.New("token: not an ID token")
+			return errors.New("token: not an ID token")
 		}
-		kid, _ := t.Header["kid"].(string)
-		k, err := s.Keys.lookup(ctx, kid)
-		if err != nil {
-			return nil, err
-		}
-		if t.Method.Alg() != k.alg {
-			return nil, errors.New("token: algorithm does not match the key")
-		}
-		return k.public, nil
-	})
+		return nil
+	}))
 	if err != nil || !tok.Valid {
 		return nil, OAuthError(CodeInvalidRequest, "id_token_hint is not a valid ID token of this issuer")
 	}

@@ -585,7 +585,16 @@ func fields(s string) []string {
 	return f
 }
 
+// join stores a set of words (scopes, grant types): space-separated,
+// sorted, without duplicates or empties.
 func join(list []string) string {
+	out := distinct(list)
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// distinct is list without empty strings and repeats, in order.
+func distinct(list []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, s := range list {
@@ -594,8 +603,7 @@ func join(list []string) string {
 			out = append(out, s)
 		}
 	}
-	sort.Strings(out)
-	return strings.Join(out, " ")
+	return out
 }
 
 func contains(list []string, s string) bool {
@@ -703,14 +711,6 @@ func lines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-func joinLines(list []string) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range list {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, "\n")
-}
+// joinLines stores a list of URIs one a line, in order, without
+// duplicates or empties.
+func joinLines(list []string) string { return strings.Join(distinct(list), "\n") }

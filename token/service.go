@@ -237,13 +237,25 @@ func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audi
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
-	return jwt.NewParser(opts...).ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+	return jwt.NewParser(opts...).ParseWithClaims(raw, claims, s.keyFunc(ctx, nil))
+}
+
+// keyFunc finds the verification key of a token Latch signed: no crit
+// header, then (check, when given, on the header), then the published key
+// of its kid, whose algorithm must be the header's.
+func (s *Service) keyFunc(ctx context.Context, check func(*jwt.Token) error) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
 		// RFC 7515 §4.1.11: a recipient must refuse a JWS naming critical
 		// extensions it does not understand. Latch signs none and
 		// understands none, so any crit (even an empty or malformed one)
 		// is refused — before the signature costs anything.
 		if _, ok := t.Header["crit"]; ok {
 			return nil, errCritical
+		}
+		if check != nil {
+			if err := check(t); err != nil {
+				return nil, err
+			}
 		}
 		kid, _ := t.Header["kid"].(string)
 		k, err := s.Keys.lookup(ctx, kid)
@@ -254,7 +266,7 @@ func (s *Service) parse(ctx context.Context, raw string, claims jwt.Claims, audi
 			return nil, errors.New("token: algorithm does not match the key")
 		}
 		return k.public, nil
-	})
+	}
 }
 
 // VerifyAccessToken verifies an access token for the given audience ("" for
