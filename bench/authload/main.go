@@ -450,17 +450,7 @@ func (b *bench) timed(ctx context.Context, path string, body any, onOK func([]by
 }
 
 func (b *bench) post(path string, body any) (int, []byte) {
-	raw, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+path, bytes.NewReader(raw))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+b.token)
-	res, err := b.hc.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	return res.StatusCode, data
+	return b.srv.Call(b.hc, b.token, http.MethodPost, path, body)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

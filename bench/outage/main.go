@@ -19,12 +19,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -309,23 +307,7 @@ func (b *bench) call(w, c int) answer {
 }
 
 func (b *bench) do(method, path string, body any) (int, []byte) {
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, _ := http.NewRequest(method, b.srv.URL+path, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+b.token)
-	res, err := b.hc.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	return res.StatusCode, data
+	return b.srv.Call(b.hc, b.token, method, path, body)
 }
 
 // recovery returns, for call c, how long after restore the first 200 ended

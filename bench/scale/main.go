@@ -374,17 +374,7 @@ func (s *server) timed(ctx context.Context, path string, body any, onOK func([]b
 }
 
 func (s *server) post(path string, body any) (int, []byte) {
-	raw, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, s.srv.URL+path, bytes.NewReader(raw))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	res, err := s.hc.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer res.Body.Close()
-	data, _ := io.ReadAll(res.Body)
-	return res.StatusCode, data
+	return s.srv.Call(s.hc, s.token, http.MethodPost, path, body)
 }
 
 // report prints the scale table: per database and size, p50 / p99 per
