@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -33,23 +32,7 @@ import (
 // search_path are kept).
 func startBehindProxy(t *testing.T, opts ...apptest.Option) (*v1Fix, *faultproxy.Proxy) {
 	t.Helper()
-	if os.Getenv(apptest.PostgresEnv) == "" {
-		t.Skip(apptest.PostgresEnv + " is not set; the proxied PostgreSQL test is skipped")
-	}
-	direct := apptest.PostgresSchemaURL(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := faultproxy.Start(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close) // after the server's cleanup, which is registered later
-	proxied, err := p.URL(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxied, p := apptest.PostgresBehindProxy(t)
 	opts = append([]apptest.Option{apptest.With("LATCH_DATABASE_URL", proxied)}, opts...)
 	return v1Start(t, apptest.Postgres, opts...), p
 }

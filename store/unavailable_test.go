@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"database/sql"
-	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -16,23 +15,7 @@ import (
 // pgBehindProxy opens a private PostgreSQL schema through a fault proxy.
 func pgBehindProxy(t *testing.T, maxConns int) (*store.DB, *faultproxy.Proxy) {
 	t.Helper()
-	if os.Getenv(apptest.PostgresEnv) == "" {
-		t.Skip(apptest.PostgresEnv + " is not set")
-	}
-	direct := apptest.PostgresSchemaURL(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := faultproxy.Start(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	proxied, err := p.URL(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxied, p := apptest.PostgresBehindProxy(t)
 	db, err := store.Open(context.Background(), proxied, store.Options{MaxOpenConns: maxConns})
 	if err != nil {
 		t.Fatal(err)

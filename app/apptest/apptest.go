@@ -27,6 +27,7 @@ import (
 	"github.com/latch-dev/latch/app"
 	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/store/faultproxy"
 	"github.com/latch-dev/latch/token"
 )
 
@@ -379,4 +380,30 @@ func RowValues(t testing.TB, rows *sql.Rows) [][]any {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// PostgresBehindProxy returns the URL of a private PostgreSQL schema (as
+// PostgresSchemaURL) whose connections run through a fault proxy, and the
+// proxy, closed at cleanup: for tests that cut or freeze the database
+// without touching the shared server. It skips without PostgreSQL.
+func PostgresBehindProxy(t testing.TB) (string, *faultproxy.Proxy) {
+	t.Helper()
+	if os.Getenv(PostgresEnv) == "" {
+		t.Skip(PostgresEnv + " is not set; the proxied PostgreSQL test is skipped")
+	}
+	direct := PostgresSchemaURL(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := faultproxy.Start(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close) // registered first, so it runs after the user's cleanups
+	proxied, err := p.URL(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxied, p
 }
