@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,11 +96,10 @@ func (c *cli) connectorCmd() *cobra.Command {
 		})
 	}
 
-	create := &cobra.Command{
-		Use:   "create sso|social",
-		Short: "Create a connector (its client secret, or SAML SP key made by Latch, is sealed and never shown)",
-		Args:  cobra.ExactArgs(1),
-		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
+	// write runs a create or an update: the family, the input from the
+	// flags, then the connector shown.
+	write := func(op func(ctx context.Context, svc *app.Services, fam string, args []string, in experience.ConnectorInput) (*experience.Connector, error)) func(*cobra.Command, []string) error {
+		return c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
 			fam, err := family(args[0])
 			if err != nil {
 				return err
@@ -108,11 +108,20 @@ func (c *cli) connectorCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := svc.Engine.Connectors.Create(ctxOf(cmd), fam, in)
+			conn, err := op(ctxOf(cmd), svc, fam, args, in)
 			if err != nil {
 				return err
 			}
 			return show(conn)
+		})
+	}
+
+	create := &cobra.Command{
+		Use:   "create sso|social",
+		Short: "Create a connector (its client secret, or SAML SP key made by Latch, is sealed and never shown)",
+		Args:  cobra.ExactArgs(1),
+		RunE: write(func(ctx context.Context, svc *app.Services, fam string, args []string, in experience.ConnectorInput) (*experience.Connector, error) {
+			return svc.Engine.Connectors.Create(ctx, fam, in)
 		}),
 	}
 	addFlags(create)
@@ -121,20 +130,8 @@ func (c *cli) connectorCmd() *cobra.Command {
 		Use:   "update sso|social ID",
 		Short: "Change a connector (the configuration is merged; an absent client_secret stays)",
 		Args:  cobra.ExactArgs(2),
-		RunE: c.withServices(func(cmd *cobra.Command, svc *app.Services, args []string) error {
-			fam, err := family(args[0])
-			if err != nil {
-				return err
-			}
-			in, err := input(cmd)
-			if err != nil {
-				return err
-			}
-			conn, err := svc.Engine.Connectors.Update(ctxOf(cmd), fam, args[1], in)
-			if err != nil {
-				return err
-			}
-			return show(conn)
+		RunE: write(func(ctx context.Context, svc *app.Services, fam string, args []string, in experience.ConnectorInput) (*experience.Connector, error) {
+			return svc.Engine.Connectors.Update(ctx, fam, args[1], in)
 		}),
 	}
 	addFlags(update)
