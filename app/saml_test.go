@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -496,6 +497,39 @@ func TestBackendSAML(t *testing.T) {
 		wantError(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "state": "forged"}),
 			http.StatusBadRequest, "session_verification_failed")
 		signedIn(t, f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "state": "back-1"}))
+
+		// One flow, one sign-in, however many backends race to end it.
+		flow, resp, relay = start(map[string]any{"email": email, "redirect_uri": upCallback, "state": "back-race"})
+		if acs := samlACS(t, f.Env, conn, resp, relay); acs.Status != http.StatusSeeOther {
+			t.Fatalf("ACS: %s", acs)
+		}
+		sessionsBefore := f.count(t, "SELECT COUNT(*) FROM sessions WHERE user_id = ?", id)
+		var wg sync.WaitGroup
+		statuses := make([]int, 20)
+		codes := make([]string, 20)
+		for i := range statuses {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				res := f.call(t, http.MethodPost, "/v1/auth/sso/authenticate", f.appTok, map[string]any{"flow_id": flow, "state": "back-race"})
+				statuses[i], codes[i] = res.Status, res.Str("error_code")
+			}(i)
+		}
+		wg.Wait()
+		ok := 0
+		for i, st := range statuses {
+			switch {
+			case st == http.StatusOK:
+				ok++
+			case codes[i] == "session_not_found" || codes[i] == "session_verification_failed" || st == http.StatusConflict:
+				// lost the race: the flow is someone else's now
+			default:
+				t.Fatalf("parallel sso/authenticate answered %d %s: %v %v", st, codes[i], statuses, codes)
+			}
+		}
+		if n := f.count(t, "SELECT COUNT(*) FROM sessions WHERE user_id = ?", id) - sessionsBefore; ok != 1 || n != 1 {
+			t.Fatalf("20 parallel ends of one flow: %d signed in, %d sessions (%v)", ok, n, statuses)
+		}
 
 		// The response itself, no ACS; a RelayState given must be the flow's.
 		flow, resp, relay = start(map[string]any{"connector_id": conn, "redirect_uri": upCallback})

@@ -248,6 +248,11 @@ func (s *Interactions) deleteTx(db *gorm.DB, in *Interaction) error {
 	return nil
 }
 
+// claim is claimTx on its own.
+func (s *Interactions) claim(ctx context.Context, in *Interaction) error {
+	return s.claimTx(s.db.WithContext(ctx), in)
+}
+
 // claimTx ends an interaction inside tx if nobody wrote it since it was
 // loaded: of parallel submits of one interaction exactly one claims it, the
 // others find it gone (or changed) and roll back everything they did.

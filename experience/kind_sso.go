@@ -165,8 +165,10 @@ func (e *Engine) AuthenticateSSO(ctx context.Context, flowID string, cb Callback
 	if err != nil {
 		return nil, err
 	}
-	// One flow, one sign-in: the interaction ends here.
-	if err := e.interactions.delete(ctx, in); err != nil {
+	// One flow, one sign-in: the interaction ends here, claimed at the
+	// version just read, so that of parallel calls ending one flow exactly
+	// one goes on (the others find it gone or changed).
+	if err := e.interactions.claim(ctx, in); err != nil {
 		return nil, err
 	}
 	amr := []string{AMRFederated}
