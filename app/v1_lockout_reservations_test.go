@@ -282,6 +282,25 @@ func TestV1LockoutOutlastedReservationNotTold(t *testing.T) {
 	})
 }
 
+// A stored hash that cannot be parsed is data corruption, answered as the
+// internal error it is — not as a busy server the client should retry —
+// and no attempt on it counts as a failure.
+func TestV1CorruptStoredHashIsAnInternalError(t *testing.T) {
+	apptest.Each(t, func(t *testing.T, b apptest.Backend) {
+		f := v1Start(t, b)
+		id, username, password := f.newUser(t)
+		if err := f.Services.DB.Exec("UPDATE users SET password_hash = ? WHERE id = ?", "$argon2id$v=19$m=1,t=1,p=1$AAAA$AAAA", id).Error; err != nil {
+			t.Fatal(err)
+		}
+		for _, pw := range []string{password, "Wrong-Passw0rd"} {
+			wantError(t, f.authenticate(t, username, pw, nil), http.StatusInternalServerError, "internal_server_error")
+		}
+		if n := f.accountFailures(t, id); n != 0 {
+			t.Errorf("the sentinel counts %d failures for a corrupt hash", n)
+		}
+	})
+}
+
 // waitFor polls cond until it holds, failing after a generous bound (a
 // liveness check, not a timing one).
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -2,6 +2,7 @@ package experience
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -120,8 +121,11 @@ func (e *Engine) verifyPassword(ctx context.Context, id Identifier, password str
 		// request ended): it must not count against the user. The release
 		// runs on a context of its own, as ctx may have ended.
 		e.releaseUnsettled(ctx, verdict)
-		if ctx.Err() == nil && hctx.Err() != nil {
-			err = credentials.BusyError() // the reservation's time ran out in the queue
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			// The reservation's time ran out in the queue (hctx, not the
+			// request, ended). Any other error — a hash worker down, a
+			// malformed stored hash — is answered as what it is.
+			err = credentials.BusyError()
 		}
 		return nil, nil, err
 	}
