@@ -38,6 +38,7 @@ type App struct {
 	reg     *prometheus.Registry
 	grants  map[string]grantHandler
 	outage  *outageLog
+	worker  *credentials.HashWorker // nil: hashes run in this process
 	// inFlight counts requests being served, for the shutdown report.
 	inFlight atomic.Int64
 }
@@ -52,6 +53,9 @@ type Deps struct {
 	// Gate is the hashing admission gate, exported in the metrics (nil:
 	// none).
 	Gate *credentials.Gate
+	// HashWorker computes the hashes in a process of its own (nil: they
+	// run here); /readyz and the metrics report on it.
+	HashWorker *credentials.HashWorker
 }
 
 // New builds the HTTP server around already constructed services.
@@ -66,6 +70,19 @@ func New(d Deps) *App {
 	a.ops = newOpsMetrics(a)
 	if d.Engine != nil {
 		d.Engine.Observe(a.onAudit)
+	}
+	if w := d.HashWorker; w != nil {
+		a.worker = w
+		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "latch_hash_worker_starts_total", Help: "Hash worker processes started: more than one means one died and was replaced.",
+		}, func() float64 { return float64(w.Starts()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "latch_hash_worker_up", Help: "1 while a hash worker process is running, 0 while sign-ins answer 503 for want of one.",
+		}, func() float64 {
+			if w.PID() != 0 {
+				return 1
+			}
+			return 0
+		}))
 	}
 	if d.Gate != nil {
 		a.reg.MustRegister(newGateCollector(d.Gate))
@@ -321,5 +338,13 @@ func (a *App) readyz(c echo.Context) error {
 		a.log.Warn("readiness check failed", slog.String("error", err.Error()))
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
+	body := map[string]string{"status": "ok", "database": "ok"}
+	if a.worker != nil {
+		if err := a.worker.Ready(); err != nil {
+			a.log.Warn("readiness check failed", slog.String("hash_worker", err.Error()))
+			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "ok", "hash_worker": "down"})
+		}
+		body["hash_worker"] = "ok"
+	}
+	return c.JSON(http.StatusOK, body)
 }

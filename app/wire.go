@@ -37,6 +37,7 @@ type Services struct {
 	Hasher *credentials.Hasher
 	// Connectors deliver verification codes (nil channels: not configured).
 	Connectors *messaging.Connectors
+	worker     *credentials.HashWorker // nil: hashes run in this process
 }
 
 // derivedKey derives a purpose-specific key from the deployment secret, so
@@ -50,8 +51,22 @@ func derivedKey(secret []byte, purpose string) []byte {
 // Open connects to the configured database, applies migrations when
 // migrate is true (else refuses to run on an outdated schema), builds the
 // domain services and makes sure signing keys exist.
-func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool) (*Services, error) {
-	return open(ctx, cfg, log, migrate, true)
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate bool, opts ...OpenOption) (*Services, error) {
+	return open(ctx, cfg, log, migrate, true, opts...)
+}
+
+// OpenOption adds to what Open builds from the configuration.
+type OpenOption func(*openOptions)
+
+type openOptions struct {
+	worker *credentials.HashWorker
+}
+
+// WithHashWorker computes the password hashes in the hash worker process w
+// (the gate stays in this one); Services.Close stops it. Without it,
+// hashes run in this process.
+func WithHashWorker(w *credentials.HashWorker) OpenOption {
+	return func(o *openOptions) { o.worker = w }
 }
 
 // OpenExisting opens the services for a command that only reads: it never
@@ -89,7 +104,11 @@ func mustExist(dbURL string) error {
 	return nil
 }
 
-func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ensureKeys bool) (*Services, error) {
+func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ensureKeys bool, opts ...OpenOption) (*Services, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns,
 		// A write waits for SQLite's lock no longer than its request may last.
 		BusyTimeout: cfg.RequestTimeout})
@@ -121,9 +140,13 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ens
 		db.Close()
 		return nil, err
 	}
+	hashing := []credentials.HasherOption{credentials.WithImportBudget(importBudget(cfg))}
+	if o.worker != nil {
+		hashing = append(hashing, credentials.WithWorker(o.worker))
+	}
 	hasher := credentials.NewHasher(credentials.Argon2Params{
 		MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism,
-	}, hashGate(cfg), credentials.WithImportBudget(importBudget(cfg)))
+	}, hashGate(cfg), hashing...)
 	connectors, err := messaging.New(messaging.Config{
 		Env: cfg.Env, SMTPURL: cfg.SMTPURL, SMTPFrom: cfg.SMTPFrom, SMSWebhookURL: cfg.SMSWebhookURL,
 		SMSWebhookSecret: cfg.SMSWebhookSecret, DevConnector: cfg.DevConnector,
@@ -167,7 +190,7 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ens
 			return nil, err
 		}
 	}
-	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors}, nil
+	return &Services{Config: cfg, DB: db, Tokens: tokens, Engine: engine, Hasher: hasher, Connectors: connectors, worker: o.worker}, nil
 }
 
 // tokenAudit writes the token service's events (key rotations, client
@@ -211,11 +234,16 @@ func (p *sessionPeers) AllowsRedirect(ctx context.Context, clientID, uri string)
 }
 
 // Close releases the database.
-func (s *Services) Close() error { return s.DB.Close() }
+func (s *Services) Close() error {
+	if s.worker != nil {
+		_ = s.worker.Close() // after the server drained: no hash is waited for
+	}
+	return s.DB.Close()
+}
 
 // NewServer builds the HTTP app over the services.
 func (s *Services) NewServer(log *slog.Logger) *App {
-	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens, Engine: s.Engine, Gate: s.Hasher.Gate()})
+	return New(Deps{Config: s.Config, Logger: log, DB: s.DB, Tokens: s.Tokens, Engine: s.Engine, Gate: s.Hasher.Gate(), HashWorker: s.worker})
 }
 
 // RunHousekeeping deletes dead rows every interval until ctx ends (the

@@ -29,6 +29,12 @@ const (
 	EnvProduction  = "production"
 )
 
+// Where `latch serve` computes password hashes (LATCH_HASH_WORKER).
+const (
+	HashWorkerProcess = "process"
+	HashWorkerInline  = "inline"
+)
+
 // Config is the whole runtime configuration. Field tags: `yaml` is the key in
 // the config file, `env` the environment variable that overrides it.
 type Config struct {
@@ -95,6 +101,10 @@ type Config struct {
 	HashConcurrency   int           `yaml:"hash_concurrency" env:"LATCH_HASH_CONCURRENCY"`
 	HashQueue         int           `yaml:"hash_queue" env:"LATCH_HASH_QUEUE"`
 	HashQueueWait     time.Duration `yaml:"hash_queue_wait" env:"LATCH_HASH_QUEUE_WAIT"`
+	// HashWorker says where `latch serve` computes password hashes:
+	// "process" (a child process of its own, see credentials.HashWorker)
+	// or "inline" (in the server process).
+	HashWorker string `yaml:"hash_worker" env:"LATCH_HASH_WORKER"`
 
 	// The import budget: the most an imported password hash may cost to
 	// verify (every sign-in attempt against it pays that, hash-DoS).
@@ -170,6 +180,7 @@ func Default() Config {
 		HashConcurrency:      0, // 0 = number of CPUs
 		HashQueue:            0, // 0 = 8 × concurrency
 		HashQueueWait:        0, // 0 = adaptive: twice the time a full queue takes to drain, at least 1s
+		HashWorker:           HashWorkerProcess,
 		SettingsCacheTTL:     2 * time.Second,
 		IPRateLimit:          0,
 		IPRateBurst:          20,
@@ -512,6 +523,9 @@ func (c *Config) finish(name func(env string) string, generate bool) error {
 	}
 	if c.Argon2Parallelism < 1 || c.Argon2Parallelism > 16 {
 		return bad("LATCH_ARGON2_PARALLELISM", "must be between 1 and 16, got %d", c.Argon2Parallelism)
+	}
+	if c.HashWorker != HashWorkerProcess && c.HashWorker != HashWorkerInline {
+		return bad("LATCH_HASH_WORKER", "must be %q or %q, got %q", HashWorkerProcess, HashWorkerInline, c.HashWorker)
 	}
 	if c.HashConcurrency < 0 {
 		return bad("LATCH_HASH_CONCURRENCY", "must be 0 (number of CPUs) or more, got %d", c.HashConcurrency)

@@ -72,6 +72,7 @@ type Hasher struct {
 	params Argon2Params
 	gate   *Gate
 	budget ImportBudget
+	exec   executor // where the hashing runs: this process, or a worker
 	// padSalt salts the padding hashes of cheap verifications.
 	padSalt [Argon2SaltLength]byte
 
@@ -86,6 +87,12 @@ type HasherOption func(*Hasher)
 // fields take the defaults of DefaultImportBudget).
 func WithImportBudget(b ImportBudget) HasherOption {
 	return func(h *Hasher) { h.budget = b.withDefaults() }
+}
+
+// WithWorker runs the hasher's hashes in the hash worker process w instead
+// of this process (see HashWorker); the gate stays here.
+func WithWorker(w *HashWorker) HasherOption {
+	return func(h *Hasher) { h.exec = w }
 }
 
 // NewHasher returns a Hasher with the given parameters (zero fields take the
@@ -109,6 +116,7 @@ func NewHasher(p Argon2Params, gate *Gate, opts ...HasherOption) *Hasher {
 		panic(err.Error())
 	}
 	h := &Hasher{params: p, gate: gate, budget: DefaultImportBudget()}
+	h.exec = inline{h}
 	for _, o := range opts {
 		o(h)
 	}
@@ -133,16 +141,25 @@ func (h *Hasher) Saturated() bool { return h.gate != nil && h.gate.Shed() }
 // ImportBudget returns the most an imported hash may cost to verify.
 func (h *Hasher) ImportBudget() ImportBudget { return h.budget }
 
-// run runs fn through the gate, holding units of it.
-func (h *Hasher) run(ctx context.Context, units int64, fn func()) error {
+// work runs j through the gate, holding units of it, on the hasher's
+// executor (this process unless WithWorker). A refusal of the gate, the end
+// of ctx before j started or a worker that could not run it is the error;
+// the job's own failure is in the result.
+func (h *Hasher) work(ctx context.Context, units int64, j job) (jobResult, error) {
+	var (
+		r    jobResult
+		xerr error
+	)
+	run := func() { r, xerr = h.exec.execute(j) }
 	if h.gate == nil {
 		if err := ctx.Err(); err != nil {
-			return err
+			return jobResult{}, err
 		}
-		fn()
-		return nil
+		run()
+	} else if err := h.gate.DoWeighted(ctx, units, run); err != nil {
+		return jobResult{}, err
 	}
-	return h.gate.DoWeighted(ctx, units, fn)
+	return r, xerr
 }
 
 func (h *Hasher) argon2idParams() *argon2id.Params {
@@ -161,19 +178,14 @@ func (h *Hasher) argon2idParams() *argon2id.Params {
 // change keep verifying. It runs through the gate: a server.busy
 // *fault.Error or ctx.Err() means no hash was computed.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
-	var (
-		encoded string
-		herr    error
-	)
-	if err := h.run(ctx, 1, func() {
-		encoded, herr = argon2id.CreateHash(password, h.argon2idParams())
-	}); err != nil {
+	r, err := h.work(ctx, 1, job{Op: jobHash, Password: password})
+	if err != nil {
 		return "", err
 	}
-	if herr != nil {
-		return "", fmt.Errorf("credentials: hashing password: %w", herr)
+	if r.Err != "" {
+		return "", fmt.Errorf("credentials: hashing password: %s", r.Err)
 	}
-	return encoded, nil
+	return r.Encoded, nil
 }
 
 // Verify checks password against an encoded hash of any supported algorithm
@@ -211,21 +223,14 @@ func (h *Hasher) verify(ctx context.Context, password, encoded string) (ok, need
 	if perr != nil {
 		return false, false, 0, fmt.Errorf("%w: %s", ErrMalformedHash, perr.msg)
 	}
-	padKiB := h.padMemoryKiB(d.work())
-	var verr error
-	if err := h.run(ctx, h.gateWeight(d), func() {
-		ok, verr = d.verify(password)
-		work = d.work()
-		if padKiB > 0 {
-			work += h.pad(password, padKiB)
-		}
-	}); err != nil {
+	r, err := h.work(ctx, h.gateWeight(d), job{Op: jobVerify, Password: password, Encoded: encoded, PadKiB: h.padMemoryKiB(d.work())})
+	if err != nil {
 		return false, false, 0, err
 	}
-	if verr != nil {
-		return false, false, work, fmt.Errorf("%w: %v", ErrMalformedHash, verr)
+	if r.Err != "" {
+		return false, false, r.Work, fmt.Errorf("%w: %s", ErrMalformedHash, r.Err)
 	}
-	return ok, h.needsRehash(d), work, nil
+	return r.OK, h.needsRehash(d), r.Work, nil
 }
 
 func (h *Hasher) needsRehash(d *decodedHash) bool {

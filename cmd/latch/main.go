@@ -60,7 +60,7 @@ func (c *cli) root() *cobra.Command {
 	root.SetErr(c.stderr)
 	root.PersistentFlags().StringVar(&c.configPath, "config", "", "path to a YAML config file (LATCH_* environment variables override it)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(c.serveCmd(), c.migrateCmd(), c.clientCmd(), c.connectorCmd(), c.userCmd(), c.orgCmd(), c.settingsCmd(), c.keysCmd(),
+	root.AddCommand(c.serveCmd(), c.hashWorkerCmd(), c.hashRateCmd(), c.migrateCmd(), c.clientCmd(), c.connectorCmd(), c.userCmd(), c.orgCmd(), c.settingsCmd(), c.keysCmd(),
 		c.versionCmd(), c.healthcheckCmd())
 	for _, cmd := range root.Commands() {
 		if cmd.HasSubCommands() && !cmd.Runnable() {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/latch-dev/latch/app"
 	"github.com/latch-dev/latch/buildinfo"
+	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/credentials"
 )
 
 func (c *cli) serveCmd() *cobra.Command {
@@ -31,12 +33,31 @@ func (c *cli) serveCmd() *cobra.Command {
 			}
 			log := c.logger(cfg.LogLevel)
 			warnGeneratedKey(log, cfg)
-			ballast := keepHashMemoryHot(cfg, c.getenv, log)
-			defer runtime.KeepAlive(ballast)
-			leaveRoomForRequests(c.getenv)
+			var opts []app.OpenOption
+			if cfg.HashWorker == config.HashWorkerProcess {
+				command, slots, err := hashWorkerCommand(cfg)
+				if err != nil {
+					return err
+				}
+				worker := credentials.NewHashWorker(command, slots, 0, log)
+				// A worker that cannot start is found now, not at the
+				// first sign-in; once running, one that dies is started
+				// again.
+				if err := worker.Start(); err != nil {
+					return fmt.Errorf("hash worker: %w (LATCH_HASH_WORKER=inline hashes in the server instead)", err)
+				}
+				defer worker.Close() // if Open fails; Services.Close otherwise (twice is fine)
+				opts = append(opts, app.WithHashWorker(worker))
+			} else {
+				// Hashing here: pace the GC for it and keep a P for
+				// requests beside the hashes (see tuning.go).
+				ballast := keepHashMemoryHot(heapLimit(cfg, runtime.NumCPU()), c.getenv, log)
+				defer runtime.KeepAlive(ballast)
+				leaveRoomForRequests(c.getenv)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			svc, err := app.Open(ctx, cfg, log, cfg.AutoMigrate)
+			svc, err := app.Open(ctx, cfg, log, cfg.AutoMigrate, opts...)
 			if err != nil {
 				return err
 			}

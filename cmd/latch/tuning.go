@@ -8,8 +8,10 @@ import (
 	"github.com/latch-dev/latch/config"
 )
 
-// keepHashMemoryHot paces the garbage collector for hashing, unless the
-// operator set GOGC or GOMEMLIMIT. It returns the ballast to keep alive for
+// keepHashMemoryHot paces the garbage collector of the process that hashes
+// (the hash worker, or the server with LATCH_HASH_WORKER=inline) for
+// hashing, unless the operator set GOGC or GOMEMLIMIT; working is the
+// memory the hashes in flight may hold (heapLimit). It returns the ballast to keep alive for
 // the life of the server (nil: nothing changed).
 //
 // Every argon2id hash allocates its whole block array (19 MiB by default)
@@ -32,11 +34,10 @@ import (
 // resident and are recycled from one hash to the next: page faults per
 // sign-in fall to the bare loop's, kernel time by half or more. A memory
 // limit well above the goal stays as a backstop.
-func keepHashMemoryHot(cfg config.Config, getenv func(string) string, log *slog.Logger) []byte {
-	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+func keepHashMemoryHot(working int64, getenv func(string) string, log *slog.Logger) []byte {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" || working <= 0 {
 		return nil
 	}
-	working := heapLimit(cfg, runtime.NumCPU())
 	ballast := make([]byte, working)
 	releasePages(ballast)
 	debug.SetGCPercent(ballastGCPercent)

@@ -34,7 +34,7 @@ func TestKeepHashMemoryHotPacesByABallast(t *testing.T) {
 	runtime.GC()
 	log := slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
 	cfg := config.Default()
-	ballast := keepHashMemoryHot(cfg, func(string) string { return "" }, log)
+	ballast := keepHashMemoryHot(heapLimit(cfg, runtime.NumCPU()), func(string) string { return "" }, log)
 	working := heapLimit(cfg, runtime.NumCPU())
 	if int64(len(ballast)) != working {
 		t.Fatalf("ballast of %d MiB, want the working set's %d MiB", len(ballast)>>20, working>>20)

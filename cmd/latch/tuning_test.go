@@ -45,7 +45,7 @@ func TestKeepHashMemoryHotRespectsTheOperator(t *testing.T) {
 			return ""
 		}
 		before := debug.SetMemoryLimit(-1)
-		if got := keepHashMemoryHot(config.Default(), getenv, log); got != nil || debug.SetMemoryLimit(-1) != before {
+		if got := keepHashMemoryHot(heapLimit(config.Default(), runtime.NumCPU()), getenv, log); got != nil || debug.SetMemoryLimit(-1) != before {
 			t.Fatalf("with %s set the pacing was changed (ballast of %d bytes)", env, len(got))
 		}
 	}

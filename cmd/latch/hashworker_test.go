@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/latch-dev/latch/config"
+)
+
+// children returns the process ids of pid's children (Linux /proc).
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, task := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(raw)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether pid is a live process (not gone, not a zombie).
+func alive(pid int) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// `latch serve` hashes in a worker process of its own: sign-ins work
+// through it; a worker killed -9 costs the sign-ins of that moment a 503
+// server_unavailable (with Retry-After) that counts no failed attempt, and
+// the next worker serves them a second later; the worker ignores the
+// SIGTERM meant for the server (it ends when the server does), and dies
+// with a server killed -9.
+func TestE2EHashWorker(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("needs Linux /proc")
+	}
+	key, err := config.GenerateSecretKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	vars := map[string]string{
+		"LATCH_DATABASE_URL":  "sqlite://" + filepath.Join(dataDir, "latch.db"),
+		"LATCH_DATA_DIR":      dataDir,
+		"LATCH_SECRET_KEY":    base64.StdEncoding.EncodeToString(key),
+		"LATCH_ISSUER":        "http://latch.worker.test",
+		"LATCH_IP_RATE_LIMIT": "0",
+	}
+	var created map[string]any
+	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "create", "--name", "worker",
+		"--scope", "auth:execute users:read users:write", "--output", "json")), &created); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, vars)
+	tok := clientToken(t, srv.url, created["client_id"].(string), created["client_secret"].(string)).json["access_token"].(string)
+	post := func(path string, body any) httpResult {
+		raw, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, srv.url+path, bytes.NewReader(raw))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return doHTTP(t, req)
+	}
+	const username, password = "worker-user", "Worker!Passw0rd-7"
+	if r := post("/v1/users", map[string]any{"username": username, "credentials": map[string]any{"password": password}}); r.status != http.StatusCreated {
+		t.Fatalf("create user: %d %s", r.status, r.body)
+	}
+	signIn := func(pw string) httpResult {
+		return post("/v1/auth/password/authenticate", map[string]any{"username": username, "password": pw})
+	}
+	if r := signIn(password); r.status != http.StatusOK {
+		t.Fatalf("sign-in through the worker: %d %s", r.status, r.body)
+	}
+	workers := children(t, srv.cmd.Process.Pid)
+	if len(workers) != 1 {
+		t.Fatalf("latch serve has children %v; want one hash worker", workers)
+	}
+	first := workers[0]
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", first)); !bytes.Contains(cmdline, []byte("hash-worker")) {
+		t.Fatalf("child %d is %q, not the hash worker", first, cmdline)
+	}
+
+	// Killed: the attempts of the next moments are refused as
+	// unavailable, more than the lockout allows, and none counts.
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the killed worker reaped", func() bool { return !alive(first) })
+	for i := range 7 {
+		r := signIn("wrong password")
+		if r.status != http.StatusServiceUnavailable || r.json["error_code"] != "server_unavailable" {
+			t.Fatalf("attempt %d with the worker down: %d %s; want 503 server_unavailable", i, r.status, r.body)
+		}
+	}
+	// Readiness says so meanwhile: the replica leaves the rotation.
+	if r := doHTTP(t, mustGet(srv.url+"/readyz")); r.status != http.StatusServiceUnavailable || r.json["hash_worker"] != "down" {
+		t.Fatalf("/readyz with the worker down: %d %s", r.status, r.body)
+	}
+	time.Sleep(1200 * time.Millisecond) // the restart backoff
+	if r := signIn(password); r.status != http.StatusOK {
+		t.Fatalf("sign-in after the worker's restart: %d %s (the refused attempts must not lock)", r.status, r.body)
+	}
+	workers = children(t, srv.cmd.Process.Pid)
+	if len(workers) != 1 || workers[0] == first {
+		t.Fatalf("children after the restart %v; want one new worker (the old one was %d)", workers, first)
+	}
+	second := workers[0]
+	if r := doHTTP(t, mustGet(srv.url+"/readyz")); r.status != http.StatusOK || r.json["hash_worker"] != "ok" {
+		t.Fatalf("/readyz after the restart: %d %s", r.status, r.body)
+	}
+	if m := doHTTP(t, mustGet(srv.url+"/metrics")); !bytes.Contains(m.body, []byte("latch_hash_worker_starts_total 2")) ||
+		!bytes.Contains(m.body, []byte("latch_hash_worker_up 1")) {
+		t.Fatalf("metrics after one restart lack latch_hash_worker_starts_total 2 / latch_hash_worker_up 1")
+	}
+
+	// SIGTERM to the worker (as a process-group signal would send it) is
+	// ignored: the server decides when it ends.
+	if err := syscall.Kill(second, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !alive(second) {
+		t.Fatal("the worker died of SIGTERM")
+	}
+	if r := signIn(password); r.status != http.StatusOK {
+		t.Fatalf("sign-in after SIGTERM to the worker: %d %s", r.status, r.body)
+	}
+
+	// The server killed -9: the worker goes with it.
+	srv.kill()
+	eventually(t, 5*time.Second, "the worker dead with its server", func() bool { return !alive(second) })
+}
