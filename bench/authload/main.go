@@ -5,9 +5,10 @@
 //	go run ./bench/authload -duration 5s                 # SQLite, then PostgreSQL
 //	go run ./bench/authload -db sqlite -duration 10s
 //
-// For each database it prints: the raw argon2id rate (measured in-process
-// in slices interleaved with each closed-loop phase's, same parameters, so
-// that both meet the same machine); the authenticate rate
+// For each database it prints: the raw argon2id rate (measured by `latch
+// hash-rate` of the same build and configuration as the server, in slices
+// interleaved with each closed-loop phase's, so that both run the same code
+// and meet the same machine); the authenticate rate
 // at 4, 8 and 16 closed-loop clients, its ratio to the raw rate (target ≥
 // 0.90) and its non-200 answers (target 0); p50/p99 unloaded; at 4×
 // open-loop overload the p99 of admitted requests against the unloaded p99
@@ -151,7 +152,8 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	fmt.Printf("unloaded (1 client):           p50 %6.1f ms   p99 %6.1f ms   [%s]\n",
 		ms(unloaded.Percentile(200, 50)), ms(unloaded.Percentile(200, 99)), unloaded.Statuses())
 
-	// Each closed loop is interleaved with the raw yardstick (in-process, as
+	// Each closed loop is interleaved with the raw yardstick (`latch
+	// hash-rate`, the server's own build and configuration, as
 	// many workers as CPUs, no server work): `rounds` slices of each in turn,
 	// raw first and last. This machine's hash rate drifts by tens of percent
 	// within seconds (shared CPUs), so a yardstick measured before or after
@@ -159,8 +161,11 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	// meet the same one, and the ratio is of the totals.
 	const rounds = 4
 	slice := d / rounds
-	first := measureRaw(params, cpus, slice)
-	fmt.Printf("raw argon2id rate (%d workers, in-process):        %6.1f hashes/s   (%.1f ms of CPU per hash)\n", cpus, first.rate(), ms(first.cpuPerHash()))
+	first, err := measureRaw(srv, cpus, slice)
+	if err != nil {
+		return "", err
+	}
+	fmt.Printf("raw argon2id rate (%d workers, latch hash-rate):   %6.1f hashes/s   (%.1f ms of CPU per hash)\n", cpus, first.rate(), ms(first.cpuPerHash()))
 	rawLow, rawHigh := first.rate(), first.rate()
 	var shares, cpuShares []string
 	for _, n := range loops {
@@ -178,7 +183,10 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 			used, self = used.Add(srv.CPUNow().Sub(before)), self+selfAfter-selfBefore
 			busyUnits += b.gateMetric("latch_hash_gate_busy_unit_seconds_total") - busyBefore
 			busySeconds += time.Since(t0).Seconds()
-			next := measureRaw(params, cpus, slice)
+			next, err := measureRaw(srv, cpus, slice)
+			if err != nil {
+				return "", err
+			}
 			rawLow, rawHigh = min(rawLow, next.rate()), max(rawHigh, next.rate())
 			raws = raws.add(next)
 			first = next // the next phase starts after this slice
@@ -238,9 +246,9 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 	return summary, nil
 }
 
-// rawRun is what a raw hashing loop did: hashes, time, CPU and minor page
-// faults (this process does nothing else meanwhile), over one or more
-// slices.
+// rawRun is what a raw hashing loop (`latch hash-rate`, alone on the
+// machine but for the idle server) did: hashes, time, CPU and minor page
+// faults, over one or more slices.
 type rawRun struct {
 	hashes    float64
 	elapsed   time.Duration
@@ -275,13 +283,26 @@ func (r rawRun) add(o rawRun) rawRun {
 		low: min(r.low, o.low), high: max(r.high, o.high)}
 }
 
-// measureRaw runs the raw argon2id loop with workers goroutines for about d.
-func measureRaw(p credentials.Argon2Params, workers int, d time.Duration) rawRun {
-	before, faultsBefore, start := selfCPU()
-	rate := credentials.MeasureHashRate(p, workers, d)
-	elapsed := time.Since(start)
-	after, faultsAfter, _ := selfCPU()
-	return rawRun{hashes: rate * elapsed.Seconds(), elapsed: elapsed, cpu: after - before, faults: faultsAfter - faultsBefore, low: rate, high: rate}
+// measureRaw runs the raw argon2id loop of the server's build, `latch
+// hash-rate` with the server's environment, with workers goroutines for
+// about d (after its warm-up, which faults a fresh heap in).
+func measureRaw(srv *harness.Server, workers int, d time.Duration) (rawRun, error) {
+	out, err := srv.CLI("hash-rate", "--workers", strconv.Itoa(workers), "--duration", d.String(), "--warmup", "500ms", "--output", "json")
+	if err != nil {
+		return rawRun{}, err
+	}
+	var r struct {
+		Hashes  float64 `json:"hashes"`
+		Seconds float64 `json:"seconds"`
+		CPU     float64 `json:"cpu_seconds"`
+		Faults  int64   `json:"minor_faults"`
+		Rate    float64 `json:"hashes_per_second"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return rawRun{}, fmt.Errorf("latch hash-rate: %w: %s", err, out)
+	}
+	return rawRun{hashes: r.Hashes, elapsed: time.Duration(r.Seconds * float64(time.Second)), cpu: time.Duration(r.CPU * float64(time.Second)),
+		faults: r.Faults, low: r.Rate, high: r.Rate}, nil
 }
 
 // selfCPU returns this process's user+system CPU time and minor page

@@ -194,9 +194,39 @@ func (s *Server) ClientToken(hc *http.Client, c Client) (string, error) {
 	return body.AccessToken, nil
 }
 
-// PeakRSS returns the server's peak resident memory in MiB (VmHWM).
+// PeakRSS returns the server's peak resident memory in MiB (VmHWM), its
+// hash worker's included: the sum of their peaks, which bounds the peak of
+// their sum.
 func (s *Server) PeakRSS() float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	var total float64
+	for _, pid := range s.processes() {
+		total += peakRSS(pid)
+	}
+	return total
+}
+
+// processes returns the server's process id and those of its children (the
+// hash worker).
+func (s *Server) processes() []int {
+	pid := s.cmd.Process.Pid
+	out := []int{pid}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(raw)) {
+			if child, err := strconv.Atoi(f); err == nil {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
+}
+
+func peakRSS(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
@@ -260,12 +290,19 @@ func HTTPClient() *http.Client {
 
 // CPU is a snapshot of CPU time: the server process's and the machine's.
 type CPU struct {
-	Server   time.Duration // user+system time of the latch process
+	Server   time.Duration // user+system time of the latch processes (server and hash worker)
 	System   time.Duration // of which system (kernel) time: page faults, syscalls
-	Faults   int64         // minor page faults of the latch process
+	Faults   int64         // minor page faults of the latch processes
 	Database time.Duration // PostgreSQL backends of the server's connections (PostgresCPU)
 	Machine  time.Duration // busy time of all CPUs (everything but idle/iowait)
 	backends map[int]time.Duration
+	latch    map[int]procCounters // the server and its hash worker, by pid
+}
+
+// procCounters are one process's counters in a CPU snapshot.
+type procCounters struct {
+	cpu, sys time.Duration
+	faults   int64
 }
 
 // clockTick is USER_HZ, the unit of /proc CPU counters on Linux.
@@ -273,11 +310,16 @@ const clockTick = 100
 
 // CPUNow reads the CPU counters (zero values where /proc is unavailable).
 func (s *Server) CPUNow() CPU {
-	c := CPU{backends: s.postgresBackends()}
+	c := CPU{backends: s.postgresBackends(), latch: map[int]procCounters{}}
 	for _, cpu := range c.backends {
 		c.Database += cpu
 	}
-	c.Server, c.System, c.Faults = procStat(s.cmd.Process.Pid)
+	for _, pid := range s.processes() {
+		p := procCounters{}
+		p.cpu, p.sys, p.faults = procStat(pid)
+		c.latch[pid] = p
+		c.Server, c.System, c.Faults = c.Server+p.cpu, c.System+p.sys, c.Faults+p.faults
+	}
 	if raw, err := os.ReadFile("/proc/stat"); err == nil {
 		line := strings.SplitN(string(raw), "\n", 2)[0]
 		f := strings.Fields(line)
@@ -302,8 +344,12 @@ func (c CPU) Sub(o CPU) CPU {
 	for pid, cpu := range c.backends {
 		db += cpu - o.backends[pid]
 	}
-	return CPU{Server: c.Server - o.Server, System: c.System - o.System, Faults: c.Faults - o.Faults,
-		Database: db, Machine: c.Machine - o.Machine}
+	d := CPU{Database: db, Machine: c.Machine - o.Machine}
+	for pid, p := range c.latch {
+		was := o.latch[pid]
+		d.Server, d.System, d.Faults = d.Server+p.cpu-was.cpu, d.System+p.sys-was.sys, d.Faults+p.faults-was.faults
+	}
+	return d
 }
 
 // Add sums two spans of CPU (from Sub): the CPU of several slices.
