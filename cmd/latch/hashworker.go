@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -74,5 +75,24 @@ func hashWorkerCommand(cfg config.Config) (command func() *exec.Cmd, slots int, 
 		"--slots", strconv.Itoa(budget),
 		"--working-set-bytes", strconv.FormatInt(heapLimit(cfg, runtime.NumCPU()), 10),
 	}
-	return func() *exec.Cmd { return exec.Command(exe, args...) }, budget, nil
+	env := workerEnviron(os.Environ())
+	return func() *exec.Cmd {
+		cmd := exec.Command(exe, args...)
+		cmd.Env = env
+		return cmd
+	}, budget, nil
+}
+
+// workerEnviron is the environment the hash worker gets: the Go runtime's
+// variables (GOGC, GOMEMLIMIT, GOMAXPROCS, GODEBUG…), so that an operator's
+// tuning reaches it, and nothing else — not the secret key, the database
+// URL or any other credential, which hashing never needs.
+func workerEnviron(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		if strings.HasPrefix(kv, "GO") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "LATCH_LOG_LEVEL=warn")
 }

@@ -104,6 +104,10 @@ func TestE2EHashWorker(t *testing.T) {
 	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", first)); !bytes.Contains(cmdline, []byte("hash-worker")) {
 		t.Fatalf("child %d is %q, not the hash worker", first, cmdline)
 	}
+	if environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", first)); err != nil || bytes.Contains(environ, []byte("LATCH_SECRET_KEY")) ||
+		bytes.Contains(environ, []byte("LATCH_DATABASE_URL")) {
+		t.Fatalf("the worker's environment holds the server's secrets (or cannot be read: %v)", err)
+	}
 
 	// Killed: the attempts of the next moments are refused as
 	// unavailable, more than the lockout allows, and none counts.
@@ -154,4 +158,14 @@ func TestE2EHashWorker(t *testing.T) {
 	// The server killed -9: the worker goes with it.
 	srv.kill()
 	eventually(t, 5*time.Second, "the worker dead with its server", func() bool { return !alive(second) })
+}
+
+// The worker's environment carries the Go runtime's tuning and no secret.
+func TestHashWorkerEnvironment(t *testing.T) {
+	got := workerEnviron([]string{"GOGC=80", "GOMAXPROCS=3", "GODEBUG=gctrace=1", "LATCH_SECRET_KEY=c2VjcmV0",
+		"LATCH_DATABASE_URL=postgres://u:pw@db/latch", "PATH=/bin", "HOME=/root"})
+	want := []string{"GOGC=80", "GOMAXPROCS=3", "GODEBUG=gctrace=1", "LATCH_LOG_LEVEL=warn"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("worker environment %q; want %q", got, want)
+	}
 }
