@@ -34,6 +34,12 @@ func (c *cli) serveCmd() *cobra.Command {
 			log := c.logger(cfg.LogLevel)
 			warnGeneratedKey(log, cfg)
 			var opts []app.OpenOption
+			if cfg.HashWorker == config.HashWorkerProcess && runtime.GOOS == "windows" {
+				// The worker's pipes are inherited file descriptors, which
+				// Windows processes do not get (os/exec ExtraFiles).
+				log.Warn("LATCH_HASH_WORKER=process is not available on Windows; hashing in the server")
+				cfg.HashWorker = config.HashWorkerInline
+			}
 			if cfg.HashWorker == config.HashWorkerProcess {
 				command, slots, err := hashWorkerCommand(cfg)
 				if err != nil {
