@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/credentials"
 )
 
@@ -29,7 +30,12 @@ func (c *cli) hashRateCmd() *cobra.Command {
 		Short: "Measure this machine's argon2id hashes per second with the configured parameters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := c.loadConfig()
+			// Only the hashing settings matter: no secret key is read or
+			// made, no data directory touched.
+			if err := c.checkOutput(); err != nil {
+				return err
+			}
+			cfg, err := config.Peek(c.configPath, c.env)
 			if err != nil {
 				return err
 			}
@@ -37,6 +43,9 @@ func (c *cli) hashRateCmd() *cobra.Command {
 				workers = runtime.NumCPU()
 			}
 			p := credentials.Argon2Params{MemoryKiB: cfg.Argon2MemoryKiB, Iterations: cfg.Argon2Iterations, Parallelism: cfg.Argon2Parallelism}
+			if err := p.Validate(); err != nil {
+				return fmt.Errorf("config: LATCH_ARGON2_*: %w", err)
+			}
 			// A fresh process faults its heap in over the first hashes:
 			// measured from the start, it understates the rate.
 			credentials.MeasureHashRate(p, workers, warmup)

@@ -169,3 +169,30 @@ func TestHashWorkerEnvironment(t *testing.T) {
 		t.Fatalf("worker environment %q; want %q", got, want)
 	}
 }
+
+// latch hash-rate measures with the configured parameters, reports JSON an
+// operator or the benchmark can read, touches no data directory, and
+// refuses parameters the server would refuse.
+func TestHashRate(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "latch-data")
+	vars := map[string]string{"LATCH_DATA_DIR": dataDir, "LATCH_ARGON2_MEMORY_KIB": "1024", "LATCH_ARGON2_ITERATIONS": "1"}
+	var got struct {
+		Params  string  `json:"params"`
+		Workers int     `json:"workers"`
+		Hashes  float64 `json:"hashes"`
+		Rate    float64 `json:"hashes_per_second"`
+		CPU     float64 `json:"cpu_seconds"`
+	}
+	out := mustLatch(t, vars, "hash-rate", "--workers", "2", "--duration", "200ms", "--warmup", "50ms", "--output", "json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got.Params != "m=1024,t=1,p=1" || got.Workers != 2 || got.Hashes < 1 || got.Rate <= 0 || got.CPU <= 0 {
+		t.Fatalf("hash-rate reported %+v", got)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Fatalf("hash-rate created %s (err %v)", dataDir, err)
+	}
+	vars["LATCH_ARGON2_MEMORY_KIB"] = "4"
+	oneLineError(t, latch(t, vars, "hash-rate", "--duration", "10ms"), "LATCH_ARGON2_", "memory")
+}
