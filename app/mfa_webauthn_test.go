@@ -1,6 +1,10 @@
 package app_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -189,7 +193,7 @@ func TestMFAWebAuthn(t *testing.T) {
 			// unique-index 500.
 			rp := virtualwebauthn.RelyingParty{ID: mfaRPID, Name: mfaRPID, Origin: mfaOrigin}
 			auth := virtualwebauthn.NewAuthenticator()
-			cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+			cred := fullWidthEC2Credential(t)
 			for k := 0; k < 2; k++ {
 				x := f.signInTx(t, f.user(t))
 				id, opts := x.webAuthnOptions(t, true)
@@ -209,6 +213,29 @@ func TestMFAWebAuthn(t *testing.T) {
 			}
 		})
 	})
+}
+
+// fullWidthEC2Credential is a virtualwebauthn P-256 credential whose key
+// coordinates are both 32 bytes long. virtualwebauthn encodes them with
+// big.Int.Bytes(), which drops leading zero bytes, so about one key in 128
+// yields a 31-byte coordinate that a conforming relying party rightly
+// rejects: the test would flake on the library's bug, not on Latch.
+func fullWidthEC2Credential(t *testing.T) virtualwebauthn.Credential {
+	t.Helper()
+	for {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(key.X.Bytes()) != 32 || len(key.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
+	}
 }
 
 // mustOptions starts another registration in x and returns its options.
