@@ -150,7 +150,7 @@ func (h *Hasher) work(ctx context.Context, units int64, j job) (jobResult, error
 		r    jobResult
 		xerr error
 	)
-	run := func() { r, xerr = h.exec.execute(j) }
+	run := func() { r, xerr = h.exec.execute(ctx, j) }
 	if h.gate == nil {
 		if err := ctx.Err(); err != nil {
 			return jobResult{}, err

@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/alexedwards/argon2id"
@@ -41,16 +42,19 @@ type jobResult struct {
 
 // executor runs jobs: in this process (the Hasher itself, compute) or in a
 // hash worker process. It is called inside the gate, holding the job's
-// units, and returns when the job is done; it does not take a context
-// because a hash, once started, finishes (the gate counts it until then).
+// units, and returns when the job is done — or, for a worker, when ctx
+// ends first (a worker stopped or swapped out must not hold a request past
+// its deadline): the job then runs on in the worker, whose slot is free
+// again only when it ends, so the worker never runs more jobs than slots.
 type executor interface {
-	execute(j job) (jobResult, error)
+	execute(ctx context.Context, j job) (jobResult, error)
 }
 
-// inline runs jobs in this process.
+// inline runs jobs in this process. A hash here cannot be abandoned, so it
+// runs to its end whatever ctx does.
 type inline struct{ h *Hasher }
 
-func (i inline) execute(j job) (jobResult, error) { return i.h.compute(j), nil }
+func (i inline) execute(_ context.Context, j job) (jobResult, error) { return i.h.compute(j), nil }
 
 // compute runs a job here, now. It holds no lock and touches no state but
 // the hasher's parameters and padding salt, so any number run at once.

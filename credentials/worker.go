@@ -2,6 +2,7 @@ package credentials
 
 import (
 	"bufio"
+	"context"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -117,13 +118,16 @@ type workerProc struct {
 	files  []*os.File    // the server's ends of the pipes
 }
 
-// workerSlot is the server's end of one slot.
+// workerSlot is the server's end of one slot. At most one job is on a
+// slot at a time (whoever took it from free), so results holds at most
+// one answer.
 type workerSlot struct {
-	req *os.File
-	out *bufio.Writer
-	enc *gob.Encoder
-	rep *os.File
-	dec *gob.Decoder
+	req     *os.File
+	out     *bufio.Writer
+	enc     *gob.Encoder
+	rep     *os.File
+	dec     *gob.Decoder
+	results chan jobResult // from the slot's reader goroutine
 }
 
 // Start starts the worker now, so that a broken worker command is found at
@@ -199,8 +203,10 @@ func (w *HashWorker) Close() error {
 	return nil
 }
 
-// execute runs j in the worker and waits for its answer (executor).
-func (w *HashWorker) execute(j job) (jobResult, error) {
+// execute runs j in the worker and waits for its answer (executor), or
+// for ctx to end: the job then runs on, and its slot comes back when the
+// answer does (or the worker is killed as stuck).
+func (w *HashWorker) execute(ctx context.Context, j job) (jobResult, error) {
 	p, err := w.running()
 	if err != nil {
 		return jobResult{}, err
@@ -210,33 +216,67 @@ func (w *HashWorker) execute(j job) (jobResult, error) {
 	case s = <-p.free:
 	case <-p.dead:
 		return jobResult{}, w.unavailable()
+	case <-ctx.Done():
+		return jobResult{}, ctx.Err()
 	}
-	r, err := s.run(j, w.stuckAfter)
-	if err != nil {
+	if err := s.send(j); err != nil {
 		p.fail(err)
 		return jobResult{}, w.unavailable()
 	}
-	p.free <- s
-	return r, nil
+	sent := time.Now()
+	stuck := time.NewTimer(w.stuckAfter)
+	defer stuck.Stop()
+	select {
+	case r := <-s.results:
+		p.free <- s
+		return r, nil
+	case <-p.dead:
+		return jobResult{}, w.unavailable()
+	case <-stuck.C:
+		p.fail(fmt.Errorf("no answer to a job within %s: killed as stuck", w.stuckAfter))
+		return jobResult{}, w.unavailable()
+	case <-ctx.Done():
+		go p.reclaim(s, w.stuckAfter-time.Since(sent))
+		return jobResult{}, ctx.Err()
+	}
 }
 
-// run sends j on the slot and reads its result, within stuckAfter.
-func (s *workerSlot) run(j job, stuckAfter time.Duration) (jobResult, error) {
+// reclaim waits for the answer of a job its caller stopped waiting for,
+// then frees the slot; past the stuck bound it kills the worker.
+func (p *workerProc) reclaim(s *workerSlot, left time.Duration) {
+	stuck := time.NewTimer(max(left, 0))
+	defer stuck.Stop()
+	select {
+	case <-s.results:
+		p.free <- s
+	case <-p.dead:
+	case <-stuck.C:
+		p.fail(errors.New("no answer to an abandoned job within the stuck bound: killed as stuck"))
+	}
+}
+
+// send writes a job to the slot.
+func (s *workerSlot) send(j job) error {
 	if err := s.enc.Encode(j); err != nil {
-		return jobResult{}, fmt.Errorf("writing a job: %w", err)
+		return fmt.Errorf("writing a job: %w", err)
 	}
 	if err := s.out.Flush(); err != nil {
-		return jobResult{}, fmt.Errorf("writing a job: %w", err)
+		return fmt.Errorf("writing a job: %w", err)
 	}
-	_ = s.rep.SetReadDeadline(time.Now().Add(stuckAfter))
-	var r jobResult
-	if err := s.dec.Decode(&r); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return jobResult{}, fmt.Errorf("no answer to a job within %s: killed as stuck", stuckAfter)
+	return nil
+}
+
+// read delivers the slot's results until the worker's end of the pipe
+// closes (the worker died or exited), which fails the process.
+func (s *workerSlot) read(p *workerProc) {
+	for {
+		var r jobResult
+		if err := s.dec.Decode(&r); err != nil {
+			p.fail(fmt.Errorf("reading a result: %w", err))
+			return
 		}
-		return jobResult{}, fmt.Errorf("reading a result: %w", err)
+		s.results <- r
 	}
-	return r, nil
 }
 
 // unavailable is the error of a job the worker could not run. The cause is
@@ -313,7 +353,8 @@ func (w *HashWorker) start() (*workerProc, error) {
 		theirs = append(theirs, reqR, repW)
 		p.files = append(p.files, reqW, repR)
 		out := bufio.NewWriter(reqW)
-		slots = append(slots, &workerSlot{req: reqW, out: out, enc: gob.NewEncoder(out), rep: repR, dec: gob.NewDecoder(bufio.NewReader(repR))})
+		slots = append(slots, &workerSlot{req: reqW, out: out, enc: gob.NewEncoder(out), rep: repR, dec: gob.NewDecoder(bufio.NewReader(repR)),
+			results: make(chan jobResult, 1)})
 	}
 	cmd.ExtraFiles = theirs
 	err := cmd.Start()
@@ -337,6 +378,10 @@ func (w *HashWorker) start() (*workerProc, error) {
 			p.fail(fmt.Errorf("starting %s: no hello: %w", cmd.Path, err))
 			return nil, p.cause()
 		}
+	}
+	for _, s := range slots {
+		_ = s.rep.SetReadDeadline(time.Time{}) // stuck jobs are timed by execute
+		go s.read(p)
 		p.free <- s
 	}
 	p.ready = true

@@ -304,3 +304,37 @@ func TestHashWorkerCloseWaitsForRunningJobs(t *testing.T) {
 		t.Fatalf("hash after Close: %v; want unavailable", err)
 	}
 }
+
+// A caller whose context ends while its job runs is answered at once; the
+// job runs on and keeps its slot until it ends, so the worker never runs
+// more jobs than it has slots (the memory bound), and nothing is killed.
+func TestHashWorkerAbandonedJobKeepsItsSlot(t *testing.T) {
+	w, starts := testWorker(t, 1, 0)
+	h := NewHasher(lightParams, nil, WithWorker(w))
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := w.PID()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, _, err := h.Verify(ctx, "x", slowHash(t)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("verify past its deadline: %v; want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("answered after %s; the deadline was 100ms", d)
+	}
+	// The slot is still busy with the abandoned job.
+	short, cancel2 := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel2()
+	if _, err := h.Hash(short, "y"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hash while the only slot runs an abandoned job: %v; want it to wait (deadline exceeded)", err)
+	}
+	// Once it ends the slot serves again, in the same process.
+	if _, err := h.Hash(context.Background(), "z"); err != nil {
+		t.Fatalf("hash after the abandoned job ended: %v", err)
+	}
+	if w.PID() != pid || starts.Load() != 1 {
+		t.Fatalf("pid %d (was %d), %d starts: an abandoned job must not cost the worker", w.PID(), pid, starts.Load())
+	}
+}

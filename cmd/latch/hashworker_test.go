@@ -196,3 +196,60 @@ func TestHashRate(t *testing.T) {
 	vars["LATCH_ARGON2_MEMORY_KIB"] = "4"
 	oneLineError(t, latch(t, vars, "hash-rate", "--duration", "10ms"), "LATCH_ARGON2_", "memory")
 }
+
+// A frozen worker (SIGSTOP) holds no request past LATCH_REQUEST_TIMEOUT:
+// the sign-in answers 503 at its deadline, and once the worker runs again
+// sign-ins succeed.
+func TestE2EFrozenHashWorker(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("needs Linux /proc")
+	}
+	key, err := config.GenerateSecretKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	vars := map[string]string{
+		"LATCH_DATABASE_URL": "sqlite://" + filepath.Join(dataDir, "latch.db"), "LATCH_DATA_DIR": dataDir,
+		"LATCH_SECRET_KEY": base64.StdEncoding.EncodeToString(key), "LATCH_ISSUER": "http://latch.frozen.test",
+		"LATCH_REQUEST_TIMEOUT": "1s", "LATCH_IP_RATE_LIMIT": "0",
+	}
+	var created map[string]any
+	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "create", "--name", "frozen",
+		"--scope", "auth:execute users:write", "--output", "json")), &created); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, vars)
+	tok := clientToken(t, srv.url, created["client_id"].(string), created["client_secret"].(string)).json["access_token"].(string)
+	post := func(path string, body any) httpResult {
+		raw, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, srv.url+path, bytes.NewReader(raw))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return doHTTP(t, req)
+	}
+	if r := post("/v1/users", map[string]any{"username": "ice-user", "credentials": map[string]any{"password": "Glacier!Passw0rd-1"}}); r.status != http.StatusCreated {
+		t.Fatalf("create user: %d %s", r.status, r.body)
+	}
+	workers := children(t, srv.cmd.Process.Pid)
+	if len(workers) != 1 {
+		t.Fatalf("children %v", workers)
+	}
+	if err := syscall.Kill(workers[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := post("/v1/auth/password/authenticate", map[string]any{"username": "ice-user", "password": "Glacier!Passw0rd-1"})
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("sign-in with the worker frozen: %d %s; want 503", r.status, r.body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %s; LATCH_REQUEST_TIMEOUT is 1s", d)
+	}
+	if err := syscall.Kill(workers[0], syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if r := post("/v1/auth/password/authenticate", map[string]any{"username": "ice-user", "password": "Glacier!Passw0rd-1"}); r.status != http.StatusOK {
+		t.Fatalf("sign-in after the worker thawed: %d %s", r.status, r.body)
+	}
+}
