@@ -45,8 +45,8 @@ import (
 // so on): the server writes a job to a slot's request pipe, the worker
 // computes it on that slot's goroutine and writes the result to the slot's
 // reply pipe, a gob stream each way; on start every slot first says hello.
-// No multiplexing and no goroutine hand-off: the worker's slot goroutine
-// waits for its job in a blocking read, so the kernel wakes it the moment
+// In the worker, no multiplexing and no goroutine hand-off: the slot's
+// goroutine waits for its job in a blocking read, so the kernel wakes it the moment
 // the job is written, where a goroutine parked on the runtime's poller
 // would wait for a P that both hashes hold — 10 ms or more.
 
@@ -78,7 +78,6 @@ type HashWorker struct {
 	slots      int
 	log        *slog.Logger
 	stuckAfter time.Duration
-	helloAfter time.Duration // how long a start may take (a test hook)
 
 	mu       sync.Mutex
 	proc     *workerProc // nil: none running
@@ -101,7 +100,7 @@ func NewHashWorker(command func() *exec.Cmd, slots int, stuckAfter time.Duration
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HashWorker{command: command, slots: max(slots, 1), log: log, stuckAfter: stuckAfter, helloAfter: workerHelloTimeout}
+	return &HashWorker{command: command, slots: max(slots, 1), log: log, stuckAfter: stuckAfter}
 }
 
 // workerProc is one running worker process.
@@ -368,7 +367,7 @@ func (w *HashWorker) start() (*workerProc, error) {
 	}
 	go p.reap(w)
 	for _, s := range slots {
-		_ = s.rep.SetReadDeadline(time.Now().Add(w.helloAfter))
+		_ = s.rep.SetReadDeadline(time.Now().Add(workerHelloTimeout))
 		var hello jobResult
 		if err := s.dec.Decode(&hello); err != nil || hello.Err != "" {
 			if err == nil {
