@@ -159,6 +159,7 @@ func (h *Hasher) work(ctx context.Context, units int64, j job) (jobResult, error
 	} else if err := h.gate.DoWeighted(ctx, units, run); err != nil {
 		return jobResult{}, err
 	}
+	h.exec.released()
 	return r, xerr
 }
 

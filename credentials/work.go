@@ -48,6 +48,9 @@ type jobResult struct {
 // again only when it ends, so the worker never runs more jobs than slots.
 type executor interface {
 	execute(ctx context.Context, j job) (jobResult, error)
+	// released is called after a job's gate units were given back (and
+	// the next waiter, if any, was let in), before its caller goes on.
+	released()
 }
 
 // inline runs jobs in this process. A hash here cannot be abandoned, so it
@@ -55,6 +58,10 @@ type executor interface {
 type inline struct{ h *Hasher }
 
 func (i inline) execute(_ context.Context, j job) (jobResult, error) { return i.h.compute(j), nil }
+
+// released: the waiter let in would hash on this P for tens of
+// milliseconds; this caller's own work comes first.
+func (inline) released() {}
 
 // compute runs a job here, now. It holds no lock and touches no state but
 // the hasher's parameters and padding salt, so any number run at once.
