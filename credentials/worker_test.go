@@ -62,6 +62,31 @@ func slowHash(t *testing.T) string {
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
 }
 
+// oneSlotWorker starts a one-slot worker and returns it, a hasher over
+// it, its start count and its pid.
+func oneSlotWorker(t *testing.T, stuckAfter time.Duration) (*HashWorker, *Hasher, *atomic.Int32, int) {
+	t.Helper()
+	w, starts := testWorker(t, 1, stuckAfter)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return w, NewHasher(lightParams, nil, WithWorker(w)), starts, w.PID()
+}
+
+// slowJob verifies slowHash through h in the background and returns its
+// error, once the job has had time to start in the worker.
+func slowJob(t *testing.T, h *Hasher) <-chan error {
+	t.Helper()
+	encoded := slowHash(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := h.Verify(context.Background(), "x", encoded)
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	return done
+}
+
 // isUnavailable reports whether err is the 503 a client may retry.
 func isUnavailable(err error) bool {
 	var fe *fault.Error
@@ -156,18 +181,8 @@ func TestHashWorkerRunsItsSlotsInParallel(t *testing.T) {
 
 func TestHashWorkerKilledMidJobAnswersUnavailableThenRecovers(t *testing.T) {
 	ctx := context.Background()
-	w, starts := testWorker(t, 1, 0)
-	h := NewHasher(lightParams, nil, WithWorker(w))
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := w.PID()
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := h.Verify(ctx, "x", slowHash(t))
-		done <- err
-	}()
-	time.Sleep(200 * time.Millisecond) // the job is running
+	w, h, starts, pid := oneSlotWorker(t, 0)
+	done := slowJob(t, h)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -202,12 +217,7 @@ func TestHashWorkerKilledMidJobAnswersUnavailableThenRecovers(t *testing.T) {
 
 func TestHashWorkerStuckIsKilled(t *testing.T) {
 	ctx := context.Background()
-	w, _ := testWorker(t, 1, 500*time.Millisecond)
-	h := NewHasher(lightParams, nil, WithWorker(w))
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := w.PID()
+	_, h, _, pid := oneSlotWorker(t, 500*time.Millisecond)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -275,18 +285,8 @@ func TestHashWorkerCloseWaitsForRunningJobs(t *testing.T) {
 		t.Skip("reads /proc")
 	}
 	ctx := context.Background()
-	w, _ := testWorker(t, 1, 0)
-	h := NewHasher(lightParams, nil, WithWorker(w))
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := w.PID()
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := h.Verify(ctx, "x", slowHash(t))
-		done <- err
-	}()
-	time.Sleep(200 * time.Millisecond)
+	w, h, _, pid := oneSlotWorker(t, 0)
+	done := slowJob(t, h)
 	closed := make(chan struct{})
 	go func() { _ = w.Close(); close(closed) }()
 	if err := <-done; err != nil {
@@ -309,12 +309,7 @@ func TestHashWorkerCloseWaitsForRunningJobs(t *testing.T) {
 // job runs on and keeps its slot until it ends, so the worker never runs
 // more jobs than it has slots (the memory bound), and nothing is killed.
 func TestHashWorkerAbandonedJobKeepsItsSlot(t *testing.T) {
-	w, starts := testWorker(t, 1, 0)
-	h := NewHasher(lightParams, nil, WithWorker(w))
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := w.PID()
+	w, h, starts, pid := oneSlotWorker(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()

@@ -17,6 +17,47 @@ import (
 	"github.com/latch-dev/latch/config"
 )
 
+// workerServer starts `latch serve` (with its hash worker) on a fresh
+// SQLite file with extra settings, creates a client and a user with
+// password, and returns the server and a POST with the client's token.
+func workerServer(t *testing.T, extra map[string]string, username, password string) (*server, func(path string, body any) httpResult) {
+	t.Helper()
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("needs Linux /proc")
+	}
+	key, err := config.GenerateSecretKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	vars := map[string]string{
+		"LATCH_DATABASE_URL": "sqlite://" + filepath.Join(dataDir, "latch.db"), "LATCH_DATA_DIR": dataDir,
+		"LATCH_SECRET_KEY": base64.StdEncoding.EncodeToString(key), "LATCH_ISSUER": "http://latch.worker.test",
+		"LATCH_IP_RATE_LIMIT": "0",
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	var created map[string]any
+	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "create", "--name", "worker",
+		"--scope", "auth:execute users:read users:write", "--output", "json")), &created); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, vars)
+	tok := clientToken(t, srv.url, created["client_id"].(string), created["client_secret"].(string)).json["access_token"].(string)
+	post := func(path string, body any) httpResult {
+		raw, _ := json.Marshal(body)
+		req, _ := http.NewRequest(http.MethodPost, srv.url+path, bytes.NewReader(raw))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return doHTTP(t, req)
+	}
+	if r := post("/v1/users", map[string]any{"username": username, "credentials": map[string]any{"password": password}}); r.status != http.StatusCreated {
+		t.Fatalf("create user: %d %s", r.status, r.body)
+	}
+	return srv, post
+}
+
 // children returns the process ids of pid's children (Linux /proc).
 func children(t *testing.T, pid int) []int {
 	t.Helper()
@@ -57,39 +98,8 @@ func alive(pid int) bool {
 // SIGTERM meant for the server (it ends when the server does), and dies
 // with a server killed -9.
 func TestE2EHashWorker(t *testing.T) {
-	if _, err := os.Stat("/proc/self/task"); err != nil {
-		t.Skip("needs Linux /proc")
-	}
-	key, err := config.GenerateSecretKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := t.TempDir()
-	vars := map[string]string{
-		"LATCH_DATABASE_URL":  "sqlite://" + filepath.Join(dataDir, "latch.db"),
-		"LATCH_DATA_DIR":      dataDir,
-		"LATCH_SECRET_KEY":    base64.StdEncoding.EncodeToString(key),
-		"LATCH_ISSUER":        "http://latch.worker.test",
-		"LATCH_IP_RATE_LIMIT": "0",
-	}
-	var created map[string]any
-	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "create", "--name", "worker",
-		"--scope", "auth:execute users:read users:write", "--output", "json")), &created); err != nil {
-		t.Fatal(err)
-	}
-	srv := serve(t, vars)
-	tok := clientToken(t, srv.url, created["client_id"].(string), created["client_secret"].(string)).json["access_token"].(string)
-	post := func(path string, body any) httpResult {
-		raw, _ := json.Marshal(body)
-		req, _ := http.NewRequest(http.MethodPost, srv.url+path, bytes.NewReader(raw))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		return doHTTP(t, req)
-	}
 	const username, password = "worker-user", "Worker!Passw0rd-7"
-	if r := post("/v1/users", map[string]any{"username": username, "credentials": map[string]any{"password": password}}); r.status != http.StatusCreated {
-		t.Fatalf("create user: %d %s", r.status, r.body)
-	}
+	srv, post := workerServer(t, nil, username, password)
 	signIn := func(pw string) httpResult {
 		return post("/v1/auth/password/authenticate", map[string]any{"username": username, "password": pw})
 	}
@@ -201,36 +211,7 @@ func TestHashRate(t *testing.T) {
 // the sign-in answers 503 at its deadline, and once the worker runs again
 // sign-ins succeed.
 func TestE2EFrozenHashWorker(t *testing.T) {
-	if _, err := os.Stat("/proc/self/task"); err != nil {
-		t.Skip("needs Linux /proc")
-	}
-	key, err := config.GenerateSecretKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := t.TempDir()
-	vars := map[string]string{
-		"LATCH_DATABASE_URL": "sqlite://" + filepath.Join(dataDir, "latch.db"), "LATCH_DATA_DIR": dataDir,
-		"LATCH_SECRET_KEY": base64.StdEncoding.EncodeToString(key), "LATCH_ISSUER": "http://latch.frozen.test",
-		"LATCH_REQUEST_TIMEOUT": "1s", "LATCH_IP_RATE_LIMIT": "0",
-	}
-	var created map[string]any
-	if err := json.Unmarshal([]byte(mustLatch(t, vars, "client", "create", "--name", "frozen",
-		"--scope", "auth:execute users:write", "--output", "json")), &created); err != nil {
-		t.Fatal(err)
-	}
-	srv := serve(t, vars)
-	tok := clientToken(t, srv.url, created["client_id"].(string), created["client_secret"].(string)).json["access_token"].(string)
-	post := func(path string, body any) httpResult {
-		raw, _ := json.Marshal(body)
-		req, _ := http.NewRequest(http.MethodPost, srv.url+path, bytes.NewReader(raw))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		return doHTTP(t, req)
-	}
-	if r := post("/v1/users", map[string]any{"username": "ice-user", "credentials": map[string]any{"password": "Glacier!Passw0rd-1"}}); r.status != http.StatusCreated {
-		t.Fatalf("create user: %d %s", r.status, r.body)
-	}
+	srv, post := workerServer(t, map[string]string{"LATCH_REQUEST_TIMEOUT": "1s"}, "ice-user", "Glacier!Passw0rd-1")
 	workers := children(t, srv.cmd.Process.Pid)
 	if len(workers) != 1 {
 		t.Fatalf("children %v", workers)
