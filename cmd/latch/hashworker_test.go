@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,6 +152,41 @@ func TestE2EHashWorker(t *testing.T) {
 		!bytes.Contains(m.body, []byte("latch_hash_worker_up 1")) {
 		t.Fatalf("metrics after one restart lack latch_hash_worker_starts_total 2 / latch_hash_worker_up 1")
 	}
+
+	// 20 parallel sign-ins with the right password, the worker killed in
+	// their midst: each is signed in or told to retry (never locked, never
+	// a 500), and the account signs in afterwards.
+	results := make(chan httpResult, 20)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() { defer wg.Done(); results <- signIn(password) }()
+	}
+	time.Sleep(30 * time.Millisecond)
+	if ws := children(t, srv.cmd.Process.Pid); len(ws) == 1 {
+		_ = syscall.Kill(ws[0], syscall.SIGKILL)
+	}
+	wg.Wait()
+	close(results)
+	refused := 0
+	for r := range results {
+		if r.status == http.StatusServiceUnavailable {
+			refused++
+		}
+		if r.status != http.StatusOK && !(r.status == http.StatusServiceUnavailable && r.json["error_code"] == "server_unavailable") {
+			t.Fatalf("a sign-in of the burst: %d %s; want 200 or 503 server_unavailable", r.status, r.body)
+		}
+	}
+	t.Logf("burst: %d of 20 answered 503 by the worker's death", refused)
+	time.Sleep(1200 * time.Millisecond)
+	if r := signIn(password); r.status != http.StatusOK {
+		t.Fatalf("sign-in after the burst: %d %s", r.status, r.body)
+	}
+	workers = children(t, srv.cmd.Process.Pid)
+	if len(workers) != 1 {
+		t.Fatalf("children after the burst %v", workers)
+	}
+	second = workers[0]
 
 	// SIGTERM to the worker (as a process-group signal would send it) is
 	// ignored: the server decides when it ends.
