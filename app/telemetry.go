@@ -89,9 +89,16 @@ func newOpsMetrics(a *App) *opsMetrics {
 	return m
 }
 
-// activeKeyAge is read at each scrape (one small query).
+// keyAgeTimeout bounds the signing-key query of a scrape.
+const keyAgeTimeout = 250 * time.Millisecond
+
+// activeKeyAge is read at each scrape (one small query). It waits for the
+// database at most keyAgeTimeout: during an outage /metrics must still
+// answer at once (the gauge then says -1), not after the request deadline,
+// which outlasts a scraper's patience (measured in bench/outage: a frozen
+// database left every scrape of the freeze unanswered).
 func (a *App) activeKeyAge() float64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), keyAgeTimeout)
 	defer cancel()
 	keys, err := a.tokens.Keys.List(ctx)
 	if err != nil {
