@@ -207,6 +207,10 @@ func run(db, dsn string, d time.Duration, nUsers int, loops []int, sessions bool
 			share := float64(hash) * c / float64(total)
 			fmt.Printf("            CPU per authentication: server %.1f + PostgreSQL %.1f + load generator %.1f = %.1f ms; raw hash %.1f ms → CPU share %.3f; machine busy %.1f ms (others included)\n",
 				ms(used.Server)/c, ms(used.Database)/c, ms(self)/c, ms(total)/c, ms(hash), share, ms(used.Machine)/c)
+			if used.Children > 0 {
+				fmt.Printf("            of the server's: hash worker %.1f ms (%.2f× the raw hash), the server itself %.1f ms\n",
+					ms(used.Children)/c, float64(used.Children)/c/float64(hash), ms(used.Server-used.Children)/c)
+			}
 			fmt.Printf("            hash slots busy %.0f%%; server kernel time %.1f ms and %.0f page faults per authentication (raw hash: %.0f faults)\n",
 				100*busy, ms(used.System)/c, float64(used.Faults)/c, raws.faultsPerHash())
 			cpuShares = append(cpuShares, fmt.Sprintf("%d: %.2f", n, share))

@@ -291,6 +291,7 @@ func HTTPClient() *http.Client {
 // CPU is a snapshot of CPU time: the server process's and the machine's.
 type CPU struct {
 	Server   time.Duration // user+system time of the latch processes (server and hash worker)
+	Children time.Duration // of which the server's children's (the hash worker)
 	System   time.Duration // of which system (kernel) time: page faults, syscalls
 	Faults   int64         // minor page faults of the latch processes
 	Database time.Duration // PostgreSQL backends of the server's connections (PostgresCPU)
@@ -303,6 +304,7 @@ type CPU struct {
 type procCounters struct {
 	cpu, sys time.Duration
 	faults   int64
+	child    bool // a child of the server (the hash worker)
 }
 
 // clockTick is USER_HZ, the unit of /proc CPU counters on Linux.
@@ -314,10 +316,13 @@ func (s *Server) CPUNow() CPU {
 	for _, cpu := range c.backends {
 		c.Database += cpu
 	}
-	for _, pid := range s.processes() {
-		p := procCounters{}
+	for i, pid := range s.processes() {
+		p := procCounters{child: i > 0}
 		p.cpu, p.sys, p.faults = procStat(pid)
 		c.latch[pid] = p
+		if p.child {
+			c.Children += p.cpu
+		}
 		c.Server, c.System, c.Faults = c.Server+p.cpu, c.System+p.sys, c.Faults+p.faults
 	}
 	if raw, err := os.ReadFile("/proc/stat"); err == nil {
@@ -348,13 +353,16 @@ func (c CPU) Sub(o CPU) CPU {
 	for pid, p := range c.latch {
 		was := o.latch[pid]
 		d.Server, d.System, d.Faults = d.Server+p.cpu-was.cpu, d.System+p.sys-was.sys, d.Faults+p.faults-was.faults
+		if p.child {
+			d.Children += p.cpu - was.cpu
+		}
 	}
 	return d
 }
 
 // Add sums two spans of CPU (from Sub): the CPU of several slices.
 func (c CPU) Add(o CPU) CPU {
-	return CPU{Server: c.Server + o.Server, System: c.System + o.System, Faults: c.Faults + o.Faults,
+	return CPU{Server: c.Server + o.Server, Children: c.Children + o.Children, System: c.System + o.System, Faults: c.Faults + o.Faults,
 		Database: c.Database + o.Database, Machine: c.Machine + o.Machine}
 }
 
