@@ -110,8 +110,9 @@ func open(ctx context.Context, cfg config.Config, log *slog.Logger, migrate, ens
 		opt(&o)
 	}
 	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{MaxOpenConns: cfg.DBMaxConns,
-		// A write waits for SQLite's lock no longer than its request may last.
-		BusyTimeout: cfg.RequestTimeout})
+		// A write waits for SQLite's lock for most of what its request may
+		// last, and gives up as busy (not as the deadline passing) before it.
+		BusyTimeout: busyTimeout(cfg.RequestTimeout)})
 	if err != nil {
 		return nil, err
 	}
@@ -305,4 +306,12 @@ func importBudget(cfg config.Config) credentials.ImportBudget {
 		Argon2Parallelism: cfg.HashImportMaxArgon2Parallelism, BcryptCost: cfg.HashImportMaxBcryptCost,
 		ScryptMemoryKiB: cfg.HashImportMaxScryptMemoryKiB, PBKDF2Iterations: cfg.HashImportMaxPBKDF2Iterations,
 	}
+}
+
+// busyTimeout is the SQLite lock wait for requests of the given deadline:
+// three quarters of it, so that a write blocked by another connection's lock
+// is told apart (SQLITE_BUSY, latch_db_unavailable_total{reason="busy"})
+// from a request that ran out of time for other reasons.
+func busyTimeout(requestTimeout time.Duration) time.Duration {
+	return max(requestTimeout*3/4, time.Millisecond)
 }

@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,12 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
+	sqlitedriver "modernc.org/sqlite"
 )
 
 // Dialect names the SQL engine behind a DB.
@@ -42,8 +44,9 @@ type Options struct {
 	MaxOpenConns int
 	// BusyTimeout is how long a SQLite statement waits for another
 	// connection's write lock before failing with SQLITE_BUSY (default 10s).
-	// SQLite does not give up that wait when the statement's context ends,
-	// so it should not exceed the request deadline.
+	// The wait also ends when the statement's context does (with the
+	// context's error), so a shorter bound than the request deadline only
+	// makes a write blocked by a lock fail as busy rather than as late.
 	BusyTimeout time.Duration
 }
 
@@ -66,7 +69,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		// and closes it again in every later transaction — three round trips
 		// per statement of every sign-in on PostgreSQL. pgx caches prepared
 		// statements per connection by itself (inside transactions too), and
-		// the SQLite driver prepares at each execution anyway.
+		// so do Latch's SQLite connections (stmtcache.go).
 		PrepareStmt: false,
 	}
 	var (
@@ -99,6 +102,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Set("_txlock", "immediate")
+		// Times as text in SQLite's own format ("2006-01-02
+		// 15:04:05.999999999-07:00"), the one earlier releases wrote: the
+		// SQL compares stored times as strings.
+		q.Set("_time_format", "sqlite")
+		// Columns declared DATETIME read back as time.Time, whether stored
+		// as text or as an integer.
+		q.Set("_texttotime", "1")
+		q.Set("_inttotime", "1")
 		// Switching a fresh file to WAL takes a lock SQLite does not wait
 		// for (busy_timeout does not apply): processes opening one new file
 		// at the same instant fail with SQLITE_BUSY. A lock file beside the
@@ -108,7 +119,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("store: lock %s: %w", path, lerr)
 		}
 		defer unlock()
-		db, err = gorm.Open(sqlite.Open("file:"+path+"?"+q.Encode()), gcfg)
+		// Each connection keeps its compiled statements (stmtcache.go).
+		conns := sql.OpenDB(cachingConnector{dsn: "file:" + path + "?" + q.Encode(), driver: &sqlitedriver.Driver{}})
+		db, err = gorm.Open(sqlite.New(sqlite.Config{Conn: conns}), gcfg)
+		if err != nil {
+			conns.Close()
+		}
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		dialect = Postgres
 		// No gorm statement cache on PostgreSQL: pgx already prepares and

@@ -9,8 +9,8 @@ import (
 	"net"
 	"strings"
 
-	sqlitedriver "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
+	sqlitedriver "modernc.org/sqlite"
 )
 
 // Why the database is unavailable, as UnavailableReason reports it (also
