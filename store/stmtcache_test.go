@@ -16,7 +16,12 @@ func openCachedSQLite(t *testing.T) (*sql.Conn, *cachingConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	// A failed test may leave rows open, on which closing would wait.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			db.Close()
+		}
+	})
 	sqlDB, err := db.DB.DB()
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +30,11 @@ func openCachedSQLite(t *testing.T) (*sql.Conn, *cachingConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		if !t.Failed() {
+			conn.Close()
+		}
+	})
 	var cc *cachingConn
 	if err := conn.Raw(func(dc any) error {
 		var ok bool
