@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/latch-dev/latch/config"
+	"github.com/latch-dev/latch/internal/procfs"
 )
 
 // workerServer starts `latch serve` (with its hash worker) on a fresh
@@ -59,28 +59,6 @@ func workerServer(t *testing.T, extra map[string]string, username, password stri
 	return srv, post
 }
 
-// children returns the process ids of pid's children (Linux /proc).
-func children(t *testing.T, pid int) []int {
-	t.Helper()
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, task := range tasks {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(raw)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
-}
-
 // alive reports whether pid is a live process (not gone, not a zombie).
 func alive(pid int) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -107,7 +85,7 @@ func TestE2EHashWorker(t *testing.T) {
 	if r := signIn(password); r.status != http.StatusOK {
 		t.Fatalf("sign-in through the worker: %d %s", r.status, r.body)
 	}
-	workers := children(t, srv.cmd.Process.Pid)
+	workers := procfs.Children(srv.cmd.Process.Pid)
 	if len(workers) != 1 {
 		t.Fatalf("latch serve has children %v; want one hash worker", workers)
 	}
@@ -140,7 +118,7 @@ func TestE2EHashWorker(t *testing.T) {
 	if r := signIn(password); r.status != http.StatusOK {
 		t.Fatalf("sign-in after the worker's restart: %d %s (the refused attempts must not lock)", r.status, r.body)
 	}
-	workers = children(t, srv.cmd.Process.Pid)
+	workers = procfs.Children(srv.cmd.Process.Pid)
 	if len(workers) != 1 || workers[0] == first {
 		t.Fatalf("children after the restart %v; want one new worker (the old one was %d)", workers, first)
 	}
@@ -163,7 +141,7 @@ func TestE2EHashWorker(t *testing.T) {
 		go func() { defer wg.Done(); results <- signIn(password) }()
 	}
 	time.Sleep(30 * time.Millisecond)
-	if ws := children(t, srv.cmd.Process.Pid); len(ws) == 1 {
+	if ws := procfs.Children(srv.cmd.Process.Pid); len(ws) == 1 {
 		_ = syscall.Kill(ws[0], syscall.SIGKILL)
 	}
 	wg.Wait()
@@ -182,7 +160,7 @@ func TestE2EHashWorker(t *testing.T) {
 	if r := signIn(password); r.status != http.StatusOK {
 		t.Fatalf("sign-in after the burst: %d %s", r.status, r.body)
 	}
-	workers = children(t, srv.cmd.Process.Pid)
+	workers = procfs.Children(srv.cmd.Process.Pid)
 	if len(workers) != 1 {
 		t.Fatalf("children after the burst %v", workers)
 	}
@@ -248,7 +226,7 @@ func TestHashRate(t *testing.T) {
 // sign-ins succeed.
 func TestE2EFrozenHashWorker(t *testing.T) {
 	srv, post := workerServer(t, map[string]string{"LATCH_REQUEST_TIMEOUT": "1s"}, "ice-user", "Glacier!Passw0rd-1")
-	workers := children(t, srv.cmd.Process.Pid)
+	workers := procfs.Children(srv.cmd.Process.Pid)
 	if len(workers) != 1 {
 		t.Fatalf("children %v", workers)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/latch-dev/latch/config"
 	"github.com/latch-dev/latch/credentials"
+	"github.com/latch-dev/latch/internal/procfs"
 )
 
 // Server is a running latch process.
@@ -209,20 +210,7 @@ func (s *Server) PeakRSS() float64 {
 // hash worker).
 func (s *Server) processes() []int {
 	pid := s.cmd.Process.Pid
-	out := []int{pid}
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(raw)) {
-			if child, err := strconv.Atoi(f); err == nil {
-				out = append(out, child)
-			}
-		}
-	}
-	return out
+	return append([]int{pid}, procfs.Children(pid)...)
 }
 
 func peakRSS(pid int) float64 {
