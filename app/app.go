@@ -340,7 +340,7 @@ func (a *App) readyz(c echo.Context) error {
 	}
 	body := map[string]string{"status": "ok", "database": "ok"}
 	if a.worker != nil {
-		if err := a.worker.Ready(); err != nil {
+		if err := a.worker.Ready(c.Request().Context()); err != nil {
 			a.log.Warn("readiness check failed", slog.String("hash_worker", err.Error()))
 			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "ok", "hash_worker": "down"})
 		}

@@ -79,11 +79,13 @@ type HashWorker struct {
 	slots      int
 	log        *slog.Logger
 	stuckAfter time.Duration
+	hello      time.Duration // how long a start waits for the hello (workerHelloTimeout)
 
 	mu       sync.Mutex
-	proc     *workerProc // nil: none running
-	failedAt time.Time   // when the last worker died or failed to start
-	failure  error       // why
+	proc     *workerProc   // nil: none running
+	starting chan struct{} // closed when the start under way ends (nil: none)
+	failedAt time.Time     // when the last worker died or failed to start
+	failure  error         // why
 	closed   bool
 	starts   uint64 // processes started (and ready)
 }
@@ -101,7 +103,7 @@ func NewHashWorker(command func() *exec.Cmd, slots int, stuckAfter time.Duration
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HashWorker{command: command, slots: max(slots, 1), log: log, stuckAfter: stuckAfter}
+	return &HashWorker{command: command, slots: max(slots, 1), log: log, stuckAfter: stuckAfter, hello: workerHelloTimeout}
 }
 
 // workerProc is one running worker process.
@@ -133,19 +135,20 @@ type workerSlot struct {
 // Start starts the worker now, so that a broken worker command is found at
 // startup rather than at the first sign-in.
 func (w *HashWorker) Start() error {
-	_, err := w.running()
+	_, err := w.running(context.Background())
 	return err
 }
 
 // Ready returns nil when a worker is running, starting one if none is and
-// the backoff after the last failure has passed; else why hashes would be
-// refused now. For readiness probes: a server whose worker cannot start is
-// taken out of rotation, not sent sign-ins it can only refuse.
-func (w *HashWorker) Ready() error {
+// the backoff after the last failure has passed (waiting for it until ctx
+// ends); else why hashes would be refused now. For readiness probes: a
+// server whose worker cannot start is taken out of rotation, not sent
+// sign-ins it can only refuse.
+func (w *HashWorker) Ready(ctx context.Context) error {
 	w.mu.Lock()
 	failure := w.failure
 	w.mu.Unlock()
-	if _, err := w.running(); err != nil {
+	if _, err := w.running(ctx); err != nil {
 		if failure == nil {
 			failure = err
 		}
@@ -180,7 +183,11 @@ func (w *HashWorker) Close() error {
 	w.closed = true
 	p := w.proc
 	w.proc = nil
+	starting := w.starting
 	w.mu.Unlock()
+	if starting != nil {
+		<-starting // a worker that started meanwhile is stopped by launch
+	}
 	if p == nil {
 		return nil
 	}
@@ -207,7 +214,7 @@ func (w *HashWorker) Close() error {
 // for ctx to end: the job then runs on, and its slot comes back when the
 // answer does (or the worker is killed as stuck).
 func (w *HashWorker) execute(ctx context.Context, j job) (jobResult, error) {
-	p, err := w.running()
+	p, err := w.running(ctx)
 	if err != nil {
 		return jobResult{}, err
 	}
@@ -296,41 +303,74 @@ func (w *HashWorker) unavailable() error {
 }
 
 // running returns the live worker, starting one if there is none (and the
-// last failure is older than the backoff).
-func (w *HashWorker) running() (*workerProc, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return nil, w.unavailable()
-	}
-	if p := w.proc; p != nil {
-		select {
-		case <-p.dead:
-			// Died just now (reap may not have run yet): the backoff
-			// counts from its death.
-			w.proc = nil
-			if at := p.diedAt(); at.After(w.failedAt) {
-				w.failedAt, w.failure = at, p.cause()
+// last failure is older than the backoff). A start runs on a goroutine of
+// its own, not under w.mu and not on the caller's time: callers wait for
+// it until their ctx ends, so a worker slow to say hello holds no request
+// past its deadline, and the metrics and readiness reads do not wait.
+func (w *HashWorker) running(ctx context.Context) (*workerProc, error) {
+	for {
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return nil, w.unavailable()
+		}
+		if p := w.proc; p != nil {
+			select {
+			case <-p.dead:
+				// Died just now (reap may not have run yet): the backoff
+				// counts from its death.
+				w.proc = nil
+				if at := p.diedAt(); at.After(w.failedAt) {
+					w.failedAt, w.failure = at, p.cause()
+				}
+			default:
+				w.mu.Unlock()
+				return p, nil
 			}
-		default:
-			return p, nil
+		}
+		starting := w.starting
+		if starting == nil {
+			if !w.failedAt.IsZero() && time.Since(w.failedAt) < workerRestartBackoff {
+				w.mu.Unlock()
+				return nil, w.unavailable()
+			}
+			starting = make(chan struct{})
+			w.starting = starting
+			go w.launch(starting)
+		}
+		w.mu.Unlock()
+		select {
+		case <-starting: // look again: running, or failed (and backing off)
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	if !w.failedAt.IsZero() && time.Since(w.failedAt) < workerRestartBackoff {
-		return nil, w.unavailable()
-	}
-	p, err := w.start()
-	if err != nil {
-		w.failedAt, w.failure = time.Now(), err
-		w.log.Error("hash worker failed to start; sign-ins answer 503 until it does", slog.String("error", err.Error()))
-		return nil, w.unavailable()
-	}
-	w.proc = p
-	return p, nil
 }
 
-// start starts a worker process and waits for every slot's hello. w.mu is
-// held.
+// launch starts a worker process and records the outcome, then closes done
+// (w.starting).
+func (w *HashWorker) launch(done chan struct{}) {
+	p, err := w.start()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer close(done)
+	w.starting = nil
+	switch {
+	case err != nil:
+		w.failedAt, w.failure = time.Now(), err
+		w.log.Error("hash worker failed to start; sign-ins answer 503 until it does", slog.String("error", err.Error()))
+	case w.closed:
+		p.fail(errors.New("closed while starting"))
+	default:
+		p.ready = true
+		w.starts++
+		w.proc = p
+		w.log.Info("hash worker started", slog.Int("pid", p.cmd.Process.Pid), slog.Int("slots", w.slots))
+	}
+}
+
+// start starts a worker process and waits for every slot's hello (only
+// launch calls it, without w.mu).
 func (w *HashWorker) start() (*workerProc, error) {
 	cmd := w.command()
 	if cmd.Stderr == nil {
@@ -376,7 +416,7 @@ func (w *HashWorker) start() (*workerProc, error) {
 	}
 	go p.reap(w)
 	for _, s := range slots {
-		_ = s.rep.SetReadDeadline(time.Now().Add(workerHelloTimeout))
+		_ = s.rep.SetReadDeadline(time.Now().Add(w.hello))
 		var hello jobResult
 		if err := s.dec.Decode(&hello); err != nil || hello.Err != "" {
 			if err == nil {
@@ -392,9 +432,6 @@ func (w *HashWorker) start() (*workerProc, error) {
 		go s.read(p)
 		p.free <- s
 	}
-	p.ready = true
-	w.starts++
-	w.log.Info("hash worker started", slog.Int("pid", cmd.Process.Pid), slog.Int("slots", w.slots))
 	return p, nil
 }
 

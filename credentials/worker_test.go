@@ -25,6 +25,10 @@ import (
 const workerEnv = "LATCH_TEST_HASH_WORKER"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) == "mute" {
+		time.Sleep(time.Minute) // a worker that never says hello
+		os.Exit(0)
+	}
 	if n := os.Getenv(workerEnv); n != "" {
 		slots, _ := strconv.Atoi(n)
 		if err := ServeHashWorker(WorkerSlots(slots), lightParams); err != nil {
@@ -331,5 +335,37 @@ func TestHashWorkerAbandonedJobKeepsItsSlot(t *testing.T) {
 	}
 	if w.PID() != pid || starts.Load() != 1 {
 		t.Fatalf("pid %d (was %d), %d starts: an abandoned job must not cost the worker", w.PID(), pid, starts.Load())
+	}
+}
+
+// A worker slow to say hello holds nobody past their deadline: the start
+// runs on its own, callers wait for it until their context ends, and the
+// metrics' reads do not wait at all. Once the hello bound passes, the start
+// has failed and hashes answer unavailable.
+func TestHashWorkerSlowToStartHoldsNoRequest(t *testing.T) {
+	w := NewHashWorker(func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), workerEnv+"=mute")
+		return cmd
+	}, 1, 0, nil)
+	w.hello = 2 * time.Second
+	t.Cleanup(func() { _ = w.Close() })
+	h := NewHasher(lightParams, nil, WithWorker(w))
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := h.Hash(ctx, "x")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("hash %d during a start that hangs: %v; want the request's own deadline", i, err)
+		}
+		if pid, starts := w.PID(), w.Starts(); pid != 0 || starts != 0 {
+			t.Fatalf("during the start: pid %d, %d starts; want none", pid, starts)
+		}
+	}
+	if err := w.Ready(context.Background()); !isUnavailable(err) {
+		t.Fatalf("ready after the hello bound: %v; want unavailable", err)
+	}
+	if _, err := h.Hash(context.Background(), "x"); !isUnavailable(err) {
+		t.Fatalf("hash after the failed start: %v; want unavailable", err)
 	}
 }
